@@ -1,0 +1,3 @@
+from hvrescue.cli.main import main
+
+main()

@@ -1,0 +1,288 @@
+"""`hvrescue` entry point.
+
+Exit codes: 0 success / clean, 1 ran and found problems, 2 could not run (bad input, not a disk,
+internal error). No traceback reaches the user unless --debug is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from hvrescue import __version__
+from hvrescue.cli.output import (
+    console,
+    emit_json,
+    finding_json,
+    findings_table,
+    flatten,
+    kv_table,
+)
+from hvrescue.errors import HvrescueError
+from hvrescue.findings import Severity
+from hvrescue.report.i18n import Messages, detect_language
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class Ctx:
+    def __init__(self, lang: str, debug: bool) -> None:
+        self.msg = Messages(lang)
+        self.debug = debug
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+search_option = click.option(
+    "--search", "search", multiple=True, type=click.Path(file_okay=False, exists=True),
+    help="Directory to search for parents by identity (repeatable).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--lang", type=click.Choice(["en", "ja"]), default=None,
+              help="Language of messages (default: HVRESCUE_LANG or the locale).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(__version__, prog_name="hvrescue")
+@click.pass_context
+def cli(ctx: click.Context, lang: str | None, debug: bool) -> None:
+    """First response and recovery for Hyper-V virtual disks. Inputs are only ever read."""
+    ctx.obj = Ctx(detect_language(lang), debug)
+
+
+def fail(c: Ctx, exc: HvrescueError, as_json: bool) -> None:
+    text = c.msg(exc.key, **exc.params)
+    if as_json:
+        emit_json({"status": "error", "error": {"key": exc.key, "message": text,
+                                                "params": exc.params}})
+    else:
+        console(stderr=True).print(f"[red]{text}[/]")
+    sys.exit(EXIT_ERROR)
+
+
+# ---------------------------------------------------------------- info
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@pass_ctx
+def info(c: Ctx, file: str, as_json: bool) -> None:
+    """Every structure of one VHDX/VHD file."""
+    from hvrescue.vdisk.detect import open_image
+
+    try:
+        image = open_image(file)
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    try:
+        data = image.describe()
+        findings = list(image.findings)
+    finally:
+        image.close()
+    if as_json:
+        emit_json({"path": file, **data,
+                   "findings": [finding_json(f, c.msg) for f in findings]})
+        return
+    out = console()
+    out.print(f"[bold]{c.msg('ui.info.title', path=file, format=data['format'])}[/]")
+    rows: list[tuple[str, Any]] = []
+    flatten("", data, rows)
+    out.print(kv_table(rows, c.msg))
+    if findings:
+        out.print(f"[bold]{c.msg('ui.info.findings')}[/]")
+        out.print(findings_table(findings, c.msg, show_file=False))
+
+
+# ---------------------------------------------------------------- chain
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@search_option
+@json_option
+@pass_ctx
+def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
+    """Each link of a differencing chain, its identity check and where the parent was found."""
+    from hvrescue.vdisk.chain import resolve_chain
+
+    try:
+        ch = resolve_chain(file, list(search))
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    try:
+        layers = [{
+            "path": layer.path, "format": layer.format, "readable": layer.readable,
+            "virtual_size": layer.size if layer.readable else None,
+            "logical_sector_size": layer.logical_sector_size,
+            "differencing": layer.is_differencing, "identity": layer.identity,
+        } for layer in ch.layers]
+        links = [link.describe() for link in ch.links]
+        findings = ch.findings
+        complete = ch.complete
+        bad = any(f.severity >= Severity.ERROR for f in findings) or not complete
+    finally:
+        ch.close()
+    if as_json:
+        emit_json({"path": file, "complete": complete, "layers": layers, "links": links,
+                   "findings": [finding_json(f, c.msg) for f in findings]})
+        sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
+    out = console()
+    out.print(f"[bold]{c.msg('ui.chain.title', path=file)}[/]")
+    from rich.table import Table
+
+    table = Table()
+    for col in ("level", "file", "format", "size", "identity", "linkage", "found-via"):
+        table.add_column(c.msg(f"ui.col.{col}"), overflow="fold")
+    for i, layer in enumerate(layers):
+        link = links[i] if i < len(links) else None
+        if link is None:
+            check = c.msg("ui.chain.base") if not layer["differencing"] else c.msg(
+                "ui.chain.none")
+            via = ""
+        elif link["parent"] is None:
+            check, via = f"[red]{c.msg('ui.chain.none')}[/]", ""
+        else:
+            check = (f"[green]{c.msg('ui.chain.ok')}[/]" if link["identity_ok"]
+                     else f"[red]{c.msg('ui.chain.bad')}[/]")
+            via = link["found_via"] or ""
+        table.add_row(str(i), str(layer["path"]), str(layer["format"]),
+                      str(layer["virtual_size"]), str(layer["identity"]), check, via)
+    out.print(table)
+    out.print(c.msg("ui.chain.complete", depth=len(layers)) if complete
+              else f"[red]{c.msg('ui.chain.incomplete')}[/]")
+    if findings:
+        out.print(findings_table(findings, c.msg))
+    sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
+
+
+# ---------------------------------------------------------------- check
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@search_option
+@click.option("--deep", is_flag=True,
+              help="Also read every allocated range to find unreadable areas.")
+@json_option
+@pass_ctx
+def check(c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool,
+          as_json: bool) -> None:
+    """Integrity findings for each file and its chain. Exit 0 clean, 1 findings, 2 error."""
+    from hvrescue.vdisk.check import check_file
+
+    results = [check_file(f, list(search), deep=deep) for f in files]
+    findings = [f for r in results for f in r.findings]
+    if any(r.error is not None for r in results):
+        status, code = "error", EXIT_ERROR
+    elif any(f.severity >= Severity.WARNING for f in findings):
+        status, code = "findings", EXIT_FINDINGS
+    else:
+        status, code = "clean", EXIT_OK
+    if as_json:
+        emit_json({
+            "status": status,
+            "findings": [finding_json(f, c.msg) for f in findings],
+            "files": [{
+                "path": r.path, "status": r.status, "format": r.format,
+                "virtual_size": r.virtual_size, "chain": r.chain, "complete": r.complete,
+                "unreadable": r.unreadable,
+                "error": None if r.error is None else {
+                    "key": r.error.key, "message": c.msg(r.error.key, **r.error.params)},
+            } for r in results],
+            "tool": {"name": "hvrescue", "version": __version__},
+        })
+        sys.exit(code)
+    out = console()
+    for r in results:
+        out.print(c.msg("ui.check.summary", path=r.path, status=c.msg(f"ui.status.{r.status}"),
+                        count=len(r.findings)))
+        if r.error is not None:
+            out.print(f"[red]{c.msg(r.error.key, **r.error.params)}[/]")
+    if findings:
+        out.print(findings_table(findings, c.msg))
+    else:
+        out.print(c.msg("ui.check.none"))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- hash
+@cli.command("hash")
+@click.argument("file", type=click.Path(dir_okay=False))
+@search_option
+@json_option
+@pass_ctx
+def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
+    """SHA-256 of the virtual content as the guest sees it (log replayed, through the chain)."""
+    from hvrescue.vdisk.disk import Disk
+
+    try:
+        disk = Disk.open(file, list(search))
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    with disk:
+        err = console(stderr=True)
+        if not as_json and err.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                          console=err, transient=True) as progress:
+                task = progress.add_task(c.msg("ui.hash.progress"), total=disk.size)
+                digest = disk.sha256(lambda n: progress.advance(task, n))
+        else:
+            digest = disk.sha256()
+        bad = disk.bad_ranges
+        findings = disk.findings
+    damaged = any(f.severity >= Severity.ERROR for f in findings)
+    complete = not bad
+    if as_json:
+        emit_json({
+            "sha256": digest, "size": disk.size, "complete": complete,
+            "chain": [layer.path for layer in disk.layers],
+            "unreadable": [{"path": p, "offset": r.offset, "length": r.length}
+                           for p, r in bad],
+            "findings": [finding_json(f, c.msg) for f in findings],
+        })
+    else:
+        out = console()
+        out.print(c.msg("ui.hash.result", size=disk.size, sha256=digest))
+        if bad:
+            err.print(f"[red]{c.msg('ui.hash.unreadable', count=len(bad))}[/]")
+        warn = [f for f in findings if f.severity >= Severity.WARNING]
+        if warn:
+            err.print(findings_table(warn, c.msg))
+    sys.exit(EXIT_FINDINGS if (bad or damaged) else EXIT_OK)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_ERROR)
+    except HvrescueError as exc:
+        msg = Messages(detect_language(None))
+        console(stderr=True).print(msg(exc.key, **exc.params))
+        sys.exit(EXIT_ERROR)
+    except (KeyboardInterrupt, BrokenPipeError):
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        msg = Messages(detect_language(None))
+        console(stderr=True).print(msg("error.internal", detail=f"{type(exc).__name__}: {exc}"))
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

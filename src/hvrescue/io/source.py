@@ -1,0 +1,146 @@
+"""Read-only evidence access with positioned reads and bounded retries.
+
+Every input is opened with O_RDONLY (and O_NOATIME where the kernel allows it), read with pread
+so that no shared file position exists, and never written, truncated or locked. A read that
+fails is retried a bounded number of times; if it still fails the range is recorded in
+``bad_ranges`` and either raised (structure reads) or zero-filled (data reads with
+``tolerant=True``), so that one bad range never ends the whole job.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from hvrescue.errors import InputError, UnreadableRangeError
+
+DEFAULT_RETRIES = 3
+# Reads are split so that one failing sector does not poison a whole multi-MiB request.
+RETRY_GRANULE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BadRange:
+    offset: int
+    length: int
+    errno: int | None
+
+
+class ReadOnlySource:
+    """A file opened read-only, read only with positioned reads."""
+
+    def __init__(self, path: str | os.PathLike[str], retries: int = DEFAULT_RETRIES) -> None:
+        self.path = os.fspath(path)
+        self.retries = max(0, retries)
+        self.bad_ranges: list[BadRange] = []
+        self._fd = self._open(self.path)
+        try:
+            st = os.fstat(self._fd)
+        except OSError as exc:
+            os.close(self._fd)
+            raise InputError("error.input.stat", path=self.path, reason=exc.strerror) from exc
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+            os.close(self._fd)
+            raise InputError("error.input.not-a-file", path=self.path)
+        self.size = st.st_size if stat.S_ISREG(st.st_mode) else self._block_size()
+
+    @staticmethod
+    def _open(path: str) -> int:
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+        noatime = getattr(os, "O_NOATIME", 0)
+        try:
+            if noatime:
+                try:
+                    return os.open(path, flags | noatime)
+                except PermissionError:
+                    # O_NOATIME needs ownership; fall back to a plain read-only open.
+                    pass
+            return os.open(path, flags)
+        except FileNotFoundError as exc:
+            raise InputError("error.input.missing", path=path) from exc
+        except IsADirectoryError as exc:
+            raise InputError("error.input.not-a-file", path=path) from exc
+        except OSError as exc:
+            raise InputError("error.input.open", path=path, reason=exc.strerror) from exc
+
+    def _block_size(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_END)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ReadOnlySource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _pread_retry(self, offset: int, length: int) -> bytes:
+        last: OSError | None = None
+        for _ in range(self.retries + 1):
+            try:
+                return os.pread(self._fd, length, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EIO, errno.EAGAIN, errno.EINTR, errno.ENXIO,
+                                     errno.ETIMEDOUT):
+                    raise InputError("error.input.read", path=self.path,
+                                     reason=exc.strerror) from exc
+                last = exc
+        assert last is not None
+        raise last
+
+    def read(self, offset: int, length: int, *, tolerant: bool = False) -> bytes:
+        """Read up to ``length`` bytes at ``offset``; short only at end of file.
+
+        With ``tolerant`` a persistently failing granule is zero-filled and recorded; without
+        it, :class:`UnreadableRangeError` is raised after recording.
+        """
+        if length <= 0 or offset >= self.size:
+            return b""
+        length = min(length, self.size - offset)
+        try:
+            return self._read_full(offset, length)
+        except OSError:
+            pass
+        # Slow path: granule by granule, so that good data around the bad range survives.
+        out = bytearray()
+        pos = offset
+        end = offset + length
+        while pos < end:
+            n = min(RETRY_GRANULE - (pos % RETRY_GRANULE), end - pos)
+            try:
+                out += self._read_full(pos, n)
+            except OSError as exc:
+                self._record(pos, n, exc.errno)
+                if not tolerant:
+                    raise UnreadableRangeError(self.path, pos, n, exc.errno) from exc
+                out += bytes(n)
+            pos += n
+        return bytes(out)
+
+    def _read_full(self, offset: int, length: int) -> bytes:
+        data = self._pread_retry(offset, length)
+        if len(data) == length or not data:
+            return data
+        # pread may return short on some platforms before EOF; keep reading.
+        parts = [data]
+        got = len(data)
+        while got < length:
+            more = self._pread_retry(offset + got, length - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def _record(self, offset: int, length: int, err: int | None) -> None:
+        if self.bad_ranges:
+            last = self.bad_ranges[-1]
+            if last.offset + last.length == offset and last.errno == err:
+                self.bad_ranges[-1] = BadRange(last.offset, last.length + length, err)
+                return
+        self.bad_ranges.append(BadRange(offset, length, err))

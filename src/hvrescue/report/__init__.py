@@ -1,0 +1,1 @@
+"""Rendering for people and machines; message catalogues in en and ja."""

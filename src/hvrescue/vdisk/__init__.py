@@ -1,0 +1,1 @@
+"""Virtual disks: VHDX/AVHDX and VHD/AVHD parsing, validation, chains and one read API."""

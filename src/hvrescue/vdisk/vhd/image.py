@@ -1,0 +1,389 @@
+"""A VHD/AVHD file: footer (and its copy), dynamic header, BAT, block bitmaps, parent locators.
+
+As for VHDX, damage becomes findings; ``readable`` says whether reading can go on.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from hvrescue.errors import UnreadableRangeError
+from hvrescue.findings import FindingSink, Severity
+from hvrescue.io.source import ReadOnlySource
+from hvrescue.vdisk.layer import ParentRef, Run, RunKind, bitmap_runs
+from hvrescue.vdisk.vhd import structures as s
+
+MAX_FINDINGS_PER_CODE = 20
+
+
+class VhdImage:
+    format = "vhd"
+
+    def __init__(self, source: ReadOnlySource) -> None:
+        self.source = source
+        self.path = source.path
+        self.sink = FindingSink(self.path)
+        self.findings = self.sink.items
+        self.readable = False
+        self.footer: s.Footer | None = None
+        self.footer_offset: int | None = None
+        self.footer_copy: s.Footer | None = None
+        self.header: s.DynamicHeader | None = None
+        self.size = 0
+        self.logical_sector_size = s.SECTOR
+        self.physical_sector_size = s.SECTOR
+        self.block_size = 0
+        self.bitmap_size = 0
+        self.bat: tuple[int, ...] = ()
+        self.locators: list[dict[str, Any]] = []
+        self.allocated_blocks = 0
+        self._counts: dict[str, int] = {}
+        self._parse()
+
+    @classmethod
+    def open(cls, path: str) -> VhdImage:
+        return cls(ReadOnlySource(path))
+
+    def close(self) -> None:
+        self.source.close()
+
+    def _raw(self, offset: int, length: int) -> bytes:
+        try:
+            data = self.source.read(offset, length)
+        except UnreadableRangeError as exc:
+            self._add("io.read-error", Severity.ERROR, exc.offset, length=exc.length,
+                      errno=exc.params.get("errno"))
+            data = self.source.read(offset, length, tolerant=True)
+        return data + bytes(length - len(data))
+
+    def read_file(self, file_offset: int, length: int) -> bytes:
+        data = self.source.read(file_offset, length, tolerant=True)
+        return data if len(data) == length else data + bytes(length - len(data))
+
+    def _add(self, code: str, severity: Severity, offset: int | None = None,
+             **params: Any) -> None:
+        n = self._counts.get(code, 0) + 1
+        self._counts[code] = n
+        if n <= MAX_FINDINGS_PER_CODE:
+            self.sink.add(code, severity, offset, **params)
+
+    # ------------------------------------------------------------------ parsing
+    def _parse(self) -> None:
+        size = self.source.size
+        if size == 0:
+            self.sink.add("file.empty", Severity.CRITICAL, 0)
+            return
+        if size < s.FOOTER_SIZE:
+            self.sink.add("file.truncated", Severity.CRITICAL, size, size=size,
+                          expected=s.FOOTER_SIZE)
+            return
+        self._parse_footers()
+        footer = self.footer
+        if footer is None:
+            return
+        if footer.disk_type not in s.DISK_TYPES:
+            self.sink.add("vhd.footer.invalid", Severity.CRITICAL, self.footer_offset,
+                          problem="disk-type", value=footer.disk_type)
+            return
+        self.size = footer.current_size
+        self._check_geometry(footer)
+        if footer.disk_type == 2:
+            needed = footer.current_size
+            limit = self.footer_offset if self.footer_offset is not None else size
+            if needed > limit:
+                self.sink.add("file.truncated", Severity.ERROR, limit, size=size,
+                              expected=needed + s.FOOTER_SIZE)
+            self.readable = True
+            return
+        self._parse_dynamic(footer)
+        for code, n in self._counts.items():
+            if n > MAX_FINDINGS_PER_CODE:
+                sev = max(f.severity for f in self.findings if f.code == code)
+                self.sink.add(code, sev, None, key="finding.more",
+                              count=n - MAX_FINDINGS_PER_CODE, of=code)
+
+    def _footer_at(self, offset: int) -> s.Footer | None:
+        raw = self._raw(offset, s.FOOTER_SIZE)
+        if raw[:8] != s.FOOTER_COOKIE:
+            return None
+        return s.Footer.parse(raw)
+
+    def _parse_footers(self) -> None:
+        size = self.source.size
+        end = self._footer_at(size - s.FOOTER_SIZE)
+        end_offset = size - s.FOOTER_SIZE
+        if end is None and size >= 511:
+            # Virtual PC once wrote a 511-byte footer; accept it where the cookie says so.
+            end = self._footer_at(size - 511)
+            end_offset = size - 511 if end else end_offset
+        copy = self._footer_at(0) if size >= 2 * s.FOOTER_SIZE else None
+        self.footer_copy = copy
+        if end is not None:
+            self.footer_offset = end_offset
+            if not end.checksum_ok:
+                self.sink.add("vhd.footer.checksum", Severity.WARNING if (
+                    copy and copy.checksum_ok) else Severity.ERROR, end_offset,
+                    stored=f"0x{end.checksum:08x}")
+        if copy is not None and not copy.checksum_ok:
+            self.sink.add("vhd.footer.checksum", Severity.WARNING, 0, copy=True,
+                          stored=f"0x{copy.checksum:08x}")
+        if end is None and copy is None:
+            self.sink.add("vhd.footer.missing", Severity.CRITICAL, end_offset)
+            return
+        if end is None:
+            assert copy is not None
+            # The footer at the end is gone (truncated or overwritten); the copy stands in.
+            self.sink.add("vhd.footer.missing", Severity.ERROR, end_offset, using_copy=True)
+            self.footer = copy
+            return
+        if copy is not None and copy.disk_type != 2:
+            fields_differ = [
+                name for name in ("disk_type", "current_size", "unique_id", "data_offset")
+                if getattr(copy, name) != getattr(end, name)
+            ]
+            if fields_differ:
+                self.sink.add("vhd.footer.mismatch", Severity.WARNING, 0,
+                              fields=",".join(fields_differ))
+        if not end.checksum_ok and copy is not None and copy.checksum_ok:
+            self.footer = copy
+        else:
+            self.footer = end
+        if self.footer.version != 0x00010000:
+            self.sink.add("vhd.footer.invalid", Severity.WARNING, self.footer_offset,
+                          problem="version", value=f"0x{self.footer.version:08x}")
+
+    def _check_geometry(self, footer: s.Footer) -> None:
+        chs = footer.chs_size
+        if chs == footer.current_size:
+            return
+        expected = s.geometry_for(footer.current_size)
+        actual = (footer.cylinders, footer.heads, footer.sectors_per_track)
+        # The specification's rounding leaves CHS slightly below the size, and large disks carry
+        # the capped geometry: both normal. Virtual PC (and qemu for its images) size the disk
+        # by CHS instead, so there the two sizes mean the guest saw a different disk.
+        capped = actual == (65535, 16, 255)
+        standard = (capped or (actual == expected and chs <= footer.current_size)) and (
+            footer.creator_app != "vpc ")
+        self.sink.add(
+            "vhd.geometry.size-mismatch", Severity.INFO if standard else Severity.WARNING,
+            self.footer_offset, current_size=footer.current_size, chs_size=chs,
+            geometry=f"{actual[0]}/{actual[1]}/{actual[2]}",
+            creator=footer.creator_app.strip(),
+        )
+
+    def _parse_dynamic(self, footer: s.Footer) -> None:
+        size = self.source.size
+        doff = footer.data_offset
+        if doff == s.FIXED_DATA_OFFSET or doff + s.DYNAMIC_HEADER_SIZE > size:
+            self.sink.add("vhd.header.invalid", Severity.CRITICAL, self.footer_offset,
+                          problem="data-offset", value=doff)
+            return
+        raw = self._raw(doff, s.DYNAMIC_HEADER_SIZE)
+        hdr = s.DynamicHeader.parse(raw)
+        self.header = hdr
+        if hdr.cookie != s.DYNAMIC_COOKIE:
+            self.sink.add("vhd.header.invalid", Severity.CRITICAL, doff, problem="cookie")
+            return
+        if not hdr.checksum_ok:
+            self.sink.add("vhd.header.checksum", Severity.ERROR, doff,
+                          stored=f"0x{hdr.checksum:08x}")
+        bsize = hdr.block_size
+        if bsize < s.SECTOR or bsize > s.MAX_BLOCK_SIZE or bsize & (bsize - 1):
+            self.sink.add("vhd.header.invalid", Severity.CRITICAL, doff, problem="block-size",
+                          value=bsize)
+            return
+        self.block_size = bsize
+        self.bitmap_size = -(-(bsize // s.SECTOR // 8) // s.SECTOR) * s.SECTOR
+        blocks = -(-self.size // bsize)
+        if hdr.max_table_entries < blocks:
+            self.sink.add("vhd.header.invalid", Severity.ERROR, doff, problem="max-table-entries",
+                          value=hdr.max_table_entries, needed=blocks)
+        # Bound the BAT by what the virtual size needs and what the file can hold.
+        entries = min(hdr.max_table_entries, blocks)
+        if hdr.table_offset + entries * 4 > size:
+            self.sink.add("file.truncated", Severity.ERROR, hdr.table_offset, size=size,
+                          expected=hdr.table_offset + entries * 4, structure="bat")
+            entries = max(0, min(entries, (size - hdr.table_offset) // 4))
+        raw_bat = self._raw(hdr.table_offset, entries * 4)
+        self.bat = struct.unpack(f">{entries}I", raw_bat)
+        self._validate_bat(hdr)
+        if footer.disk_type == 4:
+            self._parse_locators(hdr)
+        self.readable = True
+
+    def _validate_bat(self, hdr: s.DynamicHeader) -> None:
+        limit = self.footer_offset if self.footer_offset is not None else self.source.size
+        spans: list[tuple[int, int, int]] = []
+        for block, sector in enumerate(self.bat):
+            if sector == s.UNUSED_BAT:
+                continue
+            self.allocated_blocks += 1
+            start = sector * s.SECTOR
+            need = self.bitmap_size + min(self.block_size, self.size - block * self.block_size)
+            if start + need > limit:
+                self._add("vhd.bat.entry-beyond-eof", Severity.ERROR, hdr.table_offset + 4 * block,
+                          block=block, file_offset=start, length=need, file_size=limit)
+            spans.append((start, start + self.bitmap_size + self.block_size, block))
+        fixed = [(0, s.FOOTER_SIZE, -1), (self.footer.data_offset if self.footer else 0,
+                  (self.footer.data_offset if self.footer else 0) + s.DYNAMIC_HEADER_SIZE, -2),
+                 (hdr.table_offset, hdr.table_offset + len(self.bat) * 4, -3)]
+        names = {-1: "footer-copy", -2: "dynamic-header", -3: "bat"}
+        items = sorted(fixed + spans)
+        reach, who = -1, 0
+        for start, end, block in items:
+            if start < reach and (block >= 0 or who >= 0):
+                a, b = (block, who) if block >= 0 else (who, block)
+                self._add("vhd.bat.overlap", Severity.ERROR, start, block=a,
+                          other=names.get(b, str(b)))
+            if end > reach:
+                reach, who = end, block
+
+    def _parse_locators(self, hdr: s.DynamicHeader) -> None:
+        size = self.source.size
+        for loc in hdr.locators:
+            entry: dict[str, Any] = {"index": loc.index, "platform": loc.platform_code,
+                                     "offset": loc.data_offset, "length": loc.data_length}
+            if (loc.data_length > s.MAX_LOCATOR_DATA or loc.data_offset + loc.data_length > size
+                    or loc.data_length == 0):
+                self.sink.add("vhd.locator.invalid", Severity.WARNING, loc.data_offset,
+                              index=loc.index, platform=loc.platform_code)
+                self.locators.append(entry)
+                continue
+            data = self._raw(loc.data_offset, loc.data_length)
+            if loc.platform_code in ("W2ku", "W2ru"):
+                text = data.decode("utf-16-le", errors="replace")
+            elif loc.platform_code == "MacX":
+                text = data.decode("utf-8", errors="replace")
+            else:
+                text = data.decode("latin-1")
+            entry["path"] = text.split("\0", 1)[0]
+            self.locators.append(entry)
+
+    # ------------------------------------------------------------------ the layer API
+    @property
+    def is_differencing(self) -> bool:
+        return self.footer is not None and self.footer.disk_type == 4
+
+    @property
+    def identity(self) -> str | None:
+        return "{" + str(self.footer.unique_id) + "}" if self.footer else None
+
+    @property
+    def timestamp(self) -> int | None:
+        return self.footer.timestamp if self.footer else None
+
+    @property
+    def parent_ref(self) -> ParentRef | None:
+        if not self.is_differencing or self.header is None:
+            return None
+        order = {"W2ru": 0, "Wi2r": 1, "W2ku": 2, "Wi2k": 3, "MacX": 4}
+        kinds = {"W2ru": "relative_path", "Wi2r": "relative_path", "W2ku": "absolute_win32_path",
+                 "Wi2k": "absolute_win32_path", "MacX": "absolute_path"}
+        paths = [(kinds[e["platform"]], e["path"]) for e in sorted(
+            (e for e in self.locators if e.get("path") and e["platform"] in order),
+            key=lambda e: order[e["platform"]])]
+        if self.header.parent_name:
+            paths.append(("parent_name", self.header.parent_name))
+        return ParentRef(
+            linkage="{" + str(self.header.parent_unique_id) + "}",
+            timestamp=self.header.parent_timestamp,
+            paths=tuple(paths),
+            name=self.header.parent_name or None,
+        )
+
+    def map(self, offset: int, length: int) -> Iterator[Run]:
+        if not self.readable or self.footer is None:
+            raise ValueError("layer is not readable")
+        end = min(offset + length, self.size)
+        if self.footer.disk_type == 2:
+            if offset < end:
+                yield Run(offset, end - offset, RunKind.DATA, offset)
+            return
+        bs = self.block_size
+        diff = self.footer.disk_type == 4
+        pos = offset
+        while pos < end:
+            block = pos // bs
+            within = pos - block * bs
+            n = min(bs - within, end - pos)
+            sector = self.bat[block] if block < len(self.bat) else s.UNUSED_BAT
+            if sector == s.UNUSED_BAT:
+                yield Run(pos, n, RunKind.PARENT if diff else RunKind.ZERO)
+            elif not diff:
+                yield Run(pos, n, RunKind.DATA, sector * s.SECTOR + self.bitmap_size + within)
+            else:
+                yield from self._bitmap_runs(sector * s.SECTOR, pos, within, n)
+            pos += n
+
+    def _bitmap_runs(self, block_file: int, pos: int, within: int, n: int) -> Iterator[Run]:
+        bitmap = self.read_file(block_file, self.bitmap_size)
+        first = within // s.SECTOR
+        last = (within + n + s.SECTOR - 1) // s.SECTOR
+        block_start = pos - within
+        data_file = block_file + self.bitmap_size
+        for start_bit, count, present in bitmap_runs(bitmap, first, last - first, False):
+            lo = max(block_start + (first + start_bit) * s.SECTOR, pos)
+            hi = min(block_start + (first + start_bit + count) * s.SECTOR, pos + n)
+            if hi <= lo:
+                continue
+            if present:
+                yield Run(lo, hi - lo, RunKind.DATA, data_file + (lo - block_start))
+            else:
+                yield Run(lo, hi - lo, RunKind.PARENT)
+
+    def allocated(self) -> Iterator[tuple[int, int]]:
+        if not self.readable or self.footer is None:
+            return
+        if self.footer.disk_type == 2:
+            if self.size:
+                yield 0, self.size
+            return
+        bs = self.block_size
+        for block, sector in enumerate(self.bat):
+            if sector != s.UNUSED_BAT:
+                lo = block * bs
+                yield lo, min(bs, self.size - lo)
+
+    def describe(self) -> dict[str, Any]:
+        f = self.footer
+
+        def footer_dict(ft: s.Footer | None) -> dict[str, Any] | None:
+            if ft is None:
+                return None
+            return {
+                "cookie": ft.cookie.decode("latin-1"), "features": ft.features,
+                "version": f"0x{ft.version:08x}", "data_offset": ft.data_offset,
+                "timestamp": ft.timestamp, "timestamp_unix": ft.timestamp + s.VHD_EPOCH,
+                "creator_app": ft.creator_app, "creator_version": f"0x{ft.creator_version:08x}",
+                "creator_host": ft.creator_host, "original_size": ft.original_size,
+                "current_size": ft.current_size,
+                "geometry": {"cylinders": ft.cylinders, "heads": ft.heads,
+                             "sectors_per_track": ft.sectors_per_track, "size": ft.chs_size},
+                "disk_type": s.DISK_TYPES.get(ft.disk_type, ft.disk_type),
+                "checksum": f"0x{ft.checksum:08x}", "checksum_ok": ft.checksum_ok,
+                "unique_id": "{" + str(ft.unique_id) + "}", "saved_state": ft.saved_state,
+            }
+
+        h = self.header
+        return {
+            "format": "vhd",
+            "file_size": self.source.size,
+            "footer": footer_dict(f),
+            "footer_offset": self.footer_offset,
+            "footer_copy": footer_dict(self.footer_copy),
+            "dynamic_header": None if h is None else {
+                "table_offset": h.table_offset, "version": f"0x{h.version:08x}",
+                "max_table_entries": h.max_table_entries, "block_size": h.block_size,
+                "checksum": f"0x{h.checksum:08x}", "checksum_ok": h.checksum_ok,
+                "parent_unique_id": "{" + str(h.parent_unique_id) + "}",
+                "parent_timestamp": h.parent_timestamp, "parent_name": h.parent_name,
+            },
+            "parent_locators": self.locators,
+            "virtual_size": self.size,
+            "block_size": self.block_size,
+            "logical_sector_size": self.logical_sector_size,
+            "differencing": self.is_differencing,
+            "bat": {"entries": len(self.bat), "allocated": self.allocated_blocks},
+        }

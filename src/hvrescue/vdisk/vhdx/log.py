@@ -1,0 +1,230 @@
+"""MS-VHDX 2.3 log: find the active sequence and replay it into an in-memory overlay.
+
+Nothing is written to the file. The overlay patches reads of the file so that every structure
+above it (metadata, BAT, payload) sees the content Hyper-V would see after replay.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import uuid
+from dataclasses import dataclass, field
+
+from hvrescue.vdisk.crc import crc32c_with_field_zeroed
+from hvrescue.vdisk.vhdx.structures import (
+    LOG_DATA_SIGNATURE,
+    LOG_DESC_SIGNATURE,
+    LOG_ENTRY_SIGNATURE,
+    LOG_SECTOR,
+    LOG_ZERO_SIGNATURE,
+    LogDescriptor,
+    LogEntryHeader,
+    descriptor_sectors,
+)
+
+# A log larger than this is not read into memory; real logs are 1 MiB (Hyper-V) to a few MiB.
+MAX_LOG_IN_MEMORY = 256 * 1024 * 1024
+ZERO_SECTOR = bytes(LOG_SECTOR)
+
+
+@dataclass
+class LogEntry:
+    position: int
+    header: LogEntryHeader
+    # In descriptor order: (file offset, length, 4 KiB content or None for a zero descriptor).
+    ops: list[tuple[int, int, bytes | None]]
+
+
+@dataclass
+class LogScan:
+    """What the log holds: every valid entry, the active sequence and what was wrong."""
+
+    entries: dict[int, LogEntry] = field(default_factory=dict)
+    active: list[LogEntry] = field(default_factory=list)
+    invalid_entries: list[tuple[int, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def needs_replay(self) -> bool:
+        return bool(self.active)
+
+
+class _Circular:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def read(self, pos: int, length: int) -> bytes:
+        pos %= self.length
+        end = pos + length
+        if end <= self.length:
+            return self.data[pos:end]
+        # An entry may wrap around the end of the circular buffer.
+        first = self.data[pos:]
+        rest = length - len(first)
+        if rest > self.length:
+            raise ValueError("read longer than log")
+        return first + self.data[:rest]
+
+
+def _parse_entry(log: _Circular, pos: int, log_guid: uuid.UUID) -> LogEntry | str:
+    raw_head = log.read(pos, LOG_SECTOR)
+    if raw_head[:4] != LOG_ENTRY_SIGNATURE:
+        return "signature"
+    hdr = LogEntryHeader.parse(raw_head)
+    if hdr.log_guid != log_guid:
+        return "log-guid"
+    if hdr.entry_length < LOG_SECTOR or hdr.entry_length % LOG_SECTOR:
+        return "entry-length"
+    if hdr.entry_length > log.length:
+        return "entry-length"
+    if hdr.tail % LOG_SECTOR or hdr.tail >= log.length:
+        return "tail"
+    total = hdr.entry_length // LOG_SECTOR
+    dsec = descriptor_sectors(hdr.descriptor_count)
+    if dsec > total:
+        return "descriptor-count"
+    raw = log.read(pos, hdr.entry_length)
+    if crc32c_with_field_zeroed(raw, 4) != hdr.checksum:
+        return "checksum"
+    ops: list[tuple[int, int, bytes | None]] = []
+    data_index = dsec
+    for i in range(hdr.descriptor_count):
+        d = LogDescriptor.parse(raw, 64 + 32 * i)
+        if d.sequence_number != hdr.sequence_number:
+            return "descriptor-sequence"
+        if d.file_offset % LOG_SECTOR:
+            return "descriptor-offset"
+        if d.signature == LOG_ZERO_SIGNATURE:
+            if d.leading_bytes % LOG_SECTOR:
+                return "zero-length"
+            ops.append((d.file_offset, d.leading_bytes, None))
+        elif d.signature == LOG_DESC_SIGNATURE:
+            if data_index >= total:
+                return "data-sector-count"
+            sector = raw[data_index * LOG_SECTOR : (data_index + 1) * LOG_SECTOR]
+            data_index += 1
+            if sector[:4] != LOG_DATA_SIGNATURE:
+                return "data-signature"
+            high, low = struct.unpack_from("<I", sector, 4)[0], struct.unpack_from(
+                "<I", sector, 4092)[0]
+            if (high << 32 | low) != hdr.sequence_number:
+                return "data-sequence"
+            content = (
+                struct.pack("<Q", d.leading_bytes) + sector[8:4092] + struct.pack(
+                    "<I", d.trailing_bytes)
+            )
+            ops.append((d.file_offset, LOG_SECTOR, content))
+        else:
+            return "descriptor-signature"
+    if data_index != total:
+        return "data-sector-count"
+    return LogEntry(pos, hdr, ops)
+
+
+def scan_log(data: bytes, log_guid: uuid.UUID) -> LogScan:
+    """2.3.3: find every valid entry, chain them by sequence number, pick the active sequence."""
+    scan = LogScan()
+    if not data or len(data) % LOG_SECTOR:
+        scan.problems.append("log-length")
+        return scan
+    log = _Circular(data)
+    for pos in range(0, len(data), LOG_SECTOR):
+        if data[pos : pos + 4] != LOG_ENTRY_SIGNATURE:
+            continue
+        result = _parse_entry(log, pos, log_guid)
+        if isinstance(result, LogEntry):
+            scan.entries[pos] = result
+        elif result != "log-guid":
+            # Entries of an older log (another LogGuid) are expected leftovers, not damage.
+            scan.invalid_entries.append((pos, result))
+    if not scan.entries:
+        return scan
+    # Link each entry to the one that follows it in the circular buffer with seq + 1.
+    successor: dict[int, int] = {}
+    has_predecessor: set[int] = set()
+    for pos, entry in scan.entries.items():
+        nxt = (pos + entry.header.entry_length) % len(data)
+        follower = scan.entries.get(nxt)
+        if (
+            follower is not None
+            and nxt != pos
+            and follower.header.sequence_number == entry.header.sequence_number + 1
+        ):
+            successor[pos] = nxt
+            has_predecessor.add(nxt)
+    best: list[LogEntry] = []
+    for pos in scan.entries:
+        if pos in has_predecessor:
+            continue
+        seq = [scan.entries[pos]]
+        cur = pos
+        while cur in successor and len(seq) <= len(scan.entries):
+            cur = successor[cur]
+            seq.append(scan.entries[cur])
+        if not best or seq[-1].header.sequence_number > best[-1].header.sequence_number:
+            best = seq
+    if not best:
+        return scan
+    # The head's tail names the oldest entry still needed; older ones are already flushed.
+    head = best[-1]
+    positions = [e.position for e in best]
+    if head.header.tail in positions:
+        best = best[positions.index(head.header.tail) :]
+    else:
+        scan.problems.append("tail-outside-sequence")
+    scan.active = best
+    return scan
+
+
+class Overlay:
+    """Replayed log writes, applied on top of the file's bytes when read."""
+
+    def __init__(self) -> None:
+        self._sectors: dict[int, bytes] = {}
+        self._keys: list[int] = []
+        self._zeros: list[tuple[int, int]] = []
+        self.extent = 0  # the file size the log says the file must have (LastFileOffset)
+
+    @classmethod
+    def from_scan(cls, scan: LogScan) -> Overlay:
+        ov = cls()
+        for entry in scan.active:
+            for off, length, content in entry.ops:
+                if content is None:
+                    ov._apply_zero(off, length)
+                else:
+                    ov._sectors[off] = content
+            ov.extent = max(ov.extent, entry.header.last_file_offset)
+        ov._keys = sorted(ov._sectors)
+        return ov
+
+    def _apply_zero(self, off: int, length: int) -> None:
+        end = off + length
+        for key in [k for k in self._sectors if off <= k < end]:
+            del self._sectors[key]
+        self._zeros.append((off, end))
+
+    @property
+    def empty(self) -> bool:
+        return not self._sectors and not self._zeros
+
+    @property
+    def touched_offsets(self) -> list[int]:
+        return list(self._keys)
+
+    def patch(self, offset: int, data: bytearray) -> None:
+        """Apply the overlay to ``data``, which holds the file's bytes from ``offset``."""
+        end = offset + len(data)
+        for zstart, zend in self._zeros:
+            lo, hi = max(zstart, offset), min(zend, end)
+            if lo < hi:
+                data[lo - offset : hi - offset] = bytes(hi - lo)
+        i = bisect.bisect_left(self._keys, offset - LOG_SECTOR + 1)
+        while i < len(self._keys) and self._keys[i] < end:
+            key = self._keys[i]
+            sector = self._sectors[key]
+            lo, hi = max(key, offset), min(key + LOG_SECTOR, end)
+            data[lo - offset : hi - offset] = sector[lo - key : hi - key]
+            i += 1
