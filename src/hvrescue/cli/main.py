@@ -238,7 +238,6 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
             digest = disk.sha256()
         bad = disk.bad_ranges
         findings = disk.findings
-    damaged = any(f.severity >= Severity.ERROR for f in findings)
     complete = not bad
     if as_json:
         emit_json({
@@ -256,7 +255,8 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         warn = [f for f in findings if f.severity >= Severity.WARNING]
         if warn:
             err.print(findings_table(warn, c.msg))
-    sys.exit(EXIT_FINDINGS if (bad or damaged) else EXIT_OK)
+    # Structural findings are shown but do not change the answer; zero-filled ranges do.
+    sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
 
 
 def main() -> None:
