@@ -140,8 +140,8 @@ class VhdImage:
             return
         if copy is not None and copy.disk_type != 2:
             fields_differ = [
-                name for name in ("disk_type", "current_size", "unique_id", "data_offset")
-                if getattr(copy, name) != getattr(end, name)
+                name for name in s.Footer.__dataclass_fields__
+                if name not in ("checksum_ok",) and getattr(copy, name) != getattr(end, name)
             ]
             if fields_differ:
                 self.sink.add("vhd.footer.mismatch", Severity.WARNING, 0,
