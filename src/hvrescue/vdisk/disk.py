@@ -18,6 +18,12 @@ from hvrescue.vdisk.detect import AnyImage
 from hvrescue.vdisk.layer import Run, RunKind
 
 CHUNK = 4 * 1024 * 1024
+_ZERO_CHUNK = bytes(CHUNK)
+
+
+def _zeros(length: int) -> bytes:
+    # Sharing one immutable zero buffer avoids page-faulting a fresh one for every read.
+    return _ZERO_CHUNK if length == CHUNK else bytes(length)
 
 
 def coalesce(runs: Iterable[Run]) -> Iterator[Run]:
@@ -100,9 +106,22 @@ class Disk:
         if offset < 0 or length < 0:
             raise ValueError("negative offset or length")
         length = max(0, min(length, self.size - offset))
+        if not length:
+            return b""
+        # Fast path: most requests fall in one run of one layer; no assembly buffer needed.
+        level = 0
+        while True:
+            runs = list(coalesce(self.layers[level].map(offset, length)))
+            if len(runs) != 1 or runs[0].length != length:
+                break
+            run = runs[0]
+            if run.kind is RunKind.DATA:
+                return self.layers[level].read_file(run.file_offset, length)
+            if run.kind is RunKind.ZERO or level + 1 >= len(self.layers):
+                return _zeros(length)
+            level += 1
         buf = bytearray(length)
-        if length:
-            self._read_into(0, offset, length, buf, 0)
+        self._read_into(level, offset, length, buf, 0)
         return bytes(buf)
 
     def _read_into(self, level: int, offset: int, length: int, buf: bytearray,

@@ -45,6 +45,7 @@ class VhdxSpec:
     creator: str = "hvrescue"
     # Leave the BAT update in a log entry that was never applied, as a crashed host does.
     pending_log: bool = False
+    log_guid: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 def _header(spec: VhdxSpec, seq: int, log_guid: uuid.UUID) -> bytes:
@@ -180,7 +181,7 @@ def write_vhdx(path: str, spec: VhdxSpec, data: dict[int, bytes] | None = None) 
     for chunk, foff in bitmap_at.items():
         bat[chunk * (cr + 1) + cr] = foff | s.SB_PRESENT
     bat_bytes = struct.pack(f"<{entries}Q", *bat) + bytes(bat_length - entries * 8)
-    log_guid = uuid.uuid4() if spec.pending_log else s.ZERO_GUID
+    log_guid = spec.log_guid if spec.pending_log else s.ZERO_GUID
     with atomic_output(path) as fd:
         ident = bytearray(64 * s.KiB)
         ident[0:8] = s.FILE_SIGNATURE

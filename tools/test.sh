@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Python packages, and qemu-img as an independent oracle),
+# then run the default test suite. Slow and fuzz runs: add `-m slow`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v qemu-img >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-utils >/dev/null
+  else
+    echo "qemu-img not found: install Debian's qemu-utils for the oracle tests" >&2
+  fi
+fi
+python3 -m pip install -q -e '.[test]'
+python3 -m pytest -m "not slow" "$@"
