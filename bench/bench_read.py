@@ -63,8 +63,11 @@ def main() -> None:
     size = 4 * GiB
     print(f"\n1. 4 GiB virtual, {args.data_gib} GiB data, file {path.stat().st_size / MiB:.0f} MiB")
     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
-    t_cat = timed("cat FILE > /dev/null", lambda: subprocess.run(
-        ["cat", str(path)], stdout=subprocess.DEVNULL, check=True), path.stat().st_size)
+    t_cat = timed(
+        "cat FILE > /dev/null",
+        lambda: subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True),
+        path.stat().st_size,
+    )
 
     t_vhdi = None
     try:
@@ -97,22 +100,27 @@ def main() -> None:
             h.update(piece)
 
     t_sha = timed("hashlib.sha256 over the same bytes in memory", plain_sha, size)
-    del content
+    content.clear()
 
     def our_hash() -> None:
         with Disk.open(str(path)) as d:
             d.sha256()
 
     t_hash = timed("hvrescue hash (Disk.sha256)", our_hash, size)
-    print(f"  ratios: read/cat {t_ours / t_cat:.2f}x"
-          + (f", read/libvhdi {t_ours / t_vhdi:.2f}x" if t_vhdi else "")
-          + f", hash/hashlib {t_hash / t_sha:.2f}x")
+    print(
+        f"  ratios: read/cat {t_ours / t_cat:.2f}x"
+        + (f", read/libvhdi {t_ours / t_vhdi:.2f}x" if t_vhdi else "")
+        + f", hash/hashlib {t_hash / t_sha:.2f}x"
+    )
 
     print("\n2. 64 TiB virtual sparse VHDX, 32 MiB blocks")
     big = workdir / "bench-64t.vhdx"
     if not big.exists():
-        write_vhdx(str(big), VhdxSpec(virtual_size=64 << 40, block_size=32 * MiB),
-                   {0: os.urandom(MiB), (64 << 40) - MiB: os.urandom(MiB)})
+        write_vhdx(
+            str(big),
+            VhdxSpec(virtual_size=64 << 40, block_size=32 * MiB),
+            {0: os.urandom(MiB), (64 << 40) - MiB: os.urandom(MiB)},
+        )
     print(f"  file {big.stat().st_size / MiB:.0f} MiB")
     result = None
 
@@ -125,8 +133,10 @@ def main() -> None:
     print(f"  status {result.status}, findings {len(result.findings)}")
     qemu = shutil.which("qemu-img")
     if qemu:
-        timed("qemu-img check", lambda: subprocess.run(
-            [qemu, "check", "-f", "vhdx", str(big)], capture_output=True))
+        timed(
+            "qemu-img check",
+            lambda: subprocess.run([qemu, "check", "-f", "vhdx", str(big)], capture_output=True),
+        )
     else:
         print("  qemu-img not installed: peer skipped")
     if not args.workdir:

@@ -31,19 +31,38 @@ def main(dest: str) -> None:
     base_data = {0: bytes(mbr), MiB: rnd.randbytes(MiB)}
     # The base disk was restored from backup under a new name; the checkpoint still names
     # the old one.
-    write_vhdx(str(folder / "web01-restored.vhdx"),
-               VhdxSpec(virtual_size=8 * MiB, block_size=MiB, data_write_guid=base_guid,
-                        file_write_guid=guid(), disk_id=guid(), creator="hvrescue example"),
-               base_data)
+    write_vhdx(
+        str(folder / "web01-restored.vhdx"),
+        VhdxSpec(
+            virtual_size=8 * MiB,
+            block_size=MiB,
+            data_write_guid=base_guid,
+            file_write_guid=guid(),
+            disk_id=guid(),
+            creator="hvrescue example",
+        ),
+        base_data,
+    )
     child = folder / "web01_6F1C0F4E-2B7A-4C55-9A61-0D2E54B1C3A7.avhdx"
-    write_vhdx(str(child),
-               VhdxSpec(virtual_size=8 * MiB, block_size=MiB, data_write_guid=guid(),
-                        file_write_guid=guid(), disk_id=guid(), log_guid=guid(),
-                        creator="hvrescue example", pending_log=True,
-                        parent=ParentSpec(base_guid, relative_path=".\\web01.vhdx",
-                                          absolute_win32_path="D:\\Hyper-V\\web01\\Virtual "
-                                          "Hard Disks\\web01.vhdx")),
-               {MiB + 4096: rnd.randbytes(8192), 5 * MiB: rnd.randbytes(MiB)})
+    write_vhdx(
+        str(child),
+        VhdxSpec(
+            virtual_size=8 * MiB,
+            block_size=MiB,
+            data_write_guid=guid(),
+            file_write_guid=guid(),
+            disk_id=guid(),
+            log_guid=guid(),
+            creator="hvrescue example",
+            pending_log=True,
+            parent=ParentSpec(
+                base_guid,
+                relative_path=".\\web01.vhdx",
+                absolute_win32_path="D:\\Hyper-V\\web01\\Virtual Hard Disks\\web01.vhdx",
+            ),
+        ),
+        {MiB + 4096: rnd.randbytes(8192), 5 * MiB: rnd.randbytes(MiB)},
+    )
 
 
 if __name__ == "__main__":

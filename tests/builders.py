@@ -42,8 +42,14 @@ def fix_region_crc(path: Path, index: int) -> None:
     patch(path, off, bytes(raw))
 
 
-def make_chain(folder: Path, lss: int = 512, depth: int = 2, size: int = 64 * MiB,
-               block: int = 2 * MiB, seed: int = 1) -> list[Path]:
+def make_chain(
+    folder: Path,
+    lss: int = 512,
+    depth: int = 2,
+    size: int = 64 * MiB,
+    block: int = 2 * MiB,
+    seed: int = 1,
+) -> list[Path]:
     """base.vhdx <- c1.avhdx <- ... (leaf last), each layer writing partly over the previous."""
     rnd = __import__("random").Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,11 +73,22 @@ def make_chain(folder: Path, lss: int = 512, depth: int = 2, size: int = 64 * Mi
         path = folder / name
         parent = None
         if parent_guid is not None:
-            parent = ParentSpec(parent_guid, relative_path=".\\" + paths[-1].name,
-                                absolute_win32_path="D:\\VMs\\old\\" + paths[-1].name)
-        write_vhdx(str(path), VhdxSpec(virtual_size=size, block_size=block,
-                                       logical_sector_size=lss, parent=parent,
-                                       data_write_guid=guid), ordered)
+            parent = ParentSpec(
+                parent_guid,
+                relative_path=".\\" + paths[-1].name,
+                absolute_win32_path="D:\\VMs\\old\\" + paths[-1].name,
+            )
+        write_vhdx(
+            str(path),
+            VhdxSpec(
+                virtual_size=size,
+                block_size=block,
+                logical_sector_size=lss,
+                parent=parent,
+                data_write_guid=guid,
+            ),
+            ordered,
+        )
         paths.append(path)
         parent_guid = guid
     return paths

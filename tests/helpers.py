@@ -57,16 +57,22 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run_cli(*args: str | Path, evidence: list[Path] | None = None,
-            env: dict[str, str] | None = None) -> Result:
+def run_cli(
+    *args: str | Path, evidence: list[Path] | None = None, env: dict[str, str] | None = None
+) -> Result:
     """Run ``python -m hvrescue ARGS`` and assert the evidence is unchanged afterwards."""
     snap = Evidence(evidence or [Path(a) for a in args if isinstance(a, Path)])
     full_env = dict(os.environ)
     full_env.pop("HVRESCUE_LANG", None)
     full_env.update({"LANG": "C.UTF-8", "LC_ALL": "", "COLUMNS": "200"})
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "hvrescue", *map(str, args)],
-                          capture_output=True, text=True, env=full_env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hvrescue", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+    )
     snap.assert_untouched()
     assert "Traceback" not in proc.stderr, proc.stderr
     return Result(proc.returncode, proc.stdout, proc.stderr)

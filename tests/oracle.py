@@ -43,8 +43,7 @@ def qemu_img() -> str:
 
 def qemu_sha256(path: Path, fmt: str, tmp: Path) -> str:
     raw = tmp / (path.name + ".raw")
-    subprocess.run([qemu_img(), "convert", "-f", fmt, "-O", "raw", str(path), str(raw)],
-                   check=True)
+    subprocess.run([qemu_img(), "convert", "-f", fmt, "-O", "raw", str(path), str(raw)], check=True)
     h = hashlib.sha256()
     with open(raw, "rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):

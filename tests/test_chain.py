@@ -29,13 +29,27 @@ def windows_chain(corpus_file, tmp_path: Path) -> tuple[Path, Path]:
         touched = sorted({lo // (2 * 1024 * 1024) for lo, _n in d.extents()})
         size = d.size
     rnd = __import__("random").Random(7)
-    blocks = {b * 2 * 1024 * 1024: rnd.randbytes(2 * 1024 * 1024)
-              for b in touched + [0, 5, 1000, 4095]}
+    blocks = {
+        b * 2 * 1024 * 1024: rnd.randbytes(2 * 1024 * 1024) for b in [*touched, 0, 5, 1000, 4095]
+    }
     raw = tmp_path / "parent.raw"
     sparse_raw(raw, size, blocks)
     parent = child.parent / PARENT_NAME
-    subprocess.run([qemu_img(), "convert", "-f", "raw", "-O", "vhdx", "-o",
-                    "subformat=dynamic,block_size=2M", str(raw), str(parent)], check=True)
+    subprocess.run(
+        [
+            qemu_img(),
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vhdx",
+            "-o",
+            "subformat=dynamic,block_size=2M",
+            str(raw),
+            str(parent),
+        ],
+        check=True,
+    )
     raw.unlink()
     set_data_write_guid(parent, PARENT_LINKAGE)
     return child, parent
@@ -110,17 +124,23 @@ def test_parent_moved_is_found_by_search_and_reported(tmp_path: Path):
     shutil.move(base, new_base)
     missing = run_cli("check", "--json", child, evidence=[child, new_base])
     assert missing.rc == 1 and "chain.parent.missing" in codes(missing.json())
-    found = run_cli("check", "--json", child, "--search", tmp_path / "elsewhere",
-                    evidence=[child, new_base])
+    found = run_cli(
+        "check", "--json", child, "--search", tmp_path / "elsewhere", evidence=[child, new_base]
+    )
     data = found.json()
     assert "chain.parent.found-elsewhere" in codes(data)
     assert "chain.parent.missing" not in codes(data)
-    chain = run_cli("chain", "--json", child, "--search", tmp_path / "elsewhere",
-                    evidence=[child, new_base]).json()
+    chain = run_cli(
+        "chain", "--json", child, "--search", tmp_path / "elsewhere", evidence=[child, new_base]
+    ).json()
     assert chain["links"][0]["found_via"] == "search"
     assert chain["links"][0]["parent"] == str(new_base)
-    assert run_cli("hash", "--json", child, "--search", tmp_path / "elsewhere",
-                   evidence=[child, new_base]).rc == 0
+    assert (
+        run_cli(
+            "hash", "--json", child, "--search", tmp_path / "elsewhere", evidence=[child, new_base]
+        ).rc
+        == 0
+    )
 
 
 def test_renamed_parent_in_same_folder_is_found_by_identity(tmp_path: Path):
@@ -148,8 +168,14 @@ def test_self_referencing_parent_is_a_cycle(tmp_path: Path):
 
     path = tmp_path / "self.avhdx"
     guid = uuid.uuid4()
-    write_vhdx(str(path), VhdxSpec(virtual_size=8 << 20, data_write_guid=guid,
-                                   parent=ParentSpec(guid, relative_path=".\\self.avhdx")))
+    write_vhdx(
+        str(path),
+        VhdxSpec(
+            virtual_size=8 << 20,
+            data_write_guid=guid,
+            parent=ParentSpec(guid, relative_path=".\\self.avhdx"),
+        ),
+    )
     result = run_cli("check", "--json", path)
     assert result.rc == 1
     assert "chain.cycle" in codes(result.json())
@@ -160,10 +186,18 @@ def test_two_children_pointing_at_each_other_is_a_cycle(tmp_path: Path):
 
     ga, gb = uuid.uuid4(), uuid.uuid4()
     a, b = tmp_path / "a.avhdx", tmp_path / "b.avhdx"
-    write_vhdx(str(a), VhdxSpec(virtual_size=8 << 20, data_write_guid=ga,
-                                parent=ParentSpec(gb, relative_path="b.avhdx")))
-    write_vhdx(str(b), VhdxSpec(virtual_size=8 << 20, data_write_guid=gb,
-                                parent=ParentSpec(ga, relative_path="a.avhdx")))
+    write_vhdx(
+        str(a),
+        VhdxSpec(
+            virtual_size=8 << 20, data_write_guid=ga, parent=ParentSpec(gb, relative_path="b.avhdx")
+        ),
+    )
+    write_vhdx(
+        str(b),
+        VhdxSpec(
+            virtual_size=8 << 20, data_write_guid=gb, parent=ParentSpec(ga, relative_path="a.avhdx")
+        ),
+    )
     assert "chain.cycle" in codes(run_cli("check", "--json", a).json())
 
 
@@ -171,10 +205,14 @@ def test_size_and_sector_mismatch_between_links(tmp_path: Path):
     from hvrescue.vdisk.vhdx.writer import ParentSpec, VhdxSpec, write_vhdx
 
     g = uuid.uuid4()
-    write_vhdx(str(tmp_path / "p.vhdx"), VhdxSpec(virtual_size=16 << 20, data_write_guid=g,
-                                                 logical_sector_size=4096))
-    write_vhdx(str(tmp_path / "c.avhdx"), VhdxSpec(virtual_size=32 << 20,
-                                                  parent=ParentSpec(g, relative_path="p.vhdx")))
+    write_vhdx(
+        str(tmp_path / "p.vhdx"),
+        VhdxSpec(virtual_size=16 << 20, data_write_guid=g, logical_sector_size=4096),
+    )
+    write_vhdx(
+        str(tmp_path / "c.avhdx"),
+        VhdxSpec(virtual_size=32 << 20, parent=ParentSpec(g, relative_path="p.vhdx")),
+    )
     found = codes(run_cli("check", "--json", tmp_path / "c.avhdx").json())
     assert {"chain.size-mismatch", "chain.sector-size-mismatch"} <= found
 

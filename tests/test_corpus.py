@@ -103,8 +103,15 @@ def test_orphan_avhdx_reports_missing_parent_with_its_locators(corpus_dir: Path)
     assert "Generation 1_49C4BAF3" in missing[0]["message"]
 
 
-@pytest.mark.parametrize("name", ["dissect-hypervisor/fixed.vhdx", "discutils/lvm2.vhdx",
-                                  "qemu-iotests/test-disk2vhd.vhdx", "dfvfs/ext2.vhd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dissect-hypervisor/fixed.vhdx",
+        "discutils/lvm2.vhdx",
+        "qemu-iotests/test-disk2vhd.vhdx",
+        "dfvfs/ext2.vhd",
+    ],
+)
 def test_clean_images_check_clean(corpus_dir: Path, name: str):
     result = run_cli("check", "--json", corpus_dir / name)
     assert result.rc == 0, result.stdout

@@ -91,7 +91,7 @@ def test_region_overlap_is_invalid(disk):
     # Point the metadata region of table 1 onto the BAT, with a valid checksum.
     patch(path, s.REGION_TABLE_OFFSETS[0] + 48 + 16, struct.pack("<Q", BAT_OFFSET))
     fix_region_crc(path, 0)
-    rc, data = findings(path)
+    _rc, data = findings(path)
     hit = by_code(data, "vhdx.region-table.invalid")
     assert hit and "overlap" in hit[0]["params"]["problem"]
     assert run_cli("hash", "--json", path).json()["sha256"] == expected
@@ -111,7 +111,7 @@ def test_bat_overlap_is_an_error(disk):
     path, _ = disk
     first = struct.unpack("<Q", read_at(path, BAT_OFFSET, 8))[0]
     patch(path, BAT_OFFSET + 8 * 2, struct.pack("<Q", first))  # two blocks, one place
-    rc, data = findings(path)
+    _rc, data = findings(path)
     assert by_code(data, "vhdx.bat.overlap")[0]["severity"] == "error"
     patch(path, BAT_OFFSET + 8 * 2, struct.pack("<Q", METADATA_OFFSET | 6))
     assert by_code(findings(path)[1], "vhdx.bat.overlap")
@@ -138,7 +138,7 @@ def test_truncated_file(disk):
 def test_truncated_to_header_area(disk):
     path, _ = disk
     os.truncate(path, 100 * 1024)
-    rc, data = findings(path)
+    _rc, data = findings(path)
     assert "file.truncated" in codes(data)
     assert by_code(data, "file.truncated")[0]["severity"] == "critical"
 
@@ -169,7 +169,7 @@ def test_metadata_missing_item(disk):
     for i in range(5):
         if table[32 + 32 * i : 48 + 32 * i] == s.VIRTUAL_DISK_SIZE.bytes_le:
             patch(path, METADATA_OFFSET + 32 + 32 * i, os.urandom(16))
-    rc, data = findings(path)
+    _rc, data = findings(path)
     hit = by_code(data, "vhdx.metadata.missing-item")
     assert hit and hit[0]["params"]["item"] == "virtual_disk_size"
     assert hit[0]["severity"] == "critical"
@@ -189,7 +189,7 @@ def test_corrupt_log_entry(tmp_path: Path):
     path = tmp_path / "dirty.vhdx"
     write_vhdx(str(path), VhdxSpec(virtual_size=16 * MiB, pending_log=True), {0: b"\x42" * MiB})
     flip(path, MiB + 4096 + 100)  # inside the entry's data sector
-    rc, data = findings(path)
+    _rc, data = findings(path)
     assert "vhdx.log.corrupt" in codes(data)
     assert "vhdx.log.replay-needed" not in codes(data)
 

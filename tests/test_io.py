@@ -24,8 +24,14 @@ MiB = 1024 * 1024
 class FaultyDisk:
     """Make os.pread fail with EIO for one byte range of one file, counting attempts."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, lo: int, hi: int,
-                 heal_after: int | None = None) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        path: Path,
+        lo: int,
+        hi: int,
+        heal_after: int | None = None,
+    ) -> None:
         self.ino = os.stat(path).st_ino
         self.lo, self.hi, self.heal_after = lo, hi, heal_after
         self.attempts = 0
@@ -45,8 +51,9 @@ class FaultyDisk:
 def disk(tmp_path: Path) -> Path:
     path = tmp_path / "d.vhdx"
     rnd = __import__("random").Random(1)
-    write_vhdx(str(path), VhdxSpec(virtual_size=32 * MiB, block_size=MiB),
-               {0: rnd.randbytes(4 * MiB)})
+    write_vhdx(
+        str(path), VhdxSpec(virtual_size=32 * MiB, block_size=MiB), {0: rnd.randbytes(4 * MiB)}
+    )
     return path
 
 
@@ -58,9 +65,8 @@ def test_source_refuses_directories_and_missing(tmp_path: Path):
 
 
 def test_source_is_opened_read_only(disk: Path):
-    with ReadOnlySource(disk) as src:
-        with pytest.raises(OSError):
-            os.write(src._fd, b"x")
+    with ReadOnlySource(disk) as src, pytest.raises(OSError):
+        os.write(src._fd, b"x")
 
 
 def test_transient_error_is_retried_and_succeeds(monkeypatch, disk: Path):
@@ -79,7 +85,7 @@ def test_persistent_error_is_bounded_recorded_and_raised(monkeypatch, disk: Path
         data = src.read(5 * MiB - 100_000, 300_000, tolerant=True)
         assert len(data) == 300_000
         # Only the failing granule is lost; the data around it survives.
-        assert data[:100_000 - 65536] == disk.read_bytes()[5 * MiB - 100_000: 5 * MiB - 65536]
+        assert data[: 100_000 - 65536] == disk.read_bytes()[5 * MiB - 100_000 : 5 * MiB - 65536]
         assert src.bad_ranges and src.bad_ranges[0].errno == errno.EIO
     assert fault.attempts < 50
 

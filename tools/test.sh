@@ -11,4 +11,4 @@ if ! command -v qemu-img >/dev/null 2>&1; then
   fi
 fi
 python3 -m pip install -q -e '.[test]'
-python3 -m pytest -m "not slow" "$@"
+python3 -m pytest "$@"

@@ -36,13 +36,21 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 search_option = click.option(
-    "--search", "search", multiple=True, type=click.Path(file_okay=False, exists=True),
-    help="Directory to search for parents by identity (repeatable).")
+    "--search",
+    "search",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="Directory to search for parents by identity (repeatable).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--lang", type=click.Choice(["en", "ja"]), default=None,
-              help="Language of messages (default: HVRESCUE_LANG or the locale).")
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "ja"]),
+    default=None,
+    help="Language of messages (default: HVRESCUE_LANG or the locale).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.version_option(__version__, prog_name="hvrescue")
 @click.pass_context
@@ -54,8 +62,9 @@ def cli(ctx: click.Context, lang: str | None, debug: bool) -> None:
 def fail(c: Ctx, exc: HvrescueError, as_json: bool) -> None:
     text = c.msg(exc.key, **exc.params)
     if as_json:
-        emit_json({"status": "error", "error": {"key": exc.key, "message": text,
-                                                "params": exc.params}})
+        emit_json(
+            {"status": "error", "error": {"key": exc.key, "message": text, "params": exc.params}}
+        )
     else:
         console(stderr=True).print(f"[red]{text}[/]")
     sys.exit(EXIT_ERROR)
@@ -81,8 +90,7 @@ def info(c: Ctx, file: str, as_json: bool) -> None:
     finally:
         image.close()
     if as_json:
-        emit_json({"path": file, **data,
-                   "findings": [finding_json(f, c.msg) for f in findings]})
+        emit_json({"path": file, **data, "findings": [finding_json(f, c.msg) for f in findings]})
         return
     out = console()
     out.print(f"[bold]{c.msg('ui.info.title', path=file, format=data['format'])}[/]")
@@ -110,12 +118,18 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         fail(c, exc, as_json)
         return
     try:
-        layers = [{
-            "path": layer.path, "format": layer.format, "readable": layer.readable,
-            "virtual_size": layer.size if layer.readable else None,
-            "logical_sector_size": layer.logical_sector_size,
-            "differencing": layer.is_differencing, "identity": layer.identity,
-        } for layer in ch.layers]
+        layers = [
+            {
+                "path": layer.path,
+                "format": layer.format,
+                "readable": layer.readable,
+                "virtual_size": layer.size if layer.readable else None,
+                "logical_sector_size": layer.logical_sector_size,
+                "differencing": layer.is_differencing,
+                "identity": layer.identity,
+            }
+            for layer in ch.layers
+        ]
         links = [link.describe() for link in ch.links]
         findings = ch.findings
         complete = ch.complete
@@ -123,8 +137,15 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     finally:
         ch.close()
     if as_json:
-        emit_json({"path": file, "complete": complete, "layers": layers, "links": links,
-                   "findings": [finding_json(f, c.msg) for f in findings]})
+        emit_json(
+            {
+                "path": file,
+                "complete": complete,
+                "layers": layers,
+                "links": links,
+                "findings": [finding_json(f, c.msg) for f in findings],
+            }
+        )
         sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
     out = console()
     out.print(f"[bold]{c.msg('ui.chain.title', path=file)}[/]")
@@ -136,20 +157,32 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     for i, layer in enumerate(layers):
         link = links[i] if i < len(links) else None
         if link is None:
-            check = c.msg("ui.chain.base") if not layer["differencing"] else c.msg(
-                "ui.chain.none")
+            check = c.msg("ui.chain.base") if not layer["differencing"] else c.msg("ui.chain.none")
             via = ""
         elif link["parent"] is None:
             check, via = f"[red]{c.msg('ui.chain.none')}[/]", ""
         else:
-            check = (f"[green]{c.msg('ui.chain.ok')}[/]" if link["identity_ok"]
-                     else f"[red]{c.msg('ui.chain.bad')}[/]")
+            check = (
+                f"[green]{c.msg('ui.chain.ok')}[/]"
+                if link["identity_ok"]
+                else f"[red]{c.msg('ui.chain.bad')}[/]"
+            )
             via = link["found_via"] or ""
-        table.add_row(str(i), str(layer["path"]), str(layer["format"]),
-                      str(layer["virtual_size"]), str(layer["identity"]), check, via)
+        table.add_row(
+            str(i),
+            str(layer["path"]),
+            str(layer["format"]),
+            str(layer["virtual_size"]),
+            str(layer["identity"]),
+            check,
+            via,
+        )
     out.print(table)
-    out.print(c.msg("ui.chain.complete", depth=len(layers)) if complete
-              else f"[red]{c.msg('ui.chain.incomplete')}[/]")
+    out.print(
+        c.msg("ui.chain.complete", depth=len(layers))
+        if complete
+        else f"[red]{c.msg('ui.chain.incomplete')}[/]"
+    )
     if findings:
         out.print(findings_table(findings, c.msg))
     sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
@@ -159,12 +192,14 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @search_option
-@click.option("--deep", is_flag=True,
-              help="Also read every allocated range to find unreadable areas.")
+@click.option(
+    "--deep", is_flag=True, help="Also read every allocated range to find unreadable areas."
+)
 @json_option
 @pass_ctx
-def check(c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool,
-          as_json: bool) -> None:
+def check(
+    c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool, as_json: bool
+) -> None:
     """Integrity findings for each file and its chain. Exit 0 clean, 1 findings, 2 error."""
     from hvrescue.vdisk.check import check_file
 
@@ -177,23 +212,39 @@ def check(c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool,
     else:
         status, code = "clean", EXIT_OK
     if as_json:
-        emit_json({
-            "status": status,
-            "findings": [finding_json(f, c.msg) for f in findings],
-            "files": [{
-                "path": r.path, "status": r.status, "format": r.format,
-                "virtual_size": r.virtual_size, "chain": r.chain, "complete": r.complete,
-                "unreadable": r.unreadable,
-                "error": None if r.error is None else {
-                    "key": r.error.key, "message": c.msg(r.error.key, **r.error.params)},
-            } for r in results],
-            "tool": {"name": "hvrescue", "version": __version__},
-        })
+        emit_json(
+            {
+                "status": status,
+                "findings": [finding_json(f, c.msg) for f in findings],
+                "files": [
+                    {
+                        "path": r.path,
+                        "status": r.status,
+                        "format": r.format,
+                        "virtual_size": r.virtual_size,
+                        "chain": r.chain,
+                        "complete": r.complete,
+                        "unreadable": r.unreadable,
+                        "error": None
+                        if r.error is None
+                        else {"key": r.error.key, "message": c.msg(r.error.key, **r.error.params)},
+                    }
+                    for r in results
+                ],
+                "tool": {"name": "hvrescue", "version": __version__},
+            }
+        )
         sys.exit(code)
     out = console()
     for r in results:
-        out.print(c.msg("ui.check.summary", path=r.path, status=c.msg(f"ui.status.{r.status}"),
-                        count=len(r.findings)))
+        out.print(
+            c.msg(
+                "ui.check.summary",
+                path=r.path,
+                status=c.msg(f"ui.status.{r.status}"),
+                count=len(r.findings),
+            )
+        )
         if r.error is not None:
             out.print(f"[red]{c.msg(r.error.key, **r.error.params)}[/]")
     if findings:
@@ -229,9 +280,15 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
                 TransferSpeedColumn,
             )
 
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                          console=err, transient=True) as progress:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
                 task = progress.add_task(c.msg("ui.hash.progress"), total=disk.size)
                 digest = disk.sha256(lambda n: progress.advance(task, n))
         else:
@@ -240,13 +297,16 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         findings = disk.findings
     complete = not bad
     if as_json:
-        emit_json({
-            "sha256": digest, "size": disk.size, "complete": complete,
-            "chain": [layer.path for layer in disk.layers],
-            "unreadable": [{"path": p, "offset": r.offset, "length": r.length}
-                           for p, r in bad],
-            "findings": [finding_json(f, c.msg) for f in findings],
-        })
+        emit_json(
+            {
+                "sha256": digest,
+                "size": disk.size,
+                "complete": complete,
+                "chain": [layer.path for layer in disk.layers],
+                "unreadable": [{"path": p, "offset": r.offset, "length": r.length} for p, r in bad],
+                "findings": [finding_json(f, c.msg) for f in findings],
+            }
+        )
     else:
         out = console()
         out.print(c.msg("ui.hash.result", size=disk.size, sha256=digest))

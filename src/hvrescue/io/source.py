@@ -85,10 +85,16 @@ class ReadOnlySource:
             try:
                 return os.pread(self._fd, length, offset)
             except OSError as exc:
-                if exc.errno not in (errno.EIO, errno.EAGAIN, errno.EINTR, errno.ENXIO,
-                                     errno.ETIMEDOUT):
-                    raise InputError("error.input.read", path=self.path,
-                                     reason=exc.strerror) from exc
+                if exc.errno not in (
+                    errno.EIO,
+                    errno.EAGAIN,
+                    errno.EINTR,
+                    errno.ENXIO,
+                    errno.ETIMEDOUT,
+                ):
+                    raise InputError(
+                        "error.input.read", path=self.path, reason=exc.strerror
+                    ) from exc
                 last = exc
         assert last is not None
         raise last

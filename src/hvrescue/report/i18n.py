@@ -18,8 +18,11 @@ class _Keep(dict[str, Any]):
 
 @cache
 def catalogue(lang: str) -> dict[str, str]:
-    text = resources.files("hvrescue.report").joinpath(f"messages/{lang}.toml").read_text(
-        encoding="utf-8")
+    text = (
+        resources.files("hvrescue.report")
+        .joinpath(f"messages/{lang}.toml")
+        .read_text(encoding="utf-8")
+    )
     data = tomllib.loads(text)
     return {str(k): str(v) for k, v in data.items()}
 

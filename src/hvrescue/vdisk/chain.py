@@ -63,8 +63,11 @@ class Chain:
 
     @property
     def complete(self) -> bool:
-        return bool(self.layers) and not self.layers[-1].is_differencing and all(
-            layer.readable for layer in self.layers)
+        return (
+            bool(self.layers)
+            and not self.layers[-1].is_differencing
+            and all(layer.readable for layer in self.layers)
+        )
 
     def all_findings(self) -> list[Finding]:
         out: list[Finding] = []
@@ -136,8 +139,7 @@ def _matches(ref: ParentRef, identity: str | None) -> bool:
     return identity.lower() in wanted
 
 
-def resolve_chain(path: str, search: list[str] | None = None,
-                  max_depth: int = MAX_DEPTH) -> Chain:
+def resolve_chain(path: str, search: list[str] | None = None, max_depth: int = MAX_DEPTH) -> Chain:
     """Open ``path`` and every ancestor it names. Never raises for a broken chain."""
     leaf = open_image(path)
     layers: list[AnyImage] = [leaf]
@@ -164,8 +166,9 @@ def resolve_chain(path: str, search: list[str] | None = None,
     return Chain(layers, links, sink.items)
 
 
-def _find_parent(child: AnyImage, ref: ParentRef, searcher: _Searcher, seen: set[str],
-                 chain_sink: FindingSink) -> Link:
+def _find_parent(
+    child: AnyImage, ref: ParentRef, searcher: _Searcher, seen: set[str], chain_sink: FindingSink
+) -> Link:
     link = Link(child, None, ref)
     sink = FindingSink(child.path)
     mismatched: list[Attempt] = []
@@ -189,8 +192,11 @@ def _find_parent(child: AnyImage, ref: ParentRef, searcher: _Searcher, seen: set
                 mismatched.append(attempt)
     # Not where the locators point: look by identity in the child's folder and the search dirs.
     child_dir = os.path.dirname(os.path.abspath(child.path))
-    local = [os.path.join(child_dir, n) for n in sorted(os.listdir(child_dir))
-             if n.lower().endswith(DISK_SUFFIXES)]
+    local = [
+        os.path.join(child_dir, n)
+        for n in sorted(os.listdir(child_dir))
+        if n.lower().endswith(DISK_SUFFIXES)
+    ]
     for candidate in local + searcher.files():
         real = os.path.realpath(candidate)
         if real in tried or real in seen:
@@ -199,24 +205,39 @@ def _find_parent(child: AnyImage, ref: ParentRef, searcher: _Searcher, seen: set
         probe = searcher.identity(candidate)
         if probe is not None and _matches(ref, probe[1]):
             link.attempts.append(Attempt("search", candidate, candidate, "match", probe[1]))
-            where = [a.path or a.locator for a in link.attempts[:-1]] or [
-                v for _k, v in ref.paths]
-            sink.add("chain.parent.found-elsewhere", Severity.WARNING, None, parent=candidate,
-                     expected=", ".join(str(w) for w in where) or "-")
+            where = [a.path or a.locator for a in link.attempts[:-1]] or [v for _k, v in ref.paths]
+            sink.add(
+                "chain.parent.found-elsewhere",
+                Severity.WARNING,
+                None,
+                parent=candidate,
+                expected=", ".join(str(w) for w in where) or "-",
+            )
             return _accept(link, candidate, "search", sink, chain_sink)
     for attempt in mismatched:
-        sink.add("chain.parent.linkage-mismatch", Severity.ERROR, None, parent=attempt.path,
-                 expected=ref.linkage, found=attempt.identity)
+        sink.add(
+            "chain.parent.linkage-mismatch",
+            Severity.ERROR,
+            None,
+            parent=attempt.path,
+            expected=ref.linkage,
+            found=attempt.identity,
+        )
     if not mismatched:
-        sink.add("chain.parent.missing", Severity.ERROR, None,
-                 expected=ref.linkage,
-                 locators="; ".join(f"{k}={v}" for k, v in ref.paths) or "-")
+        sink.add(
+            "chain.parent.missing",
+            Severity.ERROR,
+            None,
+            expected=ref.linkage,
+            locators="; ".join(f"{k}={v}" for k, v in ref.paths) or "-",
+        )
     chain_sink.items.extend(sink.items)
     return link
 
 
-def _try_candidate(kind: str, text: str, candidate: str, ref: ParentRef,
-                   searcher: _Searcher) -> Attempt:
+def _try_candidate(
+    kind: str, text: str, candidate: str, ref: ParentRef, searcher: _Searcher
+) -> Attempt:
     if not os.path.isfile(candidate):
         return Attempt(kind, text, candidate, "absent")
     probe = searcher.identity(candidate)
@@ -227,14 +248,14 @@ def _try_candidate(kind: str, text: str, candidate: str, ref: ParentRef,
     return Attempt(kind, text, candidate, "mismatch", probe[1])
 
 
-def _accept(link: Link, candidate: str, via: str, sink: FindingSink,
-            chain_sink: FindingSink) -> Link:
+def _accept(
+    link: Link, candidate: str, via: str, sink: FindingSink, chain_sink: FindingSink
+) -> Link:
     try:
         link.parent = open_image(candidate)
     except HvrescueError as exc:
         link.attempts.append(Attempt(via, candidate, candidate, "unusable"))
-        sink.add("chain.parent.unusable", Severity.ERROR, None, parent=candidate,
-                 reason=exc.key)
+        sink.add("chain.parent.unusable", Severity.ERROR, None, parent=candidate, reason=exc.key)
         chain_sink.items.extend(sink.items)
         return link
     link.found_via = via
@@ -247,20 +268,47 @@ def _validate_link(link: Link, sink: FindingSink) -> None:
     child, parent, ref = link.child, link.parent, link.ref
     assert parent is not None
     if parent.format != child.format:
-        sink.add("chain.format-mismatch", Severity.WARNING, None, child=child.path,
-                 parent=parent.path, child_format=child.format, parent_format=parent.format)
+        sink.add(
+            "chain.format-mismatch",
+            Severity.WARNING,
+            None,
+            child=child.path,
+            parent=parent.path,
+            child_format=child.format,
+            parent_format=parent.format,
+        )
     if parent.readable and parent.size != child.size:
-        sink.add("chain.size-mismatch", Severity.ERROR, None, child=child.path,
-                 parent=parent.path, child_size=child.size, parent_size=parent.size)
+        sink.add(
+            "chain.size-mismatch",
+            Severity.ERROR,
+            None,
+            child=child.path,
+            parent=parent.path,
+            child_size=child.size,
+            parent_size=parent.size,
+        )
     if parent.readable and parent.logical_sector_size != child.logical_sector_size:
-        sink.add("chain.sector-size-mismatch", Severity.ERROR, None, child=child.path,
-                 parent=parent.path, child_sector=child.logical_sector_size,
-                 parent_sector=parent.logical_sector_size)
+        sink.add(
+            "chain.sector-size-mismatch",
+            Severity.ERROR,
+            None,
+            child=child.path,
+            parent=parent.path,
+            child_sector=child.logical_sector_size,
+            parent_sector=parent.logical_sector_size,
+        )
     # A zero parent time stamp means the writer did not record one (qemu, some converters).
-    if ref.timestamp and parent.timestamp is not None and (
-            ref.timestamp != parent.timestamp):
-        sink.add("chain.parent.timestamp-mismatch", Severity.WARNING, None, child=child.path,
-                 parent=parent.path, expected=ref.timestamp, found=parent.timestamp)
+    if ref.timestamp and parent.timestamp is not None and (ref.timestamp != parent.timestamp):
+        sink.add(
+            "chain.parent.timestamp-mismatch",
+            Severity.WARNING,
+            None,
+            child=child.path,
+            parent=parent.path,
+            expected=ref.timestamp,
+            found=parent.timestamp,
+        )
     if not parent.readable:
-        sink.add("chain.parent.unusable", Severity.ERROR, None, parent=parent.path,
-                 reason="damaged")
+        sink.add(
+            "chain.parent.unusable", Severity.ERROR, None, parent=parent.path, reason="damaged"
+        )

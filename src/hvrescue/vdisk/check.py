@@ -68,11 +68,23 @@ def check_file(path: str, search: list[str] | None = None, deep: bool = False) -
                 for pos in range(lo, lo + n, 4 * 1024 * 1024):
                     disk.read(pos, min(4 * 1024 * 1024, lo + n - pos))
             for layer_path, bad in disk.bad_ranges:
-                result.unreadable.append({"path": layer_path, "offset": bad.offset,
-                                          "length": bad.length, "errno": bad.errno})
-                chain.findings.append(Finding("io.read-error", Severity.ERROR, layer_path,
-                                              bad.offset, {"length": bad.length,
-                                                           "errno": bad.errno}))
+                result.unreadable.append(
+                    {
+                        "path": layer_path,
+                        "offset": bad.offset,
+                        "length": bad.length,
+                        "errno": bad.errno,
+                    }
+                )
+                chain.findings.append(
+                    Finding(
+                        "io.read-error",
+                        Severity.ERROR,
+                        layer_path,
+                        bad.offset,
+                        {"length": bad.length, "errno": bad.errno},
+                    )
+                )
         result.findings = _dedupe(chain.all_findings())
     finally:
         chain.close()

@@ -30,12 +30,17 @@ def coalesce(runs: Iterable[Run]) -> Iterator[Run]:
     """Merge neighbouring runs of one kind (and contiguous file offsets for data)."""
     pending: Run | None = None
     for run in runs:
-        if pending is not None and pending.kind is run.kind and (
-            run.kind is not RunKind.DATA
-            or pending.file_offset + pending.length == run.file_offset
+        if (
+            pending is not None
+            and pending.kind is run.kind
+            and (
+                run.kind is not RunKind.DATA
+                or pending.file_offset + pending.length == run.file_offset
+            )
         ):
-            pending = Run(pending.offset, pending.length + run.length, run.kind,
-                          pending.file_offset)
+            pending = Run(
+                pending.offset, pending.length + run.length, run.kind, pending.file_offset
+            )
             continue
         if pending is not None:
             yield pending
@@ -75,8 +80,9 @@ class Disk:
         self.complete = chain.complete
 
     @classmethod
-    def open(cls, path: str, search: list[str] | None = None,
-             allow_incomplete: bool = False) -> Disk:
+    def open(
+        cls, path: str, search: list[str] | None = None, allow_incomplete: bool = False
+    ) -> Disk:
         chain = resolve_chain(path, search)
         try:
             return cls(chain, allow_incomplete)
@@ -124,8 +130,9 @@ class Disk:
         self._read_into(level, offset, length, buf, 0)
         return bytes(buf)
 
-    def _read_into(self, level: int, offset: int, length: int, buf: bytearray,
-                   buf_off: int) -> None:
+    def _read_into(
+        self, level: int, offset: int, length: int, buf: bytearray, buf_off: int
+    ) -> None:
         layer = self.layers[level]
         for run in coalesce(layer.map(offset, length)):
             dst = buf_off + (run.offset - offset)
@@ -138,8 +145,9 @@ class Disk:
     def extents(self) -> Iterator[tuple[int, int]]:
         """Ranges that may hold non-zero data; everything outside reads as zeros."""
         per_layer = [layer.allocated() for layer in self.layers]
-        clipped = ((lo, min(n, self.size - lo)) for lo, n in heapq.merge(*per_layer)
-                   if lo < self.size)
+        clipped = (
+            (lo, min(n, self.size - lo)) for lo, n in heapq.merge(*per_layer) if lo < self.size
+        )
         return merge_ranges(clipped)
 
     def allocated_bytes(self) -> int:

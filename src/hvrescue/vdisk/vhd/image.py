@@ -53,8 +53,13 @@ class VhdImage:
         try:
             data = self.source.read(offset, length)
         except UnreadableRangeError as exc:
-            self._add("io.read-error", Severity.ERROR, exc.offset, length=exc.length,
-                      errno=exc.params.get("errno"))
+            self._add(
+                "io.read-error",
+                Severity.ERROR,
+                exc.offset,
+                length=exc.length,
+                errno=exc.params.get("errno"),
+            )
             data = self.source.read(offset, length, tolerant=True)
         return data + bytes(length - len(data))
 
@@ -62,8 +67,7 @@ class VhdImage:
         data = self.source.read(file_offset, length, tolerant=True)
         return data if len(data) == length else data + bytes(length - len(data))
 
-    def _add(self, code: str, severity: Severity, offset: int | None = None,
-             **params: Any) -> None:
+    def _add(self, code: str, severity: Severity, offset: int | None = None, **params: Any) -> None:
         n = self._counts.get(code, 0) + 1
         self._counts[code] = n
         if n <= MAX_FINDINGS_PER_CODE:
@@ -76,16 +80,22 @@ class VhdImage:
             self.sink.add("file.empty", Severity.CRITICAL, 0)
             return
         if size < s.FOOTER_SIZE:
-            self.sink.add("file.truncated", Severity.CRITICAL, size, size=size,
-                          expected=s.FOOTER_SIZE)
+            self.sink.add(
+                "file.truncated", Severity.CRITICAL, size, size=size, expected=s.FOOTER_SIZE
+            )
             return
         self._parse_footers()
         footer = self.footer
         if footer is None:
             return
         if footer.disk_type not in s.DISK_TYPES:
-            self.sink.add("vhd.footer.invalid", Severity.CRITICAL, self.footer_offset,
-                          problem="disk-type", value=footer.disk_type)
+            self.sink.add(
+                "vhd.footer.invalid",
+                Severity.CRITICAL,
+                self.footer_offset,
+                problem="disk-type",
+                value=footer.disk_type,
+            )
             return
         self.size = footer.current_size
         self._check_geometry(footer)
@@ -93,16 +103,22 @@ class VhdImage:
             needed = footer.current_size
             limit = self.footer_offset if self.footer_offset is not None else size
             if needed > limit:
-                self.sink.add("file.truncated", Severity.ERROR, limit, size=size,
-                              expected=needed + s.FOOTER_SIZE)
+                self.sink.add(
+                    "file.truncated",
+                    Severity.ERROR,
+                    limit,
+                    size=size,
+                    expected=needed + s.FOOTER_SIZE,
+                )
             self.readable = True
             return
         self._parse_dynamic(footer)
         for code, n in self._counts.items():
             if n > MAX_FINDINGS_PER_CODE:
                 sev = max(f.severity for f in self.findings if f.code == code)
-                self.sink.add(code, sev, None, key="finding.more",
-                              count=n - MAX_FINDINGS_PER_CODE, of=code)
+                self.sink.add(
+                    code, sev, None, key="finding.more", count=n - MAX_FINDINGS_PER_CODE, of=code
+                )
 
     def _footer_at(self, offset: int) -> s.Footer | None:
         raw = self._raw(offset, s.FOOTER_SIZE)
@@ -123,12 +139,20 @@ class VhdImage:
         if end is not None:
             self.footer_offset = end_offset
             if not end.checksum_ok:
-                self.sink.add("vhd.footer.checksum", Severity.WARNING if (
-                    copy and copy.checksum_ok) else Severity.ERROR, end_offset,
-                    stored=f"0x{end.checksum:08x}")
+                self.sink.add(
+                    "vhd.footer.checksum",
+                    Severity.WARNING if (copy and copy.checksum_ok) else Severity.ERROR,
+                    end_offset,
+                    stored=f"0x{end.checksum:08x}",
+                )
         if copy is not None and not copy.checksum_ok:
-            self.sink.add("vhd.footer.checksum", Severity.WARNING, 0, copy=True,
-                          stored=f"0x{copy.checksum:08x}")
+            self.sink.add(
+                "vhd.footer.checksum",
+                Severity.WARNING,
+                0,
+                copy=True,
+                stored=f"0x{copy.checksum:08x}",
+            )
         if end is None and copy is None:
             self.sink.add("vhd.footer.missing", Severity.CRITICAL, end_offset)
             return
@@ -140,19 +164,26 @@ class VhdImage:
             return
         if copy is not None and copy.disk_type != 2:
             fields_differ = [
-                name for name in s.Footer.__dataclass_fields__
+                name
+                for name in s.Footer.__dataclass_fields__
                 if name not in ("checksum_ok",) and getattr(copy, name) != getattr(end, name)
             ]
             if fields_differ:
-                self.sink.add("vhd.footer.mismatch", Severity.WARNING, 0,
-                              fields=",".join(fields_differ))
+                self.sink.add(
+                    "vhd.footer.mismatch", Severity.WARNING, 0, fields=",".join(fields_differ)
+                )
         if not end.checksum_ok and copy is not None and copy.checksum_ok:
             self.footer = copy
         else:
             self.footer = end
         if self.footer.version != 0x00010000:
-            self.sink.add("vhd.footer.invalid", Severity.WARNING, self.footer_offset,
-                          problem="version", value=f"0x{self.footer.version:08x}")
+            self.sink.add(
+                "vhd.footer.invalid",
+                Severity.WARNING,
+                self.footer_offset,
+                problem="version",
+                value=f"0x{self.footer.version:08x}",
+            )
 
     def _check_geometry(self, footer: s.Footer) -> None:
         chs = footer.chs_size
@@ -165,10 +196,14 @@ class VhdImage:
         # by CHS instead, so there the two sizes mean the guest saw a different disk.
         capped = actual == (65535, 16, 255)
         standard = (capped or (actual == expected and chs <= footer.current_size)) and (
-            footer.creator_app != "vpc ")
+            footer.creator_app != "vpc "
+        )
         self.sink.add(
-            "vhd.geometry.size-mismatch", Severity.INFO if standard else Severity.WARNING,
-            self.footer_offset, current_size=footer.current_size, chs_size=chs,
+            "vhd.geometry.size-mismatch",
+            Severity.INFO if standard else Severity.WARNING,
+            self.footer_offset,
+            current_size=footer.current_size,
+            chs_size=chs,
             geometry=f"{actual[0]}/{actual[1]}/{actual[2]}",
             creator=footer.creator_app.strip(),
         )
@@ -177,8 +212,13 @@ class VhdImage:
         size = self.source.size
         doff = footer.data_offset
         if doff == s.FIXED_DATA_OFFSET or doff + s.DYNAMIC_HEADER_SIZE > size:
-            self.sink.add("vhd.header.invalid", Severity.CRITICAL, self.footer_offset,
-                          problem="data-offset", value=doff)
+            self.sink.add(
+                "vhd.header.invalid",
+                Severity.CRITICAL,
+                self.footer_offset,
+                problem="data-offset",
+                value=doff,
+            )
             return
         raw = self._raw(doff, s.DYNAMIC_HEADER_SIZE)
         hdr = s.DynamicHeader.parse(raw)
@@ -187,24 +227,38 @@ class VhdImage:
             self.sink.add("vhd.header.invalid", Severity.CRITICAL, doff, problem="cookie")
             return
         if not hdr.checksum_ok:
-            self.sink.add("vhd.header.checksum", Severity.ERROR, doff,
-                          stored=f"0x{hdr.checksum:08x}")
+            self.sink.add(
+                "vhd.header.checksum", Severity.ERROR, doff, stored=f"0x{hdr.checksum:08x}"
+            )
         bsize = hdr.block_size
         if bsize < s.SECTOR or bsize > s.MAX_BLOCK_SIZE or bsize & (bsize - 1):
-            self.sink.add("vhd.header.invalid", Severity.CRITICAL, doff, problem="block-size",
-                          value=bsize)
+            self.sink.add(
+                "vhd.header.invalid", Severity.CRITICAL, doff, problem="block-size", value=bsize
+            )
             return
         self.block_size = bsize
         self.bitmap_size = -(-(bsize // s.SECTOR // 8) // s.SECTOR) * s.SECTOR
         blocks = -(-self.size // bsize)
         if hdr.max_table_entries < blocks:
-            self.sink.add("vhd.header.invalid", Severity.ERROR, doff, problem="max-table-entries",
-                          value=hdr.max_table_entries, needed=blocks)
+            self.sink.add(
+                "vhd.header.invalid",
+                Severity.ERROR,
+                doff,
+                problem="max-table-entries",
+                value=hdr.max_table_entries,
+                needed=blocks,
+            )
         # Bound the BAT by what the virtual size needs and what the file can hold.
         entries = min(hdr.max_table_entries, blocks)
         if hdr.table_offset + entries * 4 > size:
-            self.sink.add("file.truncated", Severity.ERROR, hdr.table_offset, size=size,
-                          expected=hdr.table_offset + entries * 4, structure="bat")
+            self.sink.add(
+                "file.truncated",
+                Severity.ERROR,
+                hdr.table_offset,
+                size=size,
+                expected=hdr.table_offset + entries * 4,
+                structure="bat",
+            )
             entries = max(0, min(entries, (size - hdr.table_offset) // 4))
         raw_bat = self._raw(hdr.table_offset, entries * 4)
         self.bat = struct.unpack(f">{entries}I", raw_bat)
@@ -223,32 +277,74 @@ class VhdImage:
             start = sector * s.SECTOR
             need = self.bitmap_size + min(self.block_size, self.size - block * self.block_size)
             if start + need > limit:
-                self._add("vhd.bat.entry-beyond-eof", Severity.ERROR, hdr.table_offset + 4 * block,
-                          block=block, file_offset=start, length=need, file_size=limit)
+                self._add(
+                    "vhd.bat.entry-beyond-eof",
+                    Severity.ERROR,
+                    hdr.table_offset + 4 * block,
+                    block=block,
+                    file_offset=start,
+                    length=need,
+                    file_size=limit,
+                )
             spans.append((start, start + self.bitmap_size + self.block_size, block))
-        fixed = [(0, s.FOOTER_SIZE, -1), (self.footer.data_offset if self.footer else 0,
-                  (self.footer.data_offset if self.footer else 0) + s.DYNAMIC_HEADER_SIZE, -2),
-                 (hdr.table_offset, hdr.table_offset + len(self.bat) * 4, -3)]
+        fixed = [
+            (0, s.FOOTER_SIZE, -1),
+            (
+                self.footer.data_offset if self.footer else 0,
+                (self.footer.data_offset if self.footer else 0) + s.DYNAMIC_HEADER_SIZE,
+                -2,
+            ),
+            (hdr.table_offset, hdr.table_offset + len(self.bat) * 4, -3),
+        ]
+        needed_end = max(
+            (
+                start + self.bitmap_size + min(self.block_size, self.size - block * self.block_size)
+                for start, _end, block in spans
+            ),
+            default=0,
+        )
+        if needed_end > limit:
+            self.sink.add(
+                "file.truncated",
+                Severity.ERROR,
+                limit,
+                size=self.source.size,
+                expected=needed_end + s.FOOTER_SIZE,
+                structure="blocks",
+            )
         names = {-1: "footer-copy", -2: "dynamic-header", -3: "bat"}
         items = sorted(fixed + spans)
         reach, who = -1, 0
         for start, end, block in items:
             if start < reach and (block >= 0 or who >= 0):
                 a, b = (block, who) if block >= 0 else (who, block)
-                self._add("vhd.bat.overlap", Severity.ERROR, start, block=a,
-                          other=names.get(b, str(b)))
+                self._add(
+                    "vhd.bat.overlap", Severity.ERROR, start, block=a, other=names.get(b, str(b))
+                )
             if end > reach:
                 reach, who = end, block
 
     def _parse_locators(self, hdr: s.DynamicHeader) -> None:
         size = self.source.size
         for loc in hdr.locators:
-            entry: dict[str, Any] = {"index": loc.index, "platform": loc.platform_code,
-                                     "offset": loc.data_offset, "length": loc.data_length}
-            if (loc.data_length > s.MAX_LOCATOR_DATA or loc.data_offset + loc.data_length > size
-                    or loc.data_length == 0):
-                self.sink.add("vhd.locator.invalid", Severity.WARNING, loc.data_offset,
-                              index=loc.index, platform=loc.platform_code)
+            entry: dict[str, Any] = {
+                "index": loc.index,
+                "platform": loc.platform_code,
+                "offset": loc.data_offset,
+                "length": loc.data_length,
+            }
+            if (
+                loc.data_length > s.MAX_LOCATOR_DATA
+                or loc.data_offset + loc.data_length > size
+                or loc.data_length == 0
+            ):
+                self.sink.add(
+                    "vhd.locator.invalid",
+                    Severity.WARNING,
+                    loc.data_offset,
+                    index=loc.index,
+                    platform=loc.platform_code,
+                )
                 self.locators.append(entry)
                 continue
             data = self._raw(loc.data_offset, loc.data_length)
@@ -279,11 +375,20 @@ class VhdImage:
         if not self.is_differencing or self.header is None:
             return None
         order = {"W2ru": 0, "Wi2r": 1, "W2ku": 2, "Wi2k": 3, "MacX": 4}
-        kinds = {"W2ru": "relative_path", "Wi2r": "relative_path", "W2ku": "absolute_win32_path",
-                 "Wi2k": "absolute_win32_path", "MacX": "absolute_path"}
-        paths = [(kinds[e["platform"]], e["path"]) for e in sorted(
-            (e for e in self.locators if e.get("path") and e["platform"] in order),
-            key=lambda e: order[e["platform"]])]
+        kinds = {
+            "W2ru": "relative_path",
+            "Wi2r": "relative_path",
+            "W2ku": "absolute_win32_path",
+            "Wi2k": "absolute_win32_path",
+            "MacX": "absolute_path",
+        }
+        paths = [
+            (kinds[e["platform"]], e["path"])
+            for e in sorted(
+                (e for e in self.locators if e.get("path") and e["platform"] in order),
+                key=lambda e: order[e["platform"]],
+            )
+        ]
         if self.header.parent_name:
             paths.append(("parent_name", self.header.parent_name))
         return ParentRef(
@@ -353,17 +458,28 @@ class VhdImage:
             if ft is None:
                 return None
             return {
-                "cookie": ft.cookie.decode("latin-1"), "features": ft.features,
-                "version": f"0x{ft.version:08x}", "data_offset": ft.data_offset,
-                "timestamp": ft.timestamp, "timestamp_unix": ft.timestamp + s.VHD_EPOCH,
-                "creator_app": ft.creator_app, "creator_version": f"0x{ft.creator_version:08x}",
-                "creator_host": ft.creator_host, "original_size": ft.original_size,
+                "cookie": ft.cookie.decode("latin-1"),
+                "features": ft.features,
+                "version": f"0x{ft.version:08x}",
+                "data_offset": ft.data_offset,
+                "timestamp": ft.timestamp,
+                "timestamp_unix": ft.timestamp + s.VHD_EPOCH,
+                "creator_app": ft.creator_app,
+                "creator_version": f"0x{ft.creator_version:08x}",
+                "creator_host": ft.creator_host,
+                "original_size": ft.original_size,
                 "current_size": ft.current_size,
-                "geometry": {"cylinders": ft.cylinders, "heads": ft.heads,
-                             "sectors_per_track": ft.sectors_per_track, "size": ft.chs_size},
+                "geometry": {
+                    "cylinders": ft.cylinders,
+                    "heads": ft.heads,
+                    "sectors_per_track": ft.sectors_per_track,
+                    "size": ft.chs_size,
+                },
                 "disk_type": s.DISK_TYPES.get(ft.disk_type, ft.disk_type),
-                "checksum": f"0x{ft.checksum:08x}", "checksum_ok": ft.checksum_ok,
-                "unique_id": "{" + str(ft.unique_id) + "}", "saved_state": ft.saved_state,
+                "checksum": f"0x{ft.checksum:08x}",
+                "checksum_ok": ft.checksum_ok,
+                "unique_id": "{" + str(ft.unique_id) + "}",
+                "saved_state": ft.saved_state,
             }
 
         h = self.header
@@ -373,12 +489,18 @@ class VhdImage:
             "footer": footer_dict(f),
             "footer_offset": self.footer_offset,
             "footer_copy": footer_dict(self.footer_copy),
-            "dynamic_header": None if h is None else {
-                "table_offset": h.table_offset, "version": f"0x{h.version:08x}",
-                "max_table_entries": h.max_table_entries, "block_size": h.block_size,
-                "checksum": f"0x{h.checksum:08x}", "checksum_ok": h.checksum_ok,
+            "dynamic_header": None
+            if h is None
+            else {
+                "table_offset": h.table_offset,
+                "version": f"0x{h.version:08x}",
+                "max_table_entries": h.max_table_entries,
+                "block_size": h.block_size,
+                "checksum": f"0x{h.checksum:08x}",
+                "checksum_ok": h.checksum_ok,
                 "parent_unique_id": "{" + str(h.parent_unique_id) + "}",
-                "parent_timestamp": h.parent_timestamp, "parent_name": h.parent_name,
+                "parent_timestamp": h.parent_timestamp,
+                "parent_name": h.parent_name,
             },
             "parent_locators": self.locators,
             "virtual_size": self.size,

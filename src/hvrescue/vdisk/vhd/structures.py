@@ -53,12 +53,45 @@ class Footer:
 
     @classmethod
     def parse(cls, data: bytes) -> Footer:
-        (cookie, features, version, data_offset, ts, app, app_ver, host, orig, cur, cyl, heads,
-         spt, dtype, crc, uid, saved) = _FOOTER.unpack_from(data, 0)
-        return cls(cookie, features, version, data_offset, ts,
-                   app.decode("latin-1"), app_ver, host.decode("latin-1"), orig, cur, cyl,
-                   heads, spt, dtype, crc, uuid.UUID(bytes=uid), saved,
-                   checksum(data[:FOOTER_SIZE], 64) == crc)
+        (
+            cookie,
+            features,
+            version,
+            data_offset,
+            ts,
+            app,
+            app_ver,
+            host,
+            orig,
+            cur,
+            cyl,
+            heads,
+            spt,
+            dtype,
+            crc,
+            uid,
+            saved,
+        ) = _FOOTER.unpack_from(data, 0)
+        return cls(
+            cookie,
+            features,
+            version,
+            data_offset,
+            ts,
+            app.decode("latin-1"),
+            app_ver,
+            host.decode("latin-1"),
+            orig,
+            cur,
+            cyl,
+            heads,
+            spt,
+            dtype,
+            crc,
+            uuid.UUID(bytes=uid),
+            saved,
+            checksum(data[:FOOTER_SIZE], 64) == crc,
+        )
 
     @property
     def chs_size(self) -> int:
@@ -91,16 +124,29 @@ class DynamicHeader:
 
     @classmethod
     def parse(cls, data: bytes) -> DynamicHeader:
-        (cookie, doff, toff, ver, maxent, bsize, crc, puid, pts, _r,
-         pname) = _DYNAMIC.unpack_from(data, 0)
+        (cookie, doff, toff, ver, maxent, bsize, crc, puid, pts, _r, pname) = _DYNAMIC.unpack_from(
+            data, 0
+        )
         locs = []
         for i in range(8):
             code, space, length, _res, off = _LOCATOR.unpack_from(data, 576 + 24 * i)
             if code != b"\0\0\0\0":
                 locs.append(ParentLocatorEntry(i, code.decode("latin-1"), space, length, off))
         name = pname.decode("utf-16-be", errors="replace").split("\0", 1)[0]
-        return cls(cookie, doff, toff, ver, maxent, bsize, crc, uuid.UUID(bytes=puid), pts,
-                   name, tuple(locs), checksum(data[:DYNAMIC_HEADER_SIZE], 36) == crc)
+        return cls(
+            cookie,
+            doff,
+            toff,
+            ver,
+            maxent,
+            bsize,
+            crc,
+            uuid.UUID(bytes=puid),
+            pts,
+            name,
+            tuple(locs),
+            checksum(data[:DYNAMIC_HEADER_SIZE], 36) == crc,
+        )
 
 
 def geometry_for(size: int) -> tuple[int, int, int]:

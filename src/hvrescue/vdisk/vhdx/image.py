@@ -80,8 +80,13 @@ class VhdxImage:
         try:
             data = self.source.read(offset, length)
         except UnreadableRangeError as exc:
-            self._add("io.read-error", Severity.ERROR, exc.offset, length=exc.length,
-                      errno=exc.params.get("errno"))
+            self._add(
+                "io.read-error",
+                Severity.ERROR,
+                exc.offset,
+                length=exc.length,
+                errno=exc.params.get("errno"),
+            )
             data = self.source.read(offset, length, tolerant=True)
         if len(data) < length:
             data += bytes(length - len(data))
@@ -98,8 +103,7 @@ class VhdxImage:
         self.overlay.patch(file_offset, buf)
         return bytes(buf)
 
-    def _add(self, code: str, severity: Severity, offset: int | None = None,
-             **params: Any) -> None:
+    def _add(self, code: str, severity: Severity, offset: int | None = None, **params: Any) -> None:
         n = self._counts.get(code, 0) + 1
         self._counts[code] = n
         if n <= MAX_FINDINGS_PER_CODE:
@@ -109,8 +113,9 @@ class VhdxImage:
         for code, n in self._counts.items():
             if n > MAX_FINDINGS_PER_CODE:
                 sev = max(f.severity for f in self.findings if f.code == code)
-                self.sink.add(code, sev, None, key="finding.more",
-                              count=n - MAX_FINDINGS_PER_CODE, of=code)
+                self.sink.add(
+                    code, sev, None, key="finding.more", count=n - MAX_FINDINGS_PER_CODE, of=code
+                )
 
     # ------------------------------------------------------------------ parsing
     def _parse(self) -> None:
@@ -119,13 +124,18 @@ class VhdxImage:
             self.sink.add("file.empty", Severity.CRITICAL, 0)
             return
         if size < s.REGION_TABLE_OFFSETS[1] + s.REGION_TABLE_SIZE:
-            self.sink.add("file.truncated", Severity.CRITICAL, size, size=size,
-                          expected=s.HEADER_AREA)
+            self.sink.add(
+                "file.truncated", Severity.CRITICAL, size, size=size, expected=s.HEADER_AREA
+            )
         ident = self._raw(0, 64 * s.KiB)
         self.identifier = s.FileIdentifier.parse(ident)
         if self.identifier.signature != s.FILE_SIGNATURE:
-            self.sink.add("vhdx.identifier.signature", Severity.ERROR, 0,
-                          found=self.identifier.signature.hex())
+            self.sink.add(
+                "vhdx.identifier.signature",
+                Severity.ERROR,
+                0,
+                found=self.identifier.signature.hex(),
+            )
         self._parse_headers()
         self._parse_region_tables()
         if self.header is not None:
@@ -151,8 +161,10 @@ class VhdxImage:
                     problems.append("version")
                 if hdr.log_version != 0:
                     problems.append("log-version")
-                if hdr.log_offset % s.MiB or hdr.log_length % s.MiB or (
-                    hdr.log_length and hdr.log_offset < s.HEADER_AREA
+                if (
+                    hdr.log_offset % s.MiB
+                    or hdr.log_length % s.MiB
+                    or (hdr.log_length and hdr.log_offset < s.HEADER_AREA)
                 ):
                     problems.append("log-fields")
             self.headers.append((offset, hdr, problems))
@@ -171,8 +183,12 @@ class VhdxImage:
         # 2.2.2.1: the valid header with the greatest sequence number is the current one.
         self.header_index, self.header = max(valid, key=lambda v: v[1].sequence_number)
         if len(valid) == 1:
-            self.sink.add("vhdx.header.using-copy", Severity.INFO,
-                          s.HEADER_OFFSETS[self.header_index], copy=self.header_index + 1)
+            self.sink.add(
+                "vhdx.header.using-copy",
+                Severity.INFO,
+                s.HEADER_OFFSETS[self.header_index],
+                copy=self.header_index + 1,
+            )
 
     def _region_problems(self, table: s.RegionTable, raw: bytes) -> list[str]:
         problems: list[str] = []
@@ -218,26 +234,38 @@ class VhdxImage:
         for index, (offset, _t, problems) in enumerate(self.region_tables):
             sev = Severity.WARNING if usable else Severity.CRITICAL
             for problem in problems:
-                code = ("vhdx.region-table.checksum" if problem == "checksum"
-                        else "vhdx.region-table.invalid")
+                code = (
+                    "vhdx.region-table.checksum"
+                    if problem == "checksum"
+                    else "vhdx.region-table.invalid"
+                )
                 self.sink.add(code, sev, offset, copy=index + 1, problem=problem)
         if not usable:
-            self.sink.add("vhdx.region-table.none-valid", Severity.CRITICAL,
-                          s.REGION_TABLE_OFFSETS[0])
+            self.sink.add(
+                "vhdx.region-table.none-valid", Severity.CRITICAL, s.REGION_TABLE_OFFSETS[0]
+            )
             return
         index, table = usable[0]
         if len(usable) == 2 and usable[0][1].entries != usable[1][1].entries:
-            self.sink.add("vhdx.region-table.mismatch", Severity.WARNING,
-                          s.REGION_TABLE_OFFSETS[1])
+            self.sink.add("vhdx.region-table.mismatch", Severity.WARNING, s.REGION_TABLE_OFFSETS[1])
         elif len(usable) == 1:
-            self.sink.add("vhdx.region-table.using-copy", Severity.INFO,
-                          s.REGION_TABLE_OFFSETS[index], copy=index + 1)
+            self.sink.add(
+                "vhdx.region-table.using-copy",
+                Severity.INFO,
+                s.REGION_TABLE_OFFSETS[index],
+                copy=index + 1,
+            )
         self.regions = {e.name: e for e in table.entries}
         for entry in table.entries:
             if entry.file_offset + entry.length > self.source.size:
-                self.sink.add("file.truncated", Severity.ERROR, entry.file_offset,
-                              size=self.source.size, expected=entry.file_offset + entry.length,
-                              structure=entry.name)
+                self.sink.add(
+                    "file.truncated",
+                    Severity.ERROR,
+                    entry.file_offset,
+                    size=self.source.size,
+                    expected=entry.file_offset + entry.length,
+                    structure=entry.name,
+                )
 
     def _parse_log(self) -> None:
         hdr = self.header
@@ -245,49 +273,73 @@ class VhdxImage:
         if hdr.log_guid == s.ZERO_GUID or hdr.log_length == 0:
             return
         for entry in self.regions.values():
-            if (entry.file_offset < hdr.log_offset + hdr.log_length
-                    and hdr.log_offset < entry.file_offset + entry.length):
-                self.sink.add("vhdx.region-table.invalid", Severity.ERROR, entry.file_offset,
-                              copy=0, problem=f"overlap:log:{entry.name}")
+            if (
+                entry.file_offset < hdr.log_offset + hdr.log_length
+                and hdr.log_offset < entry.file_offset + entry.length
+            ):
+                self.sink.add(
+                    "vhdx.region-table.invalid",
+                    Severity.ERROR,
+                    entry.file_offset,
+                    copy=0,
+                    problem=f"overlap:log:{entry.name}",
+                )
         if hdr.log_offset + hdr.log_length > self.source.size:
-            self.sink.add("vhdx.log.corrupt", Severity.ERROR, hdr.log_offset,
-                          problem="beyond-eof")
+            self.sink.add("vhdx.log.corrupt", Severity.ERROR, hdr.log_offset, problem="beyond-eof")
             return
         if hdr.log_length > MAX_LOG_IN_MEMORY:
-            self.sink.add("vhdx.log.corrupt", Severity.ERROR, hdr.log_offset,
-                          problem="too-large")
+            self.sink.add("vhdx.log.corrupt", Severity.ERROR, hdr.log_offset, problem="too-large")
             return
         scan = scan_log(self._raw(hdr.log_offset, hdr.log_length), hdr.log_guid)
         self.log_scan = scan
         if scan.invalid_entries:
             pos, reason = scan.invalid_entries[0]
-            self.sink.add("vhdx.log.corrupt", Severity.WARNING, hdr.log_offset + pos,
-                          problem=reason, count=len(scan.invalid_entries))
+            self.sink.add(
+                "vhdx.log.corrupt",
+                Severity.WARNING,
+                hdr.log_offset + pos,
+                problem=reason,
+                count=len(scan.invalid_entries),
+            )
         for problem in scan.problems:
             self.sink.add("vhdx.log.corrupt", Severity.WARNING, hdr.log_offset, problem=problem)
         if not scan.needs_replay:
-            self.sink.add("vhdx.log.empty", Severity.INFO, hdr.log_offset,
-                          log_guid=s.guid_str(hdr.log_guid))
+            self.sink.add(
+                "vhdx.log.empty", Severity.INFO, hdr.log_offset, log_guid=s.guid_str(hdr.log_guid)
+            )
             return
         head = scan.active[-1].header
         self.overlay = Overlay.from_scan(scan)
         self.sink.add(
-            "vhdx.log.replay-needed", Severity.WARNING, hdr.log_offset,
-            entries=len(scan.active), first_sequence=scan.active[0].header.sequence_number,
-            last_sequence=head.sequence_number, sectors=len(self.overlay.touched_offsets),
+            "vhdx.log.replay-needed",
+            Severity.WARNING,
+            hdr.log_offset,
+            entries=len(scan.active),
+            first_sequence=scan.active[0].header.sequence_number,
+            last_sequence=head.sequence_number,
+            sectors=len(self.overlay.touched_offsets),
         )
         if head.flushed_file_offset > self.source.size:
-            self.sink.add("vhdx.log.corrupt", Severity.ERROR, hdr.log_offset,
-                          problem="file-shorter-than-flushed-offset",
-                          flushed=head.flushed_file_offset, size=self.source.size)
+            self.sink.add(
+                "vhdx.log.corrupt",
+                Severity.ERROR,
+                hdr.log_offset,
+                problem="file-shorter-than-flushed-offset",
+                flushed=head.flushed_file_offset,
+                size=self.source.size,
+            )
 
     # ------------------------------------------------------------------ metadata (2.6)
     def _parse_metadata(self) -> bool:
         region = self.regions.get("metadata")
         if region is None:
             return False
-        length = min(region.length, MAX_METADATA_REGION)
+        length = min(
+            region.length, MAX_METADATA_REGION, max(0, self.file_size - region.file_offset)
+        )
         raw = self.read_file(region.file_offset, length)
+        if len(raw) < 64 * s.KiB:
+            raw += bytes(64 * s.KiB - len(raw))  # the table itself; a short file reads as zeros
         table = s.MetadataTable.parse(raw)
         self.metadata_table = table
         base = region.file_offset
@@ -295,23 +347,36 @@ class VhdxImage:
             self.sink.add("vhdx.metadata.invalid", Severity.CRITICAL, base, problem="signature")
             return False
         if table.entry_count > s.MAX_METADATA_ENTRIES:
-            self.sink.add("vhdx.metadata.invalid", Severity.ERROR, base, problem="entry-count",
-                          count=table.entry_count)
+            self.sink.add(
+                "vhdx.metadata.invalid",
+                Severity.ERROR,
+                base,
+                problem="entry-count",
+                count=table.entry_count,
+            )
         items: dict[uuid.UUID, bytes] = {}
         for entry in table.entries:
             if entry.item_id in items:
-                self.sink.add("vhdx.metadata.invalid", Severity.ERROR, base,
-                              problem=f"duplicate:{entry.name}")
+                self.sink.add(
+                    "vhdx.metadata.invalid", Severity.ERROR, base, problem=f"duplicate:{entry.name}"
+                )
                 continue
-            if entry.length and (entry.offset < 64 * s.KiB
-                                 or entry.offset + entry.length > length):
-                self.sink.add("vhdx.metadata.invalid", Severity.ERROR, base + entry.offset,
-                              problem=f"out-of-region:{entry.name}")
+            if entry.length and (entry.offset < 64 * s.KiB or entry.offset + entry.length > length):
+                self.sink.add(
+                    "vhdx.metadata.invalid",
+                    Severity.ERROR,
+                    base + entry.offset,
+                    problem=f"out-of-region:{entry.name}",
+                )
                 continue
             if entry.item_id not in s.KNOWN_METADATA:
                 if entry.is_required:
-                    self.sink.add("vhdx.metadata.invalid", Severity.ERROR, base + entry.offset,
-                                  problem=f"unknown-required:{entry.name}")
+                    self.sink.add(
+                        "vhdx.metadata.invalid",
+                        Severity.ERROR,
+                        base + entry.offset,
+                        problem=f"unknown-required:{entry.name}",
+                    )
                 continue
             items[entry.item_id] = raw[entry.offset : entry.offset + entry.length]
         return self._metadata_items(items, base, table)
@@ -322,23 +387,36 @@ class VhdxImage:
                 return base + entry.offset
         return base
 
-    def _metadata_items(self, items: dict[uuid.UUID, bytes], base: int,
-                        table: s.MetadataTable) -> bool:
-        def bad(item: uuid.UUID, problem: str, sev: Severity = Severity.CRITICAL,
-                **params: Any) -> None:
-            self.sink.add("vhdx.metadata.invalid", sev, self._item_offset(table, base, item),
-                          item=s.KNOWN_METADATA[item], problem=problem, **params)
+    def _metadata_items(
+        self, items: dict[uuid.UUID, bytes], base: int, table: s.MetadataTable
+    ) -> bool:
+        def bad(
+            item: uuid.UUID, problem: str, sev: Severity = Severity.CRITICAL, **params: Any
+        ) -> None:
+            self.sink.add(
+                "vhdx.metadata.invalid",
+                sev,
+                self._item_offset(table, base, item),
+                item=s.KNOWN_METADATA[item],
+                problem=problem,
+                **params,
+            )
 
         essential_ok = True
         for item in (s.FILE_PARAMETERS, s.VIRTUAL_DISK_SIZE, s.LOGICAL_SECTOR_SIZE):
             if item not in items:
-                self.sink.add("vhdx.metadata.missing-item", Severity.CRITICAL, base,
-                              item=s.KNOWN_METADATA[item])
+                self.sink.add(
+                    "vhdx.metadata.missing-item",
+                    Severity.CRITICAL,
+                    base,
+                    item=s.KNOWN_METADATA[item],
+                )
                 essential_ok = False
         for item in (s.PHYSICAL_SECTOR_SIZE, s.PAGE83_DATA):
             if item not in items:
-                self.sink.add("vhdx.metadata.missing-item", Severity.ERROR, base,
-                              item=s.KNOWN_METADATA[item])
+                self.sink.add(
+                    "vhdx.metadata.missing-item", Severity.ERROR, base, item=s.KNOWN_METADATA[item]
+                )
         if s.FILE_PARAMETERS in items:
             data = items[s.FILE_PARAMETERS]
             if len(data) < 8:
@@ -390,14 +468,19 @@ class VhdxImage:
                 self.metadata["virtual_disk_id"] = s.guid_str(s.guid(data))
         if self.has_parent:
             if s.PARENT_LOCATOR not in items:
-                self.sink.add("vhdx.metadata.missing-item", Severity.ERROR, base,
-                              item="parent_locator")
+                self.sink.add(
+                    "vhdx.metadata.missing-item", Severity.ERROR, base, item="parent_locator"
+                )
             else:
                 self._parse_parent_locator(items[s.PARENT_LOCATOR], base, table)
         elif s.PARENT_LOCATOR in items:
-            self.sink.add("vhdx.metadata.invalid", Severity.WARNING,
-                          self._item_offset(table, base, s.PARENT_LOCATOR),
-                          item="parent_locator", problem="without-has-parent")
+            self.sink.add(
+                "vhdx.metadata.invalid",
+                Severity.WARNING,
+                self._item_offset(table, base, s.PARENT_LOCATOR),
+                item="parent_locator",
+                problem="without-has-parent",
+            )
         if not essential_ok:
             return False
         self.chunk_ratio = s.chunk_ratio(self.logical_sector_size, self.block_size)
@@ -410,23 +493,45 @@ class VhdxImage:
         self.parent_locator = loc
         offset = self._item_offset(table, base, s.PARENT_LOCATOR)
         for problem in loc.problems:
-            self.sink.add("vhdx.metadata.invalid", Severity.ERROR, offset,
-                          item="parent_locator", problem=problem)
+            self.sink.add(
+                "vhdx.metadata.invalid",
+                Severity.ERROR,
+                offset,
+                item="parent_locator",
+                problem=problem,
+            )
         if loc.locator_type != s.VHDX_PARENT_LOCATOR_TYPE:
-            self.sink.add("vhdx.metadata.invalid", Severity.ERROR, offset,
-                          item="parent_locator", problem="locator-type",
-                          value=s.guid_str(loc.locator_type))
+            self.sink.add(
+                "vhdx.metadata.invalid",
+                Severity.ERROR,
+                offset,
+                item="parent_locator",
+                problem="locator-type",
+                value=s.guid_str(loc.locator_type),
+            )
         linkage = loc.entries.get("parent_linkage")
         if linkage is None:
-            self.sink.add("vhdx.metadata.missing-item", Severity.ERROR, offset,
-                          item="parent_locator.parent_linkage")
+            self.sink.add(
+                "vhdx.metadata.missing-item",
+                Severity.ERROR,
+                offset,
+                item="parent_locator.parent_linkage",
+            )
         elif _parse_guid_text(linkage) is None:
-            self.sink.add("vhdx.metadata.invalid", Severity.ERROR, offset,
-                          item="parent_locator", problem="parent_linkage", value=linkage)
-        if not any(k in loc.entries for k in ("relative_path", "volume_path",
-                                              "absolute_win32_path")):
-            self.sink.add("vhdx.metadata.missing-item", Severity.ERROR, offset,
-                          item="parent_locator.path")
+            self.sink.add(
+                "vhdx.metadata.invalid",
+                Severity.ERROR,
+                offset,
+                item="parent_locator",
+                problem="parent_linkage",
+                value=linkage,
+            )
+        if not any(
+            k in loc.entries for k in ("relative_path", "volume_path", "absolute_win32_path")
+        ):
+            self.sink.add(
+                "vhdx.metadata.missing-item", Severity.ERROR, offset, item="parent_locator.path"
+            )
 
     # ------------------------------------------------------------------ BAT (2.5)
     @property
@@ -446,9 +551,17 @@ class VhdxImage:
             return
         needed = self.bat_entries_needed
         if needed * 8 > region.length:
-            self.sink.add("vhdx.bat.too-small", Severity.ERROR, region.file_offset,
-                          entries=needed, region_length=region.length)
-        count = min(needed, region.length // 8)
+            self.sink.add(
+                "vhdx.bat.too-small",
+                Severity.ERROR,
+                region.file_offset,
+                entries=needed,
+                region_length=region.length,
+            )
+        # Never allocate by a number read from the file: what the file holds bounds the BAT;
+        # entries past the end read as NOT_PRESENT (and the truncation is reported).
+        held = max(0, self.file_size - region.file_offset) // 8
+        count = min(needed, region.length // 8, held)
         raw = self.read_file(region.file_offset, count * 8)
         self.bat = memoryview(raw).cast("Q")
         self._validate_bat(region.file_offset)
@@ -482,9 +595,27 @@ class VhdxImage:
         counts["not_present"] = counts.get("not_present", 0) + max(0, self.data_blocks - counted)
         self.bat_counts = counts
         self._check_overlaps(spans)
+        needed_end = max((end for _start, end, _i in spans), default=0)
+        if needed_end > self.file_size:
+            self.sink.add(
+                "file.truncated",
+                Severity.ERROR,
+                self.source.size,
+                size=self.source.size,
+                expected=needed_end,
+                structure="blocks",
+            )
 
-    def _validate_bat_entry(self, index: int, entry: int, cr1: int, fsize: int, bat_offset: int,
-                            counts: dict[str, int], spans: list[tuple[int, int, int]]) -> None:
+    def _validate_bat_entry(
+        self,
+        index: int,
+        entry: int,
+        cr1: int,
+        fsize: int,
+        bat_offset: int,
+        counts: dict[str, int],
+        spans: list[tuple[int, int, int]],
+    ) -> None:
         state = entry & 7
         file_offset = (entry >> 20) << 20
         where = bat_offset + index * 8
@@ -493,8 +624,14 @@ class VhdxImage:
             name = "sb_" + s.SB_STATE_NAMES.get(state, "invalid")
             counts[name] = counts.get(name, 0) + 1
             if state not in s.SB_STATE_NAMES:
-                self._add("vhdx.bat.invalid-state", Severity.ERROR, where, index=index,
-                          state=state, kind="sector-bitmap")
+                self._add(
+                    "vhdx.bat.invalid-state",
+                    Severity.ERROR,
+                    where,
+                    index=index,
+                    state=state,
+                    kind="sector-bitmap",
+                )
                 return
             if state == s.SB_PRESENT:
                 self._check_block_extent(index, file_offset, s.MiB, fsize, where, spans)
@@ -505,37 +642,79 @@ class VhdxImage:
         if state not in s.PAYLOAD_STATE_NAMES or (
             state == s.PAYLOAD_PARTIALLY_PRESENT and not self.has_parent
         ):
-            self._add("vhdx.bat.invalid-state", Severity.ERROR, where, index=index, block=block,
-                      state=state, kind="payload")
+            self._add(
+                "vhdx.bat.invalid-state",
+                Severity.ERROR,
+                where,
+                index=index,
+                block=block,
+                state=state,
+                kind="payload",
+            )
             return
         if block >= self.data_blocks and state != s.PAYLOAD_NOT_PRESENT:
-            self._add("vhdx.bat.invalid-state", Severity.WARNING, where, index=index,
-                      block=block, state=state, kind="beyond-virtual-size")
+            self._add(
+                "vhdx.bat.invalid-state",
+                Severity.WARNING,
+                where,
+                index=index,
+                block=block,
+                state=state,
+                kind="beyond-virtual-size",
+            )
             return
         if state in (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT):
             self._check_block_extent(index, file_offset, self.block_size, fsize, where, spans)
         if state == s.PAYLOAD_PARTIALLY_PRESENT:
             sb = self.bat_entry((block // self.chunk_ratio) * cr1 + cr1 - 1)
             if sb & 7 != s.SB_PRESENT:
-                self._add("vhdx.bat.invalid-state", Severity.ERROR, where, index=index,
-                          block=block, state=state, kind="partial-without-bitmap")
+                self._add(
+                    "vhdx.bat.invalid-state",
+                    Severity.ERROR,
+                    where,
+                    index=index,
+                    block=block,
+                    state=state,
+                    kind="partial-without-bitmap",
+                )
 
-    def _check_block_extent(self, index: int, file_offset: int, length: int, fsize: int,
-                            where: int, spans: list[tuple[int, int, int]]) -> None:
+    def _check_block_extent(
+        self,
+        index: int,
+        file_offset: int,
+        length: int,
+        fsize: int,
+        where: int,
+        spans: list[tuple[int, int, int]],
+    ) -> None:
         if file_offset < s.HEADER_AREA:
-            self._add("vhdx.bat.overlap", Severity.ERROR, where, index=index,
-                      file_offset=file_offset, other="header")
+            self._add(
+                "vhdx.bat.overlap",
+                Severity.ERROR,
+                where,
+                index=index,
+                file_offset=file_offset,
+                other="header",
+            )
             return
         if file_offset + length > fsize:
-            self._add("vhdx.bat.entry-beyond-eof", Severity.ERROR, where, index=index,
-                      file_offset=file_offset, length=length, file_size=fsize)
+            self._add(
+                "vhdx.bat.entry-beyond-eof",
+                Severity.ERROR,
+                where,
+                index=index,
+                file_offset=file_offset,
+                length=length,
+                file_size=fsize,
+            )
         spans.append((file_offset, file_offset + length, index))
 
     def _check_overlaps(self, spans: list[tuple[int, int, int]]) -> None:
         fixed = [(e.file_offset, e.file_offset + e.length, e.name) for e in self.regions.values()]
         if self.header is not None and self.header.log_length:
-            fixed.append((self.header.log_offset,
-                          self.header.log_offset + self.header.log_length, "log"))
+            fixed.append(
+                (self.header.log_offset, self.header.log_offset + self.header.log_length, "log")
+            )
         items: list[tuple[int, int, str | int]] = [(a, b, n) for a, b, n in fixed]
         items += [(a, b, i) for a, b, i in spans]
         items.sort(key=lambda t: (t[0], t[1]))
@@ -544,8 +723,14 @@ class VhdxImage:
             if start < reach_end and isinstance(who, int) | isinstance(reach_who, int):
                 index = who if isinstance(who, int) else reach_who
                 other = reach_who if isinstance(who, int) else who
-                self._add("vhdx.bat.overlap", Severity.ERROR, start, index=index,
-                          file_offset=start, other=str(other))
+                self._add(
+                    "vhdx.bat.overlap",
+                    Severity.ERROR,
+                    start,
+                    index=index,
+                    file_offset=start,
+                    other=str(other),
+                )
             if end > reach_end:
                 reach_end, reach_who = end, who
 
@@ -569,8 +754,11 @@ class VhdxImage:
         entries = self.parent_locator.entries if self.parent_locator else {}
         linkage = _parse_guid_text(entries.get("parent_linkage", ""))
         alternate = _parse_guid_text(entries.get("parent_linkage2", ""))
-        paths = tuple((k, entries[k]) for k in ("relative_path", "volume_path",
-                                                "absolute_win32_path") if entries.get(k))
+        paths = tuple(
+            (k, entries[k])
+            for k in ("relative_path", "volume_path", "absolute_win32_path")
+            if entries.get(k)
+        )
         return ParentRef(
             linkage=s.guid_str(linkage) if linkage else None,
             linkage_alternate=s.guid_str(alternate) if alternate else None,
@@ -620,8 +808,7 @@ class VhdxImage:
             self._bitmap_cache.popitem(last=False)
         return bitmap
 
-    def _partial_runs(self, block: int, entry: int, pos: int, within: int,
-                      n: int) -> Iterator[Run]:
+    def _partial_runs(self, block: int, entry: int, pos: int, within: int, n: int) -> Iterator[Run]:
         lss = self.logical_sector_size
         bitmap = self._block_bitmap(block)
         first = within // lss
@@ -652,8 +839,10 @@ class VhdxImage:
                 continue
             for index in range(start, stop):
                 state = bat[index] & 7
-                if index % cr1 == cr1 - 1 or state not in (s.PAYLOAD_FULLY_PRESENT,
-                                                            s.PAYLOAD_PARTIALLY_PRESENT):
+                if index % cr1 == cr1 - 1 or state not in (
+                    s.PAYLOAD_FULLY_PRESENT,
+                    s.PAYLOAD_PARTIALLY_PRESENT,
+                ):
                     continue
                 block = index - index // cr1
                 if block < self.data_blocks:
@@ -663,39 +852,61 @@ class VhdxImage:
     def describe(self) -> dict[str, Any]:
         hdrs = []
         for offset, hdr, problems in self.headers:
-            hdrs.append({
-                "offset": offset,
-                "valid": not problems,
-                "problems": problems,
-                "current": self.header is hdr and hdr is not None,
-                **({} if hdr is None else {
-                    "sequence_number": hdr.sequence_number,
-                    "file_write_guid": s.guid_str(hdr.file_write_guid),
-                    "data_write_guid": s.guid_str(hdr.data_write_guid),
-                    "log_guid": s.guid_str(hdr.log_guid),
-                    "log_version": hdr.log_version,
-                    "version": hdr.version,
-                    "log_offset": hdr.log_offset,
-                    "log_length": hdr.log_length,
-                    "checksum": f"0x{hdr.checksum:08x}",
-                }),
-            })
+            hdrs.append(
+                {
+                    "offset": offset,
+                    "valid": not problems,
+                    "problems": problems,
+                    "current": self.header is hdr and hdr is not None,
+                    **(
+                        {}
+                        if hdr is None
+                        else {
+                            "sequence_number": hdr.sequence_number,
+                            "file_write_guid": s.guid_str(hdr.file_write_guid),
+                            "data_write_guid": s.guid_str(hdr.data_write_guid),
+                            "log_guid": s.guid_str(hdr.log_guid),
+                            "log_version": hdr.log_version,
+                            "version": hdr.version,
+                            "log_offset": hdr.log_offset,
+                            "log_length": hdr.log_length,
+                            "checksum": f"0x{hdr.checksum:08x}",
+                        }
+                    ),
+                }
+            )
         tables = []
         for offset, table, problems in self.region_tables:
-            tables.append({
-                "offset": offset,
-                "valid": not problems,
-                "problems": problems,
-                "entries": [] if table is None else [
-                    {"guid": s.guid_str(e.guid), "name": e.name, "file_offset": e.file_offset,
-                     "length": e.length, "required": e.required} for e in table.entries
-                ],
-            })
+            tables.append(
+                {
+                    "offset": offset,
+                    "valid": not problems,
+                    "problems": problems,
+                    "entries": []
+                    if table is None
+                    else [
+                        {
+                            "guid": s.guid_str(e.guid),
+                            "name": e.name,
+                            "file_offset": e.file_offset,
+                            "length": e.length,
+                            "required": e.required,
+                        }
+                        for e in table.entries
+                    ],
+                }
+            )
         meta_entries = []
         if self.metadata_table is not None:
             meta_entries = [
-                {"item": e.name, "offset": e.offset, "length": e.length, "is_user": e.is_user,
-                 "is_virtual_disk": e.is_virtual_disk, "is_required": e.is_required}
+                {
+                    "item": e.name,
+                    "offset": e.offset,
+                    "length": e.length,
+                    "is_user": e.is_user,
+                    "is_virtual_disk": e.is_virtual_disk,
+                    "is_required": e.is_required,
+                }
                 for e in self.metadata_table.entries
             ]
         log: dict[str, Any] = {"present": False}
@@ -705,11 +916,15 @@ class VhdxImage:
                 "valid_entries": len(self.log_scan.entries),
                 "invalid_entries": len(self.log_scan.invalid_entries),
                 "active_sequence": [
-                    {"position": e.position, "sequence_number": e.header.sequence_number,
-                     "entry_length": e.header.entry_length, "tail": e.header.tail,
-                     "descriptors": e.header.descriptor_count,
-                     "flushed_file_offset": e.header.flushed_file_offset,
-                     "last_file_offset": e.header.last_file_offset}
+                    {
+                        "position": e.position,
+                        "sequence_number": e.header.sequence_number,
+                        "entry_length": e.header.entry_length,
+                        "tail": e.header.tail,
+                        "descriptors": e.header.descriptor_count,
+                        "flushed_file_offset": e.header.flushed_file_offset,
+                        "last_file_offset": e.header.last_file_offset,
+                    }
                     for e in self.log_scan.active
                 ],
                 "replayed_sectors": len(self.overlay.touched_offsets),
@@ -718,14 +933,17 @@ class VhdxImage:
             "format": "vhdx",
             "file_size": self.source.size,
             "creator": self.identifier.creator if self.identifier else None,
-            "identifier_valid": bool(self.identifier
-                                     and self.identifier.signature == s.FILE_SIGNATURE),
+            "identifier_valid": bool(
+                self.identifier and self.identifier.signature == s.FILE_SIGNATURE
+            ),
             "headers": hdrs,
             "current_header": None if self.header_index is None else self.header_index + 1,
             "region_tables": tables,
             "log": log,
             "metadata": {"entries": meta_entries, "items": dict(self.metadata)},
-            "parent_locator": None if self.parent_locator is None else {
+            "parent_locator": None
+            if self.parent_locator is None
+            else {
                 "type": s.guid_str(self.parent_locator.locator_type),
                 "entries": dict(self.parent_locator.entries),
             },
@@ -735,9 +953,11 @@ class VhdxImage:
             "physical_sector_size": self.physical_sector_size,
             "chunk_ratio": self.chunk_ratio,
             "differencing": self.has_parent,
-            "bat": {"entries": 0 if self.bat is None else len(self.bat),
-                    "entries_needed": self.bat_entries_needed if self.chunk_ratio else None,
-                    "states": dict(sorted(self.bat_counts.items()))},
+            "bat": {
+                "entries": 0 if self.bat is None else len(self.bat),
+                "entries_needed": self.bat_entries_needed if self.chunk_ratio else None,
+                "states": dict(sorted(self.bat_counts.items())),
+            },
         }
 
 

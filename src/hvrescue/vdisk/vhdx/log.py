@@ -107,13 +107,16 @@ def _parse_entry(log: _Circular, pos: int, log_guid: uuid.UUID) -> LogEntry | st
             data_index += 1
             if sector[:4] != LOG_DATA_SIGNATURE:
                 return "data-signature"
-            high, low = struct.unpack_from("<I", sector, 4)[0], struct.unpack_from(
-                "<I", sector, 4092)[0]
+            high, low = (
+                struct.unpack_from("<I", sector, 4)[0],
+                struct.unpack_from("<I", sector, 4092)[0],
+            )
             if (high << 32 | low) != hdr.sequence_number:
                 return "data-sequence"
             content = (
-                struct.pack("<Q", d.leading_bytes) + sector[8:4092] + struct.pack(
-                    "<I", d.trailing_bytes)
+                struct.pack("<Q", d.leading_bytes)
+                + sector[8:4092]
+                + struct.pack("<I", d.trailing_bytes)
             )
             ops.append((d.file_offset, LOG_SECTOR, content))
         else:
@@ -179,36 +182,52 @@ def scan_log(data: bytes, log_guid: uuid.UUID) -> LogScan:
 
 
 class Overlay:
-    """Replayed log writes, applied on top of the file's bytes when read."""
+    """Replayed log writes, applied on top of the file's bytes when read.
+
+    Built newest operation first, so that each byte keeps the value of the last operation that
+    covered it: a data sector survives only if no newer zero descriptor covers it. Zero ranges
+    are kept as sorted disjoint intervals; lookups are by bisection.
+    """
 
     def __init__(self) -> None:
         self._sectors: dict[int, bytes] = {}
         self._keys: list[int] = []
-        self._zeros: list[tuple[int, int]] = []
+        self._zero_starts: list[int] = []
+        self._zero_ends: list[int] = []
         self.extent = 0  # the file size the log says the file must have (LastFileOffset)
 
     @classmethod
     def from_scan(cls, scan: LogScan) -> Overlay:
         ov = cls()
-        for entry in scan.active:
-            for off, length, content in entry.ops:
-                if content is None:
-                    ov._apply_zero(off, length)
-                else:
-                    ov._sectors[off] = content
+        for entry in reversed(scan.active):
             ov.extent = max(ov.extent, entry.header.last_file_offset)
+            for off, length, content in reversed(entry.ops):
+                if content is None:
+                    ov._add_zero(off, off + length)
+                elif off not in ov._sectors and not ov._zeroed(off):
+                    ov._sectors[off] = content
         ov._keys = sorted(ov._sectors)
         return ov
 
-    def _apply_zero(self, off: int, length: int) -> None:
-        end = off + length
-        for key in [k for k in self._sectors if off <= k < end]:
-            del self._sectors[key]
-        self._zeros.append((off, end))
+    def _zeroed(self, off: int) -> bool:
+        i = bisect.bisect_right(self._zero_starts, off) - 1
+        return i >= 0 and off < self._zero_ends[i]
+
+    def _add_zero(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        starts, ends = self._zero_starts, self._zero_ends
+        lo = bisect.bisect_left(ends, start)  # first interval ending at or after start
+        hi = bisect.bisect_right(starts, end)  # intervals starting after end stay
+        if lo < hi:
+            start = min(start, starts[lo])
+            end = max(end, ends[hi - 1])
+        starts[lo:hi] = [start]
+        ends[lo:hi] = [end]
 
     @property
     def empty(self) -> bool:
-        return not self._sectors and not self._zeros
+        return not self._sectors and not self._zero_starts
 
     @property
     def touched_offsets(self) -> list[int]:
@@ -217,10 +236,12 @@ class Overlay:
     def patch(self, offset: int, data: bytearray) -> None:
         """Apply the overlay to ``data``, which holds the file's bytes from ``offset``."""
         end = offset + len(data)
-        for zstart, zend in self._zeros:
-            lo, hi = max(zstart, offset), min(zend, end)
+        i = max(0, bisect.bisect_right(self._zero_starts, offset) - 1)
+        while i < len(self._zero_starts) and self._zero_starts[i] < end:
+            lo, hi = max(self._zero_starts[i], offset), min(self._zero_ends[i], end)
             if lo < hi:
                 data[lo - offset : hi - offset] = bytes(hi - lo)
+            i += 1
         i = bisect.bisect_left(self._keys, offset - LOG_SECTOR + 1)
         while i < len(self._keys) and self._keys[i] < end:
             key = self._keys[i]

@@ -193,8 +193,9 @@ class MetadataTable:
         for i in range(min(count, MAX_METADATA_ENTRIES)):
             g, off, length, flags, _r = _META_ENTRY.unpack_from(data, 32 + 32 * i)
             entries.append(
-                MetadataEntry(guid(g), off, length, bool(flags & 1), bool(flags & 2),
-                              bool(flags & 4))
+                MetadataEntry(
+                    guid(g), off, length, bool(flags & 1), bool(flags & 2), bool(flags & 4)
+                )
             )
         return cls(sig, count, tuple(entries))
 

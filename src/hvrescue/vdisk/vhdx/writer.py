@@ -50,9 +50,21 @@ class VhdxSpec:
 
 def _header(spec: VhdxSpec, seq: int, log_guid: uuid.UUID) -> bytes:
     raw = bytearray(s.HEADER_SIZE)
-    struct.pack_into("<4sIQ16s16s16sHHIQ", raw, 0, s.HEADER_SIGNATURE, 0, seq,
-                     spec.file_write_guid.bytes_le, spec.data_write_guid.bytes_le,
-                     log_guid.bytes_le, 0, 1, LOG_LENGTH, LOG_OFFSET)
+    struct.pack_into(
+        "<4sIQ16s16s16sHHIQ",
+        raw,
+        0,
+        s.HEADER_SIGNATURE,
+        0,
+        seq,
+        spec.file_write_guid.bytes_le,
+        spec.data_write_guid.bytes_le,
+        log_guid.bytes_le,
+        0,
+        1,
+        LOG_LENGTH,
+        LOG_OFFSET,
+    )
     struct.pack_into("<I", raw, 4, crc32c_with_field_zeroed(bytes(raw), 4))
     return bytes(raw)
 
@@ -61,8 +73,9 @@ def _region_table(bat_length: int) -> bytes:
     raw = bytearray(s.REGION_TABLE_SIZE)
     struct.pack_into("<4sIII", raw, 0, s.REGION_SIGNATURE, 0, 2, 0)
     struct.pack_into("<16sQII", raw, 16, s.BAT_GUID.bytes_le, BAT_OFFSET, bat_length, 1)
-    struct.pack_into("<16sQII", raw, 48, s.METADATA_GUID.bytes_le, METADATA_OFFSET,
-                     METADATA_LENGTH, 1)
+    struct.pack_into(
+        "<16sQII", raw, 48, s.METADATA_GUID.bytes_le, METADATA_OFFSET, METADATA_LENGTH, 1
+    )
     struct.pack_into("<I", raw, 4, crc32c_with_field_zeroed(bytes(raw), 4))
     return bytes(raw)
 
@@ -109,17 +122,33 @@ def _metadata(spec: VhdxSpec) -> bytes:
     return bytes(raw)
 
 
-def _log_entry(log_guid: uuid.UUID, seq: int, writes: list[tuple[int, bytes]],
-               file_size: int) -> bytes:
+def _log_entry(
+    log_guid: uuid.UUID, seq: int, writes: list[tuple[int, bytes]], file_size: int
+) -> bytes:
     """One log entry holding full 4 KiB sector ``writes`` (2.3.1)."""
     dsec = s.descriptor_sectors(len(writes))
     total = (dsec + len(writes)) * s.LOG_SECTOR
     raw = bytearray(total)
-    struct.pack_into("<4sIIIQII16sQQ", raw, 0, s.LOG_ENTRY_SIGNATURE, 0, total, 0, seq,
-                     len(writes), 0, log_guid.bytes_le, file_size, file_size)
+    struct.pack_into(
+        "<4sIIIQII16sQQ",
+        raw,
+        0,
+        s.LOG_ENTRY_SIGNATURE,
+        0,
+        total,
+        0,
+        seq,
+        len(writes),
+        0,
+        log_guid.bytes_le,
+        file_size,
+        file_size,
+    )
     for i, (off, sector) in enumerate(writes):
-        lead, trail = struct.unpack_from("<Q", sector, 0)[0], struct.unpack_from(
-            "<I", sector, 4092)[0]
+        lead, trail = (
+            struct.unpack_from("<Q", sector, 0)[0],
+            struct.unpack_from("<I", sector, 4092)[0],
+        )
         struct.pack_into("<4sIQQQ", raw, 64 + 32 * i, s.LOG_DESC_SIGNATURE, trail, lead, off, seq)
         d = (dsec + i) * s.LOG_SECTOR
         struct.pack_into("<4sI", raw, d, s.LOG_DATA_SIGNATURE, seq >> 32)
@@ -135,10 +164,7 @@ def write_vhdx(path: str, spec: VhdxSpec, data: dict[int, bytes] | None = None) 
     lss, bs = spec.logical_sector_size, spec.block_size
     cr = s.chunk_ratio(lss, bs)
     blocks = -(-spec.virtual_size // bs)
-    if spec.parent:
-        entries = -(-blocks // cr) * (cr + 1)
-    else:
-        entries = blocks + (blocks - 1) // cr
+    entries = -(-blocks // cr) * (cr + 1) if spec.parent else blocks + (blocks - 1) // cr
     bat_length = -(-entries * 8 // s.MiB) * s.MiB
     bat = [0] * entries
     next_free = BAT_OFFSET + bat_length
