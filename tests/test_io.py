@@ -138,3 +138,12 @@ def test_atomic_output_refuses_overwrite_and_leaves_no_temp(tmp_path: Path):
         os.write(fd, b"partial")
         raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_positioned_reads_without_pread(monkeypatch, disk: Path):
+    # Windows has no os.pread: the seek-and-read fallback must return the same bytes.
+    monkeypatch.setattr(source_mod, "_HAVE_PREAD", False)
+    whole = disk.read_bytes()
+    with ReadOnlySource(disk) as src:
+        assert src.read(3 * MiB + 5, 1000) == whole[3 * MiB + 5 : 3 * MiB + 1005]
+        assert src.read(len(whole) - 10, 100) == whole[-10:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass
 
 from hvrescue.errors import InputError, UnreadableRangeError
@@ -19,6 +20,7 @@ from hvrescue.errors import InputError, UnreadableRangeError
 DEFAULT_RETRIES = 3
 # Reads are split so that one failing sector does not poison a whole multi-MiB request.
 RETRY_GRANULE = 64 * 1024
+_HAVE_PREAD = hasattr(os, "pread")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ReadOnlySource:
         self.path = os.fspath(path)
         self.retries = max(0, retries)
         self.bad_ranges: list[BadRange] = []
+        self._lock = threading.Lock()
         self._fd = self._open(self.path)
         try:
             st = os.fstat(self._fd)
@@ -79,11 +82,19 @@ class ReadOnlySource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _pread(self, length: int, offset: int) -> bytes:
+        if _HAVE_PREAD:
+            return os.pread(self._fd, length, offset)
+        # Windows has no pread: seek and read under a lock so no position is shared.
+        with self._lock:
+            os.lseek(self._fd, offset, os.SEEK_SET)
+            return os.read(self._fd, length)
+
     def _pread_retry(self, offset: int, length: int) -> bytes:
         last: OSError | None = None
         for _ in range(self.retries + 1):
             try:
-                return os.pread(self._fd, length, offset)
+                return self._pread(length, offset)
             except OSError as exc:
                 if exc.errno not in (
                     errno.EIO,

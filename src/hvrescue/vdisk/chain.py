@@ -192,11 +192,11 @@ def _find_parent(
                 mismatched.append(attempt)
     # Not where the locators point: look by identity in the child's folder and the search dirs.
     child_dir = os.path.dirname(os.path.abspath(child.path))
-    local = [
-        os.path.join(child_dir, n)
-        for n in sorted(os.listdir(child_dir))
-        if n.lower().endswith(DISK_SUFFIXES)
-    ]
+    try:
+        names = sorted(os.listdir(child_dir))
+    except OSError:
+        names = []  # an unlistable folder only means no candidates there
+    local = [os.path.join(child_dir, n) for n in names if n.lower().endswith(DISK_SUFFIXES)]
     for candidate in local + searcher.files():
         real = os.path.realpath(candidate)
         if real in tried or real in seen:

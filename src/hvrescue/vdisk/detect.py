@@ -34,6 +34,9 @@ def sniff(source: ReadOnlySource) -> str | None:
     for off in vhdx_s.HEADER_OFFSETS:
         if source.read(off, 4, tolerant=True) == vhdx_s.HEADER_SIGNATURE:
             return "vhdx"
+    for off in vhdx_s.REGION_TABLE_OFFSETS:
+        if source.read(off, 4, tolerant=True) == vhdx_s.REGION_SIGNATURE:
+            return "vhdx"
     return None
 
 
