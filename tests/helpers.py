@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(
+    os.environ.get("HVRESCUE_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
+)
 CORPUS = SHARED / "corpus" / "public"
 
 
