@@ -36,7 +36,7 @@ op = st.one_of(
 def test_overlay_equals_in_order_application(entries, window):
     scan = LogScan()
     scan.active = [LogEntry(0, SimpleNamespace(last_file_offset=0), ops) for ops in entries]
-    expected = bytearray(b"\xee" * (SPAN + 6 * SECTOR))
+    expected = bytearray(b"\xee" * (2 * SPAN + 6 * SECTOR))
     for ops in entries:
         for off, length, content in ops:
             expected[off : off + length] = bytes(length) if content is None else content

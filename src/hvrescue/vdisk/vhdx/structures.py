@@ -282,3 +282,11 @@ def descriptor_sectors(count: int) -> int:
 def chunk_ratio(logical_sector_size: int, block_size: int) -> int:
     """2.5 Chunk ratio: payload blocks described by one 1 MiB sector bitmap block."""
     return (1 << 23) * logical_sector_size // block_size
+
+
+def parse_guid_text(text: str) -> uuid.UUID | None:
+    """A GUID as Windows writes it in text ("{...}"), or None if it is not one."""
+    try:
+        return uuid.UUID(text.strip().strip("{}"))
+    except ValueError:
+        return None

@@ -1,0 +1,201 @@
+"""MS-VHDX 2.5 BAT: read it (bounded by the file) and validate every entry into findings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hvrescue.findings import Severity
+from hvrescue.vdisk.vhdx import structures as s
+
+if TYPE_CHECKING:
+    from hvrescue.vdisk.vhdx.image import VhdxImage
+
+
+BAT_SCAN_CHUNK = 4096  # entries per step when scanning the BAT
+
+
+def parse_bat(img: VhdxImage) -> None:
+    region = img.regions.get("bat")
+    if region is None:
+        img.readable = False
+        return
+    needed = img.bat_entries_needed
+    if needed * 8 > region.length:
+        img.sink.add(
+            "vhdx.bat.too-small",
+            Severity.ERROR,
+            region.file_offset,
+            entries=needed,
+            region_length=region.length,
+        )
+    # Never allocate by a number read from the file: what the file holds bounds the BAT;
+    # entries past the end read as NOT_PRESENT (and the truncation is reported).
+    held = max(0, img.file_size - region.file_offset) // 8
+    count = min(needed, region.length // 8, held)
+    raw = img.read_file(region.file_offset, count * 8)
+    img.bat = memoryview(raw).cast("Q")
+    validate_bat(img, region.file_offset)
+
+
+def validate_bat(img: VhdxImage, bat_offset: int) -> None:
+    bat = img.bat
+    assert bat is not None
+    counts: dict[str, int] = {}
+    spans: list[tuple[int, int, int]] = []  # (start, end, bat index)
+    cr1 = img.chunk_ratio + 1
+    fsize = img.file_size
+    zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
+    raw = bat.cast("B")
+    for start in range(0, len(bat), BAT_SCAN_CHUNK):
+        stop = min(start + BAT_SCAN_CHUNK, len(bat))
+        if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
+            continue
+        for index in range(start, stop):
+            entry = bat[index]
+            if entry == 0:
+                continue
+            validate_bat_entry(img, index, int(entry), cr1, fsize, bat_offset, counts, spans)
+    # Zero entries were skipped in bulk; whatever payload block is not counted is absent.
+    counted = sum(v for k, v in counts.items() if not k.startswith("sb_"))
+    counts["not_present"] = counts.get("not_present", 0) + max(0, img.data_blocks - counted)
+    img.bat_counts = counts
+    check_overlaps(img, spans)
+    needed_end = max((end for _start, end, _i in spans), default=0)
+    if needed_end > img.file_size:
+        img.sink.add(
+            "file.truncated",
+            Severity.ERROR,
+            img.source.size,
+            size=img.source.size,
+            expected=needed_end,
+            structure="blocks",
+        )
+
+
+def validate_bat_entry(
+    img: VhdxImage,
+    index: int,
+    entry: int,
+    cr1: int,
+    fsize: int,
+    bat_offset: int,
+    counts: dict[str, int],
+    spans: list[tuple[int, int, int]],
+) -> None:
+    state = entry & 7
+    file_offset = (entry >> 20) << 20
+    where = bat_offset + index * 8
+    is_sb = index % cr1 == cr1 - 1
+    if is_sb:
+        name = "sb_" + s.SB_STATE_NAMES.get(state, "invalid")
+        counts[name] = counts.get(name, 0) + 1
+        if state not in s.SB_STATE_NAMES:
+            img._add(
+                "vhdx.bat.invalid-state",
+                Severity.ERROR,
+                where,
+                index=index,
+                state=state,
+                kind="sector-bitmap",
+            )
+            return
+        if state == s.SB_PRESENT:
+            check_block_extent(img, index, file_offset, s.MiB, fsize, where, spans)
+        return
+    block = index - index // cr1
+    name = s.PAYLOAD_STATE_NAMES.get(state, "invalid")
+    counts[name] = counts.get(name, 0) + 1
+    if state not in s.PAYLOAD_STATE_NAMES or (
+        state == s.PAYLOAD_PARTIALLY_PRESENT and not img.has_parent
+    ):
+        img._add(
+            "vhdx.bat.invalid-state",
+            Severity.ERROR,
+            where,
+            index=index,
+            block=block,
+            state=state,
+            kind="payload",
+        )
+        return
+    if block >= img.data_blocks and state != s.PAYLOAD_NOT_PRESENT:
+        img._add(
+            "vhdx.bat.invalid-state",
+            Severity.WARNING,
+            where,
+            index=index,
+            block=block,
+            state=state,
+            kind="beyond-virtual-size",
+        )
+        return
+    if state in (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT):
+        check_block_extent(img, index, file_offset, img.block_size, fsize, where, spans)
+    if state == s.PAYLOAD_PARTIALLY_PRESENT:
+        sb = img.bat_entry((block // img.chunk_ratio) * cr1 + cr1 - 1)
+        if sb & 7 != s.SB_PRESENT:
+            img._add(
+                "vhdx.bat.invalid-state",
+                Severity.ERROR,
+                where,
+                index=index,
+                block=block,
+                state=state,
+                kind="partial-without-bitmap",
+            )
+
+
+def check_block_extent(
+    img: VhdxImage,
+    index: int,
+    file_offset: int,
+    length: int,
+    fsize: int,
+    where: int,
+    spans: list[tuple[int, int, int]],
+) -> None:
+    if file_offset < s.HEADER_AREA:
+        img._add(
+            "vhdx.bat.overlap",
+            Severity.ERROR,
+            where,
+            index=index,
+            file_offset=file_offset,
+            other="header",
+        )
+        return
+    if file_offset + length > fsize:
+        img._add(
+            "vhdx.bat.entry-beyond-eof",
+            Severity.ERROR,
+            where,
+            index=index,
+            file_offset=file_offset,
+            length=length,
+            file_size=fsize,
+        )
+    spans.append((file_offset, file_offset + length, index))
+
+
+def check_overlaps(img: VhdxImage, spans: list[tuple[int, int, int]]) -> None:
+    fixed = [(e.file_offset, e.file_offset + e.length, e.name) for e in img.regions.values()]
+    if img.header is not None and img.header.log_length:
+        fixed.append((img.header.log_offset, img.header.log_offset + img.header.log_length, "log"))
+    items: list[tuple[int, int, str | int]] = [(a, b, n) for a, b, n in fixed]
+    items += [(a, b, i) for a, b, i in spans]
+    items.sort(key=lambda t: (t[0], t[1]))
+    reach_end, reach_who = -1, None
+    for start, end, who in items:
+        if start < reach_end and isinstance(who, int) | isinstance(reach_who, int):
+            index = who if isinstance(who, int) else reach_who
+            other = reach_who if isinstance(who, int) else who
+            img._add(
+                "vhdx.bat.overlap",
+                Severity.ERROR,
+                start,
+                index=index,
+                file_offset=start,
+                other=str(other),
+            )
+        if end > reach_end:
+            reach_end, reach_who = end, who
