@@ -9,24 +9,18 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from hvrescue.errors import UnreadableRangeError
-from hvrescue.findings import FindingSink, Severity
+from hvrescue.findings import Severity
 from hvrescue.io.source import ReadOnlySource
+from hvrescue.vdisk.base import ImageBase
 from hvrescue.vdisk.layer import ParentRef, Run, RunKind, bitmap_runs
 from hvrescue.vdisk.vhd import structures as s
 
-MAX_FINDINGS_PER_CODE = 20
 
-
-class VhdImage:
+class VhdImage(ImageBase):
     format = "vhd"
 
     def __init__(self, source: ReadOnlySource) -> None:
-        self.source = source
-        self.path = source.path
-        self.sink = FindingSink(self.path)
-        self.findings = self.sink.items
-        self.readable = False
+        super().__init__(source)
         self.footer: s.Footer | None = None
         self.footer_offset: int | None = None
         self.footer_copy: s.Footer | None = None
@@ -39,39 +33,15 @@ class VhdImage:
         self.bat: tuple[int, ...] = ()
         self.locators: list[dict[str, Any]] = []
         self.allocated_blocks = 0
-        self._counts: dict[str, int] = {}
         self._parse()
 
     @classmethod
     def open(cls, path: str) -> VhdImage:
         return cls(ReadOnlySource(path))
 
-    def close(self) -> None:
-        self.source.close()
-
-    def _raw(self, offset: int, length: int) -> bytes:
-        try:
-            data = self.source.read(offset, length)
-        except UnreadableRangeError as exc:
-            self._add(
-                "io.read-error",
-                Severity.ERROR,
-                exc.offset,
-                length=exc.length,
-                errno=exc.params.get("errno"),
-            )
-            data = self.source.read(offset, length, tolerant=True)
-        return data + bytes(length - len(data))
-
     def read_file(self, file_offset: int, length: int) -> bytes:
         data = self.source.read(file_offset, length, tolerant=True)
         return data if len(data) == length else data + bytes(length - len(data))
-
-    def _add(self, code: str, severity: Severity, offset: int | None = None, **params: Any) -> None:
-        n = self._counts.get(code, 0) + 1
-        self._counts[code] = n
-        if n <= MAX_FINDINGS_PER_CODE:
-            self.sink.add(code, severity, offset, **params)
 
     # ------------------------------------------------------------------ parsing
     def _parse(self) -> None:
@@ -113,12 +83,7 @@ class VhdImage:
             self.readable = True
             return
         self._parse_dynamic(footer)
-        for code, n in self._counts.items():
-            if n > MAX_FINDINGS_PER_CODE:
-                sev = max(f.severity for f in self.findings if f.code == code)
-                self.sink.add(
-                    code, sev, None, key="finding.more", count=n - MAX_FINDINGS_PER_CODE, of=code
-                )
+        self._summarise()
 
     def _footer_at(self, offset: int) -> s.Footer | None:
         raw = self._raw(offset, s.FOOTER_SIZE)

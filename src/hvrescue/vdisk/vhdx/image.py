@@ -11,9 +11,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from hvrescue.errors import UnreadableRangeError
-from hvrescue.findings import FindingSink, Severity
+from hvrescue.findings import Severity
 from hvrescue.io.source import ReadOnlySource
+from hvrescue.vdisk.base import ImageBase
 from hvrescue.vdisk.layer import ParentRef, Run, RunKind, bitmap_runs
 from hvrescue.vdisk.vhdx import bat, metadata, regions
 from hvrescue.vdisk.vhdx import structures as s
@@ -21,19 +21,12 @@ from hvrescue.vdisk.vhdx.bat import BAT_SCAN_CHUNK
 from hvrescue.vdisk.vhdx.describe import describe as describe_image
 from hvrescue.vdisk.vhdx.log import LogScan, Overlay
 
-# More findings of one kind than this in one file are summarised, not listed one by one.
-MAX_FINDINGS_PER_CODE = 20
 
-
-class VhdxImage:
+class VhdxImage(ImageBase):
     format = "vhdx"
 
     def __init__(self, source: ReadOnlySource) -> None:
-        self.source = source
-        self.path = source.path
-        self.sink = FindingSink(self.path)
-        self.findings = self.sink.items
-        self.readable = False
+        super().__init__(source)
         self.overlay = Overlay()
         self.identifier: s.FileIdentifier | None = None
         self.headers: list[tuple[int, s.Header | None, list[str]]] = []
@@ -56,7 +49,6 @@ class VhdxImage:
         self.bat: memoryview | None = None
         self.bat_counts: dict[str, int] = {}
         self._bitmap_cache: OrderedDict[int, bytes] = OrderedDict()
-        self._counts: dict[str, int] = {}
         self._parse()
 
     # ------------------------------------------------------------------ reading the file
@@ -64,30 +56,10 @@ class VhdxImage:
     def open(cls, path: str) -> VhdxImage:
         return cls(ReadOnlySource(path))
 
-    def close(self) -> None:
-        self.source.close()
-
     @property
     def file_size(self) -> int:
         # After replay the file is as long as the log says it must be (LastFileOffset).
         return max(self.source.size, self.overlay.extent)
-
-    def _raw(self, offset: int, length: int) -> bytes:
-        """Structure read: unreadable ranges become a finding and zeros, short reads zeros."""
-        try:
-            data = self.source.read(offset, length)
-        except UnreadableRangeError as exc:
-            self._add(
-                "io.read-error",
-                Severity.ERROR,
-                exc.offset,
-                length=exc.length,
-                errno=exc.params.get("errno"),
-            )
-            data = self.source.read(offset, length, tolerant=True)
-        if len(data) < length:
-            data += bytes(length - len(data))
-        return data
 
     def read_file(self, file_offset: int, length: int) -> bytes:
         """File bytes as they are after log replay; beyond the end of file reads as zeros."""
@@ -99,20 +71,6 @@ class VhdxImage:
             buf += bytes(length - len(buf))
         self.overlay.patch(file_offset, buf)
         return bytes(buf)
-
-    def _add(self, code: str, severity: Severity, offset: int | None = None, **params: Any) -> None:
-        n = self._counts.get(code, 0) + 1
-        self._counts[code] = n
-        if n <= MAX_FINDINGS_PER_CODE:
-            self.sink.add(code, severity, offset, **params)
-
-    def _summarise(self) -> None:
-        for code, n in self._counts.items():
-            if n > MAX_FINDINGS_PER_CODE:
-                sev = max(f.severity for f in self.findings if f.code == code)
-                self.sink.add(
-                    code, sev, None, key="finding.more", count=n - MAX_FINDINGS_PER_CODE, of=code
-                )
 
     # ------------------------------------------------------------------ parsing
     def _parse(self) -> None:
