@@ -230,3 +230,52 @@ def test_parent_locator_entries_are_all_shown(corpus_dir: Path):
     assert entries["parent_linkage"] == "{" + str(PARENT_LINKAGE) + "}"
     assert {"relative_path", "volume_path", "absolute_win32_path"} <= set(entries)
     assert read_at(corpus_dir / WINDOWS_CHILD, 0, 8) == b"vhdxfile"
+
+
+def test_locator_case_differs_from_the_copied_file_name(tmp_path: Path):
+    # Evidence copied from NTFS to a case-sensitive filesystem: ".\base.vhdx" vs "BASE.VHDX".
+    base, child = make_chain(tmp_path / "vm", depth=2)
+    base.rename(base.with_name("BASE.VHDX"))
+    data = run_cli("chain", "--json", child).json()
+    assert data["complete"]
+    assert data["links"][0]["found_via"] == "relative_path"
+    assert "chain.parent.found-elsewhere" not in codes(data)
+
+
+def test_absolute_windows_path_is_mapped_onto_the_evidence_layout(tmp_path: Path):
+    from hvrescue.vdisk.vhdx.writer import ParentSpec, VhdxSpec, write_vhdx
+
+    g = uuid.uuid4()
+    evidence = tmp_path / "evidence"
+    (evidence / "Hyper-V" / "Base").mkdir(parents=True)
+    (evidence / "Hyper-V" / "web01" / "Snapshots").mkdir(parents=True)
+    base = evidence / "Hyper-V" / "Base" / "gold.vhdx"
+    write_vhdx(str(base), VhdxSpec(virtual_size=8 << 20, data_write_guid=g))
+    child = evidence / "Hyper-V" / "web01" / "Snapshots" / "web01_1.avhdx"
+    write_vhdx(
+        str(child),
+        VhdxSpec(virtual_size=8 << 20, parent=ParentSpec(
+            g, relative_path="..\\..\\gold.vhdx",  # stale: the base was moved later
+            absolute_win32_path="D:\\Hyper-V\\Base\\gold.vhdx")),
+    )
+    data = run_cli("chain", "--json", child, evidence=[evidence]).json()
+    assert data["complete"]
+    assert data["links"][0]["found_via"] == "absolute_win32_path"
+    assert data["links"][0]["parent"] == str(base)
+
+
+def test_empty_parent_file_is_named(tmp_path: Path):
+    base, child = make_chain(tmp_path / "vm", depth=2)
+    base.write_bytes(b"")  # the classic zero-size link after a failed merge or copy
+    data = run_cli("check", "--json", child, evidence=[child, base]).json()
+    found = {(f["code"], f["path"]) for f in data["findings"]}
+    assert ("file.empty", str(base)) in found
+    assert "chain.parent.missing" in codes(data)
+
+
+def test_parent_that_is_not_a_disk_is_named(tmp_path: Path):
+    base, child = make_chain(tmp_path / "vm", depth=2)
+    base.write_bytes(b"\x00" * 4096)
+    data = run_cli("check", "--json", child, evidence=[child, base]).json()
+    unusable = [f for f in data["findings"] if f["code"] == "chain.parent.unusable"]
+    assert unusable and unusable[0]["params"]["parent"] == str(base)

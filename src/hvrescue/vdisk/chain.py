@@ -84,23 +84,76 @@ class Chain:
                 link.parent.close()
 
 
+def _win_parts(text: str) -> list[str]:
+    return [p for p in text.replace("/", "\\").split("\\") if p not in ("", ".")]
+
+
+def resolve_casefold(base: str, parts: list[str]) -> str | None:
+    """``base`` joined with ``parts``, each component matched case-insensitively when the exact
+    name is absent: evidence copied from NTFS keeps names whose case the locator may not."""
+    cur = base
+    for part in parts:
+        if part == "..":
+            cur = os.path.dirname(cur)
+            continue
+        exact = os.path.join(cur, part)
+        if os.path.lexists(exact):
+            cur = exact
+            continue
+        try:
+            names = os.listdir(cur)
+        except OSError:
+            return None
+        folded = [n for n in names if n.casefold() == part.casefold()]
+        if len(folded) != 1:
+            return None
+        cur = os.path.join(cur, folded[0])
+    return cur if os.path.lexists(cur) else None
+
+
+def _strip_root(text: str) -> list[str]:
+    """Components of an absolute Windows path without its drive or volume root."""
+    parts = _win_parts(text)
+    if parts and parts[0] == "?":  # \\?\Volume{...}\ or \\?\C:\
+        parts = parts[1:]
+    if parts and (parts[0].endswith(":") or parts[0].lower().startswith("volume{")):
+        parts = parts[1:]
+    return parts
+
+
+MAX_ANCESTORS = 32
+
+
 def candidate_paths(child_path: str, kind: str, text: str) -> list[str]:
-    """Local paths a Windows locator string may mean, best first."""
+    """Local paths a locator string may mean, best first."""
     child_dir = os.path.dirname(os.path.abspath(child_path))
     text = text.strip().rstrip("\0")
     if not text:
         return []
-    out: list[str] = []
     if kind == "relative_path":
-        rel = text.replace("\\", "/")
-        out.append(os.path.normpath(os.path.join(child_dir, rel)))
-    elif kind == "parent_name":
-        out.append(os.path.join(child_dir, ntpath.basename(text)))
-    else:
-        if os.sep == "\\" or text.startswith("/"):
-            out.append(text)
-        # A Windows path on another OS: nothing to open directly, but the evidence copy usually
-        # keeps the file name beside the child (preserve keeps the layout).
+        parts = _win_parts(text)
+        found = resolve_casefold(child_dir, parts)
+        return [found or os.path.normpath(os.path.join(child_dir, *parts))]
+    if kind == "parent_name":
+        name = ntpath.basename(text)
+        return [resolve_casefold(child_dir, [name]) or os.path.join(child_dir, name)]
+    out: list[str] = []
+    if os.sep == "\\" or text.startswith("/"):
+        out.append(text)
+    # A Windows path read elsewhere: the evidence copy usually keeps the layout below some
+    # folder, so try the path's tail under each folder above the child, longest tail first.
+    parts = _strip_root(text)
+    ancestor = child_dir
+    for _ in range(MAX_ANCESTORS):
+        for k in range(len(parts), 0, -1):
+            found = resolve_casefold(ancestor, parts[-k:])
+            if found is not None and os.path.isfile(found):
+                out.append(found)
+                return out
+        up = os.path.dirname(ancestor)
+        if up == ancestor:
+            break
+        ancestor = up
     return out
 
 
@@ -223,6 +276,18 @@ def _find_parent(
             expected=ref.linkage,
             found=attempt.identity,
         )
+    for attempt in link.attempts:
+        # The located file is there but cannot be the parent: say what is wrong with it.
+        if attempt.result == "empty" and attempt.path:
+            chain_sink.items.append(Finding("file.empty", Severity.CRITICAL, attempt.path, 0))
+        elif attempt.result in ("not-a-disk", "unreadable"):
+            sink.add(
+                "chain.parent.unusable",
+                Severity.ERROR,
+                None,
+                parent=attempt.path,
+                reason=attempt.result,
+            )
     if not mismatched:
         sink.add(
             "chain.parent.missing",
@@ -240,6 +305,11 @@ def _try_candidate(
 ) -> Attempt:
     if not os.path.isfile(candidate):
         return Attempt(kind, text, candidate, "absent")
+    try:
+        if os.path.getsize(candidate) == 0:
+            return Attempt(kind, text, candidate, "empty")
+    except OSError:
+        return Attempt(kind, text, candidate, "unreadable")
     probe = searcher.identity(candidate)
     if probe is None:
         return Attempt(kind, text, candidate, "not-a-disk")
