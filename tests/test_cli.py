@@ -129,3 +129,15 @@ def test_version_and_help():
 def test_unknown_option_is_a_clean_error():
     result = run_cli("check", "--no-such-option", "x.vhdx")
     assert result.rc == 2
+
+
+def test_check_of_several_files_lists_each_finding_once(tmp_path: Path):
+    from tests.builders import make_chain, patch
+
+    base, child = make_chain(tmp_path / "vm", depth=2)
+    patch(base, 64 * 1024 + 10, b"\xff\xff")  # damage the base's first header
+    data = run_cli("check", "--json", child, base, evidence=[tmp_path]).json()
+    keys = [(f["code"], f["path"], f["offset"]) for f in data["findings"]]
+    assert len(keys) == len(set(keys))
+    assert ("vhdx.header.checksum", str(base), 64 * 1024) in keys
+    assert [f["path"] for f in data["files"]] == [str(child), str(base)]

@@ -201,10 +201,11 @@ def check(
     c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool, as_json: bool
 ) -> None:
     """Integrity findings for each file and its chain. Exit 0 clean, 1 findings, 2 error."""
-    from hvrescue.vdisk.check import check_file
+    from hvrescue.vdisk.check import check_file, dedupe
 
     results = [check_file(f, list(search), deep=deep) for f in files]
-    findings = [f for r in results for f in r.findings]
+    # A file named on the command line and reached through a child's chain is listed once.
+    findings = dedupe([f for r in results for f in r.findings])
     if any(r.error is not None for r in results):
         status, code = "error", EXIT_ERROR
     elif any(f.severity >= Severity.WARNING for f in findings):

@@ -31,7 +31,7 @@ class FileCheck:
         return "clean"
 
 
-def _dedupe(findings: list[Finding]) -> list[Finding]:
+def dedupe(findings: list[Finding]) -> list[Finding]:
     seen: set[tuple[str, str, int | None, str]] = set()
     out = []
     for f in findings:
@@ -85,7 +85,7 @@ def check_file(path: str, search: list[str] | None = None, deep: bool = False) -
                         {"length": bad.length, "errno": bad.errno},
                     )
                 )
-        result.findings = _dedupe(chain.all_findings())
+        result.findings = dedupe(chain.all_findings())
     finally:
         chain.close()
     return result
