@@ -279,3 +279,17 @@ def test_parent_that_is_not_a_disk_is_named(tmp_path: Path):
     data = run_cli("check", "--json", child, evidence=[child, base]).json()
     unusable = [f for f in data["findings"] if f["code"] == "chain.parent.unusable"]
     assert unusable and unusable[0]["params"]["parent"] == str(base)
+
+
+def test_deep_check_of_a_chain_with_a_damaged_parent(tmp_path: Path):
+    from hvrescue.vdisk.vhdx import structures as vs
+    from tests.builders import patch
+
+    base, child = make_chain(tmp_path / "vm", depth=2)
+    for off in vs.REGION_TABLE_OFFSETS:  # the parent opens, but nothing in it can be found
+        patch(base, off + 20, b"\xff")
+    result = run_cli("check", "--deep", "--json", child, evidence=[child, base])
+    assert result.rc == 1
+    found = {(f["code"], f["path"]) for f in result.json()["findings"]}
+    assert ("vhdx.region-table.none-valid", str(base)) in found
+    assert run_cli("hash", "--json", child, evidence=[child, base]).rc == 2

@@ -78,6 +78,11 @@ class Disk:
         self.size = leaf.size
         self.logical_sector_size = leaf.logical_sector_size
         self.complete = chain.complete
+        # Layers that can be read, leaf first; an incomplete chain opened on purpose stops
+        # before its first unreadable file, and what only that file holds reads as zeros.
+        self._depth = next(
+            (i for i, layer in enumerate(self.layers) if not layer.readable), len(self.layers)
+        )
 
     @classmethod
     def open(
@@ -123,7 +128,7 @@ class Disk:
             run = runs[0]
             if run.kind is RunKind.DATA:
                 return self.layers[level].read_file(run.file_offset, length)
-            if run.kind is RunKind.ZERO or level + 1 >= len(self.layers):
+            if run.kind is RunKind.ZERO or level + 1 >= self._depth:
                 return _zeros(length)
             level += 1
         buf = bytearray(length)
@@ -138,13 +143,13 @@ class Disk:
             dst = buf_off + (run.offset - offset)
             if run.kind is RunKind.DATA:
                 buf[dst : dst + run.length] = layer.read_file(run.file_offset, run.length)
-            elif run.kind is RunKind.PARENT and level + 1 < len(self.layers):
+            elif run.kind is RunKind.PARENT and level + 1 < self._depth:
                 self._read_into(level + 1, run.offset, run.length, buf, dst)
             # ZERO (and PARENT of an incomplete chain opened on purpose) stay zero.
 
     def extents(self) -> Iterator[tuple[int, int]]:
         """Ranges that may hold non-zero data; everything outside reads as zeros."""
-        per_layer = [layer.allocated() for layer in self.layers]
+        per_layer = [layer.allocated() for layer in self.layers[: self._depth]]
         clipped = (
             (lo, min(n, self.size - lo)) for lo, n in heapq.merge(*per_layer) if lo < self.size
         )
