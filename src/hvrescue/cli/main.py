@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from hvrescue import __version__
 from hvrescue.cli.output import (
@@ -318,6 +319,64 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
             err.print(findings_table(warn, c.msg))
     # Structural findings are shown but do not change the answer; zero-filled ranges do.
     sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
+
+
+# ---------------------------------------------------------------- facts
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@json_option
+@pass_ctx
+def facts(c: Ctx, paths: tuple[str, ...], as_json: bool) -> None:
+    """Facts from event logs (EVTX, XML, CSV, text) and command outputs, with provenance."""
+    from hvrescue.logs.collect import collect
+
+    found = collect(list(paths))
+    if as_json:
+        emit_json(
+            {
+                "facts": [f.as_dict() for f in found.facts],
+                "unrecognised": [u.as_dict() for u in found.unrecognised],
+                "problems": [p.as_dict() for p in found.problems],
+            }
+        )
+        sys.exit(EXIT_OK)
+    out = console()
+    counts: dict[str, int] = {}
+    for fact in found.facts:
+        counts[fact.kind] = counts.get(fact.kind, 0) + 1
+    out.print(
+        c.msg(
+            "ui.facts.summary",
+            count=len(found.facts),
+            kinds=", ".join(f"{k} {n}" for k, n in sorted(counts.items())),
+        )
+    )
+    for fact in found.facts:
+        where = f"{fact.provenance.path}#{fact.provenance.locator or ''}"
+        summary = fact_summary(fact.attributes)
+        out.print(f"[bold]{fact.kind}[/] [dim]{escape(where)}[/]\n    {escape(summary)}")
+    for problem in found.problems:
+        text = c.msg(
+            "ui.facts.problem", path=problem.path, code=problem.code, locator=problem.locator or ""
+        )
+        out.print(f"[yellow]{escape(text)}[/]")
+    for unknown in found.unrecognised:
+        text = c.msg("ui.facts.unrecognised", path=unknown.path, reason=unknown.reason)
+        out.print(f"[dim]{escape(text)}[/]")
+    sys.exit(EXIT_OK)
+
+
+def fact_summary(attributes: dict[str, Any], limit: int = 6) -> str:
+    """A one-line view: the first few attributes that have a value."""
+    parts = []
+    for key, value in attributes.items():
+        if value in (None, "", [], {}) or key in ("properties", "elements", "data", "other"):
+            continue
+        text = str(value).replace("\n", " ")
+        parts.append(f"{key}={text[:80]}")
+        if len(parts) >= limit:
+            break
+    return " ".join(parts)
 
 
 def main() -> None:

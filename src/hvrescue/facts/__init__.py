@@ -1,0 +1,5 @@
+"""Facts: small typed records with provenance, the one currency of diagnosis."""
+
+from hvrescue.facts.model import Fact, Provenance
+
+__all__ = ["Fact", "Provenance"]

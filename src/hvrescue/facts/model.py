@@ -1,0 +1,76 @@
+"""The fact model. A fact has a kind, plain JSON attributes and provenance (where it came from).
+
+Attributes hold only JSON types (str, int, float, bool, None, lists and dicts of them), so a fact
+serialises with ``json.dumps(fact.as_dict())`` and stores as-is in the case database later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Provenance:
+    path: str
+    # Where in the source: "record:1234", "line:12", "offset:4096", "chunk:3".
+    locator: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "locator": self.locator}
+
+
+@dataclass(frozen=True)
+class Fact:
+    kind: str
+    attributes: dict[str, Any]
+    provenance: Provenance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "attributes": self.attributes,
+            "provenance": self.provenance.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Unrecognised:
+    path: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a source that was still read (a damaged chunk, a bad zip member)."""
+
+    path: str
+    code: str
+    locator: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "code": self.code,
+            "locator": self.locator,
+            "params": dict(self.params),
+        }
+
+
+@dataclass
+class FactSet:
+    facts: list[Fact] = field(default_factory=list)
+    unrecognised: list[Unrecognised] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def extend(self, other: FactSet) -> None:
+        self.facts.extend(other.facts)
+        self.unrecognised.extend(other.unrecognised)
+        self.problems.extend(other.problems)
+
+    def of_kind(self, kind: str) -> list[Fact]:
+        return [f for f in self.facts if f.kind == kind]

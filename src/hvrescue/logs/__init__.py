@@ -1,0 +1,1 @@
+"""Evidence to facts: event logs (EVTX, XML, CSV, copied text) and command outputs (EN/JA)."""

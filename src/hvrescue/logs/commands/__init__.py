@@ -1,0 +1,1 @@
+"""Parsers of command outputs, recognised by content (English and Japanese)."""

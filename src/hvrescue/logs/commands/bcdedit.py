@@ -1,0 +1,54 @@
+"""`bcdedit /enum` (any section set): each entry with its elements, `hypervisorlaunchtype` first
+among them. Section titles are localised (Windows ブート ローダー); element names are not."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hvrescue.facts.model import Fact, Provenance
+from hvrescue.logs.textutil import Text
+
+DASHES = re.compile(r"^-{5,}\s*$")
+ELEMENT = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9]*)\s{2,}(?P<value>\S.*?)\s*$")
+CONT = re.compile(r"^\s{10,}(?P<value>\S.*?)\s*$")
+
+
+def parse(text: Text) -> list[Fact]:
+    facts: list[Fact] = []
+    lines = text.lines
+    i = 0
+    while i + 1 < len(lines):
+        title = lines[i].strip()
+        first = ELEMENT.match(lines[i + 2]) if i + 2 < len(lines) else None
+        # A section: a title, a rule of dashes, then the identifier element.
+        if not (
+            title and DASHES.match(lines[i + 1]) and first and first.group("key") == "identifier"
+        ):
+            i += 1
+            continue
+        start = i
+        elements: dict[str, Any] = {}
+        last: str | None = None
+        i += 2
+        while i < len(lines) and lines[i].strip():
+            m = ELEMENT.match(lines[i])
+            c = CONT.match(lines[i])
+            if m:
+                last = m.group("key").lower()
+                elements[last] = m.group("value")
+            elif c and last is not None:
+                prev = elements[last]
+                elements[last] = (prev if isinstance(prev, list) else [prev]) + [c.group("value")]
+            else:
+                break
+            i += 1
+        attrs: dict[str, Any] = {
+            "section": title,
+            "identifier": elements.get("identifier"),
+            "description": elements.get("description"),
+            "hypervisorlaunchtype": elements.get("hypervisorlaunchtype"),
+            "elements": elements,
+        }
+        facts.append(Fact("bcd_entry", attrs, Provenance(text.path, text.locator(start))))
+    return facts

@@ -1,0 +1,121 @@
+"""`sc qc`, `sc query` / `sc queryex` and `sc sdshow` outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Any
+
+from hvrescue.facts.model import Fact, Provenance
+from hvrescue.logs.commands.sddl import SDDL_LINE, parse_sddl
+from hvrescue.logs.textutil import Text
+
+SERVICE_NAME = re.compile(r"^\s*(SERVICE_NAME|サービス名)\s*:\s*(?P<name>\S.*?)\s*$")
+FIELD = re.compile(r"^\s+(?P<key>[A-Z_]+)\s*:\s?(?P<value>.*?)\s*$")
+CONT = re.compile(r"^\s{10,}:\s*(?P<value>\S.*?)\s*$")
+FLAGS = re.compile(r"^\s{10,}\((?P<flags>[A-Z_, ]+)\)\s*$")
+CODED = re.compile(r"^(?P<code>[0-9a-fA-Fx]+)\s+(?P<name>\S.*)$")
+HEX_FIELDS = {"TYPE"}
+
+
+def _coded(key: str, value: str) -> dict[str, Any] | str:
+    m = CODED.match(value)
+    if not m:
+        return value
+    code_text = m.group("code")
+    try:
+        code = (
+            int(code_text, 16)
+            if key in HEX_FIELDS or code_text.startswith("0x")
+            else int(code_text)
+        )
+    except ValueError:
+        return value
+    return {"code": code, "name": m.group("name").strip()}
+
+
+def _block(text: Text, start: int) -> tuple[dict[str, Any], int]:
+    fields: dict[str, Any] = {}
+    last: str | None = None
+    i = start + 1
+    while i < len(text.lines):
+        line = text.lines[i]
+        if not line.strip() or SERVICE_NAME.match(line) or text.is_prompt(i):
+            break
+        f = FIELD.match(line)
+        c = CONT.match(line)
+        fl = FLAGS.match(line)
+        if fl and last == "STATE":
+            fields["STATE_FLAGS"] = [x.strip() for x in fl.group("flags").split(",")]
+        elif c and last is not None:
+            prev = fields[last]
+            fields[last] = (prev if isinstance(prev, list) else [prev] if prev else []) + [
+                c.group("value")
+            ]
+        elif f:
+            last = f.group("key")
+            fields[last] = f.group("value")
+        else:
+            break
+        i += 1
+    return fields, i
+
+
+def _service_type(value: Any) -> dict[str, Any]:
+    code = value.get("code") if isinstance(value, dict) else None
+    return {
+        "type": value,
+        "own_process": bool(code is not None and code & 0x10),
+        "shared_process": bool(code is not None and code & 0x20),
+    }
+
+
+def parse(text: Text) -> list[Fact]:
+    facts: list[Fact] = []
+    i = 0
+    lines = text.lines
+    while i < len(lines):
+        m = SERVICE_NAME.match(lines[i])
+        if m:
+            fields, nxt = _block(text, i)
+            attrs: dict[str, Any] = {"service_name": m.group("name")}
+            for key, value in fields.items():
+                attrs[key.lower()] = _coded(key, value) if isinstance(value, str) else value
+            if "dependencies" in attrs and isinstance(attrs["dependencies"], str):
+                attrs["dependencies"] = [attrs["dependencies"]] if attrs["dependencies"] else []
+            if "type" in attrs:
+                attrs.update(_service_type(attrs["type"]))
+            if "pid" in attrs:
+                with contextlib.suppress(ValueError):
+                    attrs["pid"] = int(str(attrs["pid"]))
+            kind = (
+                "service_config"
+                if ("start_type" in attrs or "binary_path_name" in attrs)
+                else "service_status"
+            )
+            if kind == "service_status" or "state" in attrs:
+                state = attrs.get("state")
+                attrs["running"] = isinstance(state, dict) and state.get("code") == 4
+            facts.append(Fact(kind, attrs, Provenance(text.path, text.locator(i))))
+            i = max(nxt, i + 1)
+            continue
+        s = SDDL_LINE.match(lines[i])
+        if s:
+            facts.append(_security(text, i, s.group(1)))
+        i += 1
+    return facts
+
+
+def _security(text: Text, index: int, sddl: str) -> Fact:
+    command = text.command_at(index) or ""
+    m = re.search(r"\bsdshow\s+(\S+)", command, re.I)
+    service: str | None
+    if m:
+        service, source = m.group(1), "command"
+    else:
+        # `sc sdshow cryptsvc > cryptsvc.txt` leaves only the name of the file.
+        stem = os.path.splitext(os.path.basename(text.path.split("!/")[-1]))[0]
+        service, source = (stem or None), "file_name"
+    attrs = {"service_name": service, "service_name_from": source, **parse_sddl(sddl)}
+    return Fact("service_security", attrs, Provenance(text.path, text.locator(index)))

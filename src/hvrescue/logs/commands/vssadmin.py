@@ -1,0 +1,155 @@
+"""`vssadmin list writers` (also the empty list) and `vssadmin list providers`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hvrescue.facts.model import Fact, Provenance
+from hvrescue.logs.textutil import Text, norm_key, split_kv, strip_quotes
+
+BANNER = re.compile(r"^\s*vssadmin \d+\.\d+\s*-")
+WRITER_KEYS = {
+    "writer name": "name",
+    "writer id": "writer_id",
+    "writer instance id": "instance_id",
+    "state": "state",
+    "last error": "last_error",
+    "ライター名": "name",
+    "ライター id": "writer_id",
+    "ライター インスタンス id": "instance_id",
+    "状態": "state",
+    "最後のエラー": "last_error",
+}
+PROVIDER_KEYS = {
+    "provider name": "name",
+    "provider type": "type",
+    "provider id": "provider_id",
+    "version": "version",
+    "プロバイダー名": "name",
+    "プロバイダーの種類": "type",
+    "プロバイダー id": "provider_id",
+    "バージョン": "version",
+}
+NO_ERROR = {"no error", "エラーなし"}
+# VSS_WRITER_STATE
+STATES = {
+    0: "unknown",
+    1: "stable",
+    2: "waiting_for_freeze",
+    3: "waiting_for_thaw",
+    4: "waiting_for_post_snapshot",
+    5: "waiting_for_backup_complete",
+    6: "failed_at_identify",
+    7: "failed_at_prepare_backup",
+    8: "failed_at_prepare_snapshot",
+    9: "failed_at_freeze",
+    10: "failed_at_thaw",
+    11: "failed_at_post_snapshot",
+    12: "failed_at_backup_complete",
+    13: "failed_at_pre_restore",
+    14: "failed_at_post_restore",
+    15: "failed_at_backup_shutdown",
+}
+
+
+def _record(text: Text, start: int, keys: dict[str, str]) -> tuple[dict[str, str], int]:
+    """Key/value lines of one writer or provider from ``start``; returns (fields, next index)."""
+    fields: dict[str, str] = {}
+    i = start
+    while i < len(text.lines):
+        kv = split_kv(text.lines[i])
+        name = keys.get(norm_key(kv[0])) if kv else None
+        if name is None or (name == "name" and fields):
+            break
+        fields[name] = kv[1] if kv else ""
+        i += 1
+    return fields, i
+
+
+def _writer(fields: dict[str, str]) -> dict[str, Any]:
+    state_text = fields.get("state", "")
+    m = re.match(r"\[(\d+)\]\s*(.*)", state_text)
+    code = int(m.group(1)) if m else None
+    last = fields.get("last_error", "")
+    return {
+        "name": strip_quotes(fields.get("name", "")),
+        "writer_id": fields.get("writer_id"),
+        "instance_id": fields.get("instance_id"),
+        "state_code": code,
+        "state": STATES.get(code, state_text) if code is not None else state_text or None,
+        "state_text": m.group(2) if m else state_text or None,
+        "last_error": last or None,
+        "last_error_ok": last.strip().lower() in NO_ERROR if last else None,
+    }
+
+
+def parse(text: Text) -> list[Fact]:
+    facts: list[Fact] = []
+    listing: dict[str, Any] | None = None
+    listing_at = 0
+
+    def close() -> None:
+        nonlocal listing
+        if listing is not None:
+            facts.append(
+                Fact(listing.pop("_kind"), listing, Provenance(text.path, text.locator(listing_at)))
+            )
+        listing = None
+
+    i = 0
+    lines = text.lines
+    while i < len(lines):
+        line = lines[i]
+        if BANNER.match(line) or (text.is_prompt(i) and listing is not None):
+            close()
+            if BANNER.match(line):
+                command = (text.command_at(i) or "").lower()
+                kind = "vss_provider_list" if "provider" in command else "vss_writer_list"
+                listing = {"_kind": kind, "count": 0, "names": [], "command": text.command_at(i)}
+                listing_at = i
+            i += 1
+            continue
+        kv = split_kv(line)
+        key = norm_key(kv[0]) if kv else ""
+        if WRITER_KEYS.get(key) == "name":
+            fields, nxt = _record(text, i, WRITER_KEYS)
+            if "state" not in fields:
+                # A VSS event's "Context: Writer Name: ..." block, not vssadmin output.
+                i = nxt
+                continue
+            writer = _writer(fields)
+            facts.append(Fact("vss_writer", writer, Provenance(text.path, text.locator(i))))
+            if listing is None:
+                listing = {
+                    "_kind": "vss_writer_list",
+                    "count": 0,
+                    "names": [],
+                    "command": text.command_at(i),
+                }
+                listing_at = i
+            listing["_kind"] = "vss_writer_list"
+            listing["count"] += 1
+            listing["names"].append(writer["name"])
+            i = nxt
+            continue
+        if PROVIDER_KEYS.get(key) == "name":
+            fields, nxt = _record(text, i, PROVIDER_KEYS)
+            fields["name"] = strip_quotes(fields.get("name", ""))
+            facts.append(Fact("vss_provider", fields, Provenance(text.path, text.locator(i))))
+            if listing is None:
+                listing = {
+                    "_kind": "vss_provider_list",
+                    "count": 0,
+                    "names": [],
+                    "command": text.command_at(i),
+                }
+                listing_at = i
+            listing["_kind"] = "vss_provider_list"
+            listing["count"] += 1
+            listing["names"].append(fields["name"])
+            i = nxt
+            continue
+        i += 1
+    close()
+    return facts

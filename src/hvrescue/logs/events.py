@@ -1,0 +1,142 @@
+"""One event fact shape whatever the source (EVTX, XML export, CSV export, copied text)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from hvrescue.facts.model import Fact, Provenance
+
+LEVEL_NAMES = {
+    0: "information",
+    1: "critical",
+    2: "error",
+    3: "warning",
+    4: "information",
+    5: "verbose",
+}
+# Level words as Event Viewer and PowerShell print them, English and Japanese.
+LEVEL_WORDS = {
+    "critical": 1,
+    "error": 2,
+    "warning": 3,
+    "information": 4,
+    "informational": 4,
+    "verbose": 5,
+    "audit success": 0,
+    "audit failure": 0,
+    "重大": 1,
+    "エラー": 2,
+    "警告": 3,
+    "情報": 4,
+    "詳細": 5,
+    "監査の成功": 0,
+    "監査の失敗": 0,
+}
+
+_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M:%S",
+)
+
+
+def parse_local_time(text: str) -> str | None:
+    """A time as Event Viewer or PowerShell printed it (local, no zone) to ISO 8601 without zone."""
+    text = text.strip()
+    if not text:
+        return None
+    # Japanese AM/PM markers: 午前 9:00:19 / 午後 9:00:19.
+    m = re.match(r"^(\S+)\s+(午前|午後)\s*(\d{1,2}):(\d{2})(?::(\d{2}))?$", text)
+    if m:
+        hour = int(m.group(3)) % 12 + (12 if m.group(2) == "午後" else 0)
+        text = f"{m.group(1)} {hour}:{m.group(4)}:{m.group(5) or '00'}"
+    text = re.sub(r"\.\d+$", "", text)
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def normalise_utc(text: str | None) -> str | None:
+    """SystemTime as EVTX/XML give it, always ending in Z."""
+    if not text:
+        return None
+    text = text.strip().replace(" UTC", "")
+    if not text.endswith("Z") and "+" not in text[10:]:
+        text += "Z"
+    return text
+
+
+def as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        return None
+
+
+def level_from_word(word: str | None) -> int | None:
+    if not word:
+        return None
+    return LEVEL_WORDS.get(word.strip().lower())
+
+
+def event_fact(
+    provenance: Provenance,
+    *,
+    source_format: str,
+    channel: str | None = None,
+    provider: str | None = None,
+    source_name: str | None = None,
+    event_id: int | None = None,
+    qualifiers: int | None = None,
+    level: int | None = None,
+    time: str | None = None,
+    time_local: str | None = None,
+    record_id: int | None = None,
+    computer: str | None = None,
+    data: dict[str, Any] | list[Any] | None = None,
+    message: str | None = None,
+    task: str | int | None = None,
+    opcode: str | int | None = None,
+    keywords: str | None = None,
+    user_sid: str | None = None,
+    process_id: int | None = None,
+    thread_id: int | None = None,
+) -> Fact:
+    attributes: dict[str, Any] = {
+        "channel": channel,
+        "provider": provider,
+        "source_name": source_name or provider,
+        "event_id": event_id,
+        "qualifiers": qualifiers,
+        "level": level,
+        "level_name": None if level is None else LEVEL_NAMES.get(level, str(level)),
+        "time": time,
+        "time_local": time_local,
+        "record_id": record_id,
+        "computer": computer,
+        "data": data if data is not None else {},
+        "message": message,
+        "task": task,
+        "opcode": opcode,
+        "keywords": keywords,
+        "user_sid": user_sid,
+        "process_id": process_id,
+        "thread_id": thread_id,
+        "format": source_format,
+    }
+    return Fact("event", attributes, provenance)
