@@ -254,9 +254,14 @@ def test_absolute_windows_path_is_mapped_onto_the_evidence_layout(tmp_path: Path
     child = evidence / "Hyper-V" / "web01" / "Snapshots" / "web01_1.avhdx"
     write_vhdx(
         str(child),
-        VhdxSpec(virtual_size=8 << 20, parent=ParentSpec(
-            g, relative_path="..\\..\\gold.vhdx",  # stale: the base was moved later
-            absolute_win32_path="D:\\Hyper-V\\Base\\gold.vhdx")),
+        VhdxSpec(
+            virtual_size=8 << 20,
+            parent=ParentSpec(
+                g,
+                relative_path="..\\..\\gold.vhdx",  # stale: the base was moved later
+                absolute_win32_path="D:\\Hyper-V\\Base\\gold.vhdx",
+            ),
+        ),
     )
     data = run_cli("chain", "--json", child, evidence=[evidence]).json()
     assert data["complete"]

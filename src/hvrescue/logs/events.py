@@ -44,6 +44,9 @@ _TIME_FORMATS = (
     "%m/%d/%Y %I:%M %p",
     "%m/%d/%Y %H:%M:%S",
     "%d.%m.%Y %H:%M:%S",
+    "%Y/%m/%d",
+    "%Y-%m-%d",
+    "%m/%d/%Y",
 )
 
 
@@ -107,7 +110,9 @@ def event_fact(
     time: str | None = None,
     time_local: str | None = None,
     record_id: int | None = None,
+    system_record_id: int | None = None,
     computer: str | None = None,
+    binary: str | None = None,
     data: dict[str, Any] | list[Any] | None = None,
     message: str | None = None,
     task: str | int | None = None,
@@ -128,8 +133,10 @@ def event_fact(
         "time": time,
         "time_local": time_local,
         "record_id": record_id,
+        "system_record_id": system_record_id if system_record_id is not None else record_id,
         "computer": computer,
         "data": data if data is not None else {},
+        "binary": binary,
         "message": message,
         "task": task,
         "opcode": opcode,

@@ -28,28 +28,28 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _data_fields(event: dict[str, Any]) -> dict[str, Any] | list[Any]:
-    """EventData as named fields or a positional list; UserData flattened one level."""
+def _data_fields(event: dict[str, Any]) -> tuple[dict[str, Any] | list[Any], str | None]:
+    """EventData as named fields or a positional list (UserData flattened one level), and the
+    Binary element apart."""
     ed = event.get("EventData")
     if isinstance(ed, dict):
         fields = {k: v for k, v in ed.items() if k != "#attributes"}
+        binary = _text(fields.pop("Binary", None))
         if set(fields) == {"Data"}:
             data = fields["Data"]
             data = _text(data) if isinstance(data, dict) else data
             if isinstance(data, list):
-                return [_text(x) for x in data]
-            return [data] if data is not None else []
-        if "Binary" in fields and set(fields) <= {"Binary", "Data"}:
-            fields = {"Binary": fields["Binary"]}
-        return {k: _text(v) for k, v in fields.items()}
-    if ed is not None and not isinstance(ed, dict):
-        return [ed]
+                return [_text(x) for x in data], binary
+            return ([data] if data is not None else []), binary
+        return {k: _text(v) for k, v in fields.items()}, binary
+    if ed is not None:
+        return [ed], None
     ud = event.get("UserData")
     if isinstance(ud, dict):
         for inner in ud.values():
             if isinstance(inner, dict):
-                return {k: _text(v) for k, v in inner.items() if k != "#attributes"}
-    return {}
+                return {k: _text(v) for k, v in inner.items() if k != "#attributes"}, None
+    return {}, None
 
 
 def from_json(record: dict[str, Any], path: str) -> Fact:
@@ -64,7 +64,10 @@ def from_json(record: dict[str, Any], path: str) -> Fact:
     execution = (system.get("Execution") or {}).get("#attributes", {}) or {}
     security = (system.get("Security") or {}) if isinstance(system.get("Security"), dict) else {}
     created = (system.get("TimeCreated") or {}).get("#attributes", {}) or {}
-    record_id = as_int(system.get("EventRecordID")) or as_int(record.get("event_record_id"))
+    # The record header's number locates the record in this file; EventRecordID is what Event
+    # Viewer shows, and differs from it in exported logs (wevtutil epl renumbers the headers).
+    record_id = as_int(record.get("event_record_id"))
+    data, binary = _data_fields(event)
     return event_fact(
         Provenance(path, f"record:{record_id}"),
         source_format="evtx",
@@ -76,8 +79,10 @@ def from_json(record: dict[str, Any], path: str) -> Fact:
         level=as_int(_text(system.get("Level"))),
         time=normalise_utc(created.get("SystemTime") or record.get("timestamp")),
         record_id=record_id,
+        system_record_id=as_int(_text(system.get("EventRecordID"))),
         computer=_text(system.get("Computer")),
-        data=_data_fields(event),
+        data=data,
+        binary=binary,
         task=_text(system.get("Task")),
         opcode=_text(system.get("Opcode")),
         keywords=_text(system.get("Keywords")),

@@ -45,18 +45,22 @@ def _text(elem: Element | None) -> str | None:
     return elem.text.strip() or None
 
 
-def _data(event: Element) -> dict[str, Any] | list[Any]:
+def _data(event: Element) -> tuple[dict[str, Any] | list[Any], str | None]:
+    """EventData as named fields or a positional list, and the Binary element apart."""
     ed = _child(event, "EventData")
     if ed is not None:
-        items = [(c.get("Name"), (c.text or "").strip() or None, _local(c.tag)) for c in ed]
-        if items and all(name is not None for name, _v, tag in items if tag == "Data"):
-            return {name or tag: value for name, value, tag in items}
-        return [value for _n, value, _t in items]
+        binary = _text(_child(ed, "Binary"))
+        items = [
+            (c.get("Name"), (c.text or "").strip() or None) for c in ed if _local(c.tag) == "Data"
+        ]
+        if items and all(name is not None for name, _v in items):
+            return {str(name): value for name, value in items}, binary
+        return [value for _n, value in items], binary
     ud = _child(event, "UserData")
     if ud is not None and len(ud):
         inner = ud[0]
-        return {_local(c.tag): (c.text or "").strip() or None for c in inner}
-    return {}
+        return {_local(c.tag): (c.text or "").strip() or None for c in inner}, None
+    return {}, None
 
 
 def _fact(event: Element, path: str, index: int) -> Fact:
@@ -75,6 +79,7 @@ def _fact(event: Element, path: str, index: int) -> Fact:
     if level is None and rendering is not None:
         level = level_from_word(_text(_child(rendering, "Level")))
     record_id = as_int(_text(sysget("EventRecordID")))
+    data, binary = _data(event)
     locator = f"record:{record_id}" if record_id is not None else f"event:{index}"
     return event_fact(
         Provenance(path, locator),
@@ -90,7 +95,8 @@ def _fact(event: Element, path: str, index: int) -> Fact:
         time=normalise_utc(None if created is None else created.get("SystemTime")),
         record_id=record_id,
         computer=_text(sysget("Computer")),
-        data=_data(event),
+        data=data,
+        binary=binary,
         message=None if rendering is None else _text(_child(rendering, "Message")),
         task=_text(sysget("Task")),
         opcode=_text(sysget("Opcode")),

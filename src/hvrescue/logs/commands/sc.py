@@ -12,7 +12,7 @@ from hvrescue.logs.commands.sddl import SDDL_LINE, parse_sddl
 from hvrescue.logs.textutil import Text
 
 SERVICE_NAME = re.compile(r"^\s*(SERVICE_NAME|サービス名)\s*:\s*(?P<name>\S.*?)\s*$")
-FIELD = re.compile(r"^\s+(?P<key>[A-Z_]+)\s*:\s?(?P<value>.*?)\s*$")
+FIELD = re.compile(r"^\s+(?P<key>[A-Z][A-Z0-9_]*)\s*:\s?(?P<value>.*?)\s*$")
 CONT = re.compile(r"^\s{10,}:\s*(?P<value>\S.*?)\s*$")
 FLAGS = re.compile(r"^\s{10,}\((?P<flags>[A-Z_, ]+)\)\s*$")
 CODED = re.compile(r"^(?P<code>[0-9a-fA-Fx]+)\s+(?P<name>\S.*)$")
@@ -64,11 +64,10 @@ def _block(text: Text, start: int) -> tuple[dict[str, Any], int]:
 
 def _service_type(value: Any) -> dict[str, Any]:
     code = value.get("code") if isinstance(value, dict) else None
-    return {
-        "type": value,
-        "own_process": bool(code is not None and code & 0x10),
-        "shared_process": bool(code is not None and code & 0x20),
-    }
+    # 0x10 own process, 0x20 shared process; 0x30 ("WIN32") says neither for certain.
+    own = code is not None and bool(code & 0x10) and not code & 0x20
+    shared = code is not None and bool(code & 0x20) and not code & 0x10
+    return {"type": value, "own_process": own, "shared_process": shared}
 
 
 def parse(text: Text) -> list[Fact]:
