@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Provenance:
     path: str
     # Where in the source: "record:1234", "line:12", "offset:4096", "chunk:3".
@@ -20,7 +20,7 @@ class Provenance:
         return {"path": self.path, "locator": self.locator}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fact:
     kind: str
     attributes: dict[str, Any]

@@ -24,7 +24,7 @@ from hvrescue.logs.commands import (
     vssadmin,
 )
 from hvrescue.logs.decode import decode_text, looks_binary
-from hvrescue.logs.evtx_reader import EVTX_MAGIC, iter_evtx
+from hvrescue.logs.evtx_reader import EVTX_MAGIC, read_evtx
 from hvrescue.logs.textutil import Text
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -98,11 +98,9 @@ def facts_from_bytes(data: bytes, path: str, depth: int = 0) -> FactSet:
 
 
 def _add_evtx(out: FactSet, source: str | io.BytesIO, path: str) -> None:
-    for item in iter_evtx(source, path):
-        if isinstance(item, Problem):
-            out.problems.append(item)
-        else:
-            out.facts.append(item)
+    facts, problems = read_evtx(source, path)
+    out.facts.extend(facts)
+    out.problems.extend(problems)
 
 
 def _walk_zip(zf: zipfile.ZipFile, path: str, out: FactSet, depth: int) -> None:

@@ -73,6 +73,8 @@ def normalise_utc(text: str | None) -> str | None:
     """SystemTime as EVTX/XML give it, always ending in Z."""
     if not text:
         return None
+    if text[-1] == "Z":
+        return text
     text = text.strip().replace(" UTC", "")
     if not text.endswith("Z") and "+" not in text[10:]:
         text += "Z"
@@ -80,10 +82,12 @@ def normalise_utc(text: str | None) -> str | None:
 
 
 def as_int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return int(value)
     text = str(value).strip()
     try:
         return int(text, 16) if text.lower().startswith("0x") else int(text)

@@ -7,15 +7,17 @@ costs only its own records, and it is reported with the record range the chunk h
 
 from __future__ import annotations
 
-import json
+import gc
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 import evtx
+import orjson
 
 from hvrescue.facts.model import Fact, Problem, Provenance
-from hvrescue.logs.events import as_int, event_fact, normalise_utc
+from hvrescue.logs.events import LEVEL_NAMES, as_int, normalise_utc
 
 EVTX_MAGIC = b"ElfFile\0"
 MAX_CONSECUTIVE_ERRORS = 10_000
@@ -23,7 +25,7 @@ MAX_CONSECUTIVE_ERRORS = 10_000
 
 def _text(value: Any) -> Any:
     """Element text as the JSON rendering gives it: a scalar, or {"#text": ...}."""
-    if isinstance(value, dict):
+    if type(value) is dict:
         return value.get("#text")
     return value
 
@@ -32,109 +34,147 @@ def _data_fields(event: dict[str, Any]) -> tuple[dict[str, Any] | list[Any], str
     """EventData as named fields or a positional list (UserData flattened one level), and the
     Binary element apart."""
     ed = event.get("EventData")
-    if isinstance(ed, dict):
-        fields = {k: v for k, v in ed.items() if k != "#attributes"}
-        binary = _text(fields.pop("Binary", None))
-        if set(fields) == {"Data"}:
-            data = fields["Data"]
-            data = _text(data) if isinstance(data, dict) else data
-            if isinstance(data, list):
-                return [_text(x) for x in data], binary
+    if type(ed) is dict:
+        binary = ed.get("Binary")
+        if binary is not None or "#attributes" in ed:
+            ed = {k: v for k, v in ed.items() if k not in ("Binary", "#attributes")}
+            binary = _text(binary)
+        if len(ed) == 1 and "Data" in ed:
+            data = ed["Data"]
+            if type(data) is dict:
+                data = data.get("#text")
+            if type(data) is list:
+                return [x.get("#text") if type(x) is dict else x for x in data], binary
             return ([data] if data is not None else []), binary
-        return {k: _text(v) for k, v in fields.items()}, binary
+        return {k: v.get("#text") if type(v) is dict else v for k, v in ed.items()}, binary
     if ed is not None:
         return [ed], None
     ud = event.get("UserData")
-    if isinstance(ud, dict):
+    if type(ud) is dict:
         for inner in ud.values():
-            if isinstance(inner, dict):
+            if type(inner) is dict:
                 return {k: _text(v) for k, v in inner.items() if k != "#attributes"}, None
     return {}, None
 
 
+_EMPTY: dict[str, Any] = {}
+
+
 def from_json(record: dict[str, Any], path: str) -> Fact:
-    event = json.loads(record["data"]).get("Event", {})
-    system = event.get("System", {}) or {}
-    provider = (system.get("Provider") or {}).get("#attributes", {}) or {}
-    eid = system.get("EventID")
+    """One record as the event fact. This is the hot path of large logs (see
+    bench/bench_facts.py): lookups are inlined and the attributes built in place, with exactly
+    the keys of :func:`hvrescue.logs.events.event_fact` (a test holds the two together)."""
+    event = orjson.loads(record["data"]).get("Event") or _EMPTY
+    system = event.get("System") or _EMPTY
+    get = system.get
+    node = get("Provider")
+    provider = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
+    eid = get("EventID")
     qualifiers = None
-    if isinstance(eid, dict):
-        qualifiers = as_int((eid.get("#attributes") or {}).get("Qualifiers"))
+    if type(eid) is dict:
+        qualifiers = as_int((eid.get("#attributes") or _EMPTY).get("Qualifiers"))
         eid = eid.get("#text")
-    execution = (system.get("Execution") or {}).get("#attributes", {}) or {}
-    security = (system.get("Security") or {}) if isinstance(system.get("Security"), dict) else {}
-    created = (system.get("TimeCreated") or {}).get("#attributes", {}) or {}
+    node = get("Execution")
+    execution = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
+    node = get("TimeCreated")
+    created = ((node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY).get(
+        "SystemTime"
+    ) or record.get("timestamp")
+    node = get("Security")
+    security = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
+    level = get("Level")
+    if type(level) is not int:
+        level = as_int(_text(level))
     # The record header's number locates the record in this file; EventRecordID is what Event
     # Viewer shows, and differs from it in exported logs (wevtutil epl renumbers the headers).
-    record_id = as_int(record.get("event_record_id"))
+    record_id = record.get("event_record_id")
+    system_record_id = get("EventRecordID")
+    if type(system_record_id) is not int:
+        system_record_id = (
+            as_int(_text(system_record_id)) if system_record_id is not None else record_id
+        )
     data, binary = _data_fields(event)
-    return event_fact(
-        Provenance(path, f"record:{record_id}"),
-        source_format="evtx",
-        channel=_text(system.get("Channel")),
-        provider=provider.get("Name"),
-        source_name=provider.get("EventSourceName") or provider.get("Name"),
-        event_id=as_int(_text(eid)),
-        qualifiers=qualifiers,
-        level=as_int(_text(system.get("Level"))),
-        time=normalise_utc(created.get("SystemTime") or record.get("timestamp")),
-        record_id=record_id,
-        system_record_id=as_int(_text(system.get("EventRecordID"))),
-        computer=_text(system.get("Computer")),
-        data=data,
-        binary=binary,
-        task=_text(system.get("Task")),
-        opcode=_text(system.get("Opcode")),
-        keywords=_text(system.get("Keywords")),
-        user_sid=(security.get("#attributes") or {}).get("UserID"),
-        process_id=as_int(execution.get("ProcessID")),
-        thread_id=as_int(execution.get("ThreadID")),
-    )
+    name = provider.get("Name")
+    channel, computer = get("Channel"), get("Computer")
+    task, opcode, keywords = get("Task"), get("Opcode"), get("Keywords")
+    attributes = {
+        "channel": channel if type(channel) is not dict else channel.get("#text"),
+        "provider": name,
+        "source_name": provider.get("EventSourceName") or name,
+        "event_id": eid if type(eid) is int else as_int(_text(eid)),
+        "qualifiers": qualifiers,
+        "level": level,
+        "level_name": None if level is None else LEVEL_NAMES.get(level, str(level)),
+        "time": created if created and created[-1] == "Z" else normalise_utc(created),
+        "time_local": None,
+        "record_id": record_id,
+        "system_record_id": system_record_id,
+        "computer": computer if type(computer) is not dict else computer.get("#text"),
+        "data": data,
+        "binary": binary,
+        "message": None,
+        "task": task if type(task) is not dict else task.get("#text"),
+        "opcode": opcode if type(opcode) is not dict else opcode.get("#text"),
+        "keywords": keywords if type(keywords) is not dict else keywords.get("#text"),
+        "user_sid": security.get("UserID"),
+        "process_id": as_int(execution.get("ProcessID")),
+        "thread_id": as_int(execution.get("ThreadID")),
+        "format": "evtx",
+    }
+    return Fact("event", attributes, Provenance(path, f"record:{record_id}"))
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Facts are acyclic; without this the collector rescans every fact built so far, again
+    and again, and a large log reads at half speed."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def read_evtx(source: str | IO[bytes], path: str) -> tuple[list[Fact], list[Problem]]:
+    """Every record of an EVTX file as event facts, and what could not be read."""
+    with _no_cyclic_gc():
+        return _read_evtx(source, path)
+
+
+def _read_evtx(source: str | IO[bytes], path: str) -> tuple[list[Fact], list[Problem]]:
     facts: list[Fact] = []
     problems: list[Problem] = []
-    for item in iter_evtx(source, path):
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            facts.append(item)
-    return facts, problems
-
-
-def iter_evtx(source: str | IO[bytes], path: str) -> Iterator[Fact | Problem]:
     try:
-        parser = evtx.PyEvtxParser(source)
+        records = evtx.PyEvtxParser(source).records_json()
     except (OSError, RuntimeError, ValueError) as exc:
-        yield Problem(path, "evtx.unreadable", None, {"reason": str(exc)[:300]})
-        return
-    records = parser.records_json()
+        problems.append(Problem(path, "evtx.unreadable", None, {"reason": str(exc)[:300]}))
+        return facts, problems
+    append = facts.append
     errors = 0
-    while True:
+    while errors <= MAX_CONSECUTIVE_ERRORS:
         try:
-            item = next(records)
-        except StopIteration:
-            return
+            # The iterator raises once for a chunk it cannot parse and then goes on with the
+            # next chunk, so the loop resumes on the same iterator.
+            for record in records:
+                errors = 0
+                try:
+                    append(from_json(record, path))  # type: ignore[arg-type]
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    problems.append(
+                        Problem(
+                            path,
+                            "evtx.record-damaged",
+                            f"record:{record.get('event_record_id')}",  # type: ignore[union-attr]
+                            {"reason": str(exc)[:300]},
+                        )
+                    )
+            break
         except (RuntimeError, OSError, ValueError) as exc:
             errors += 1
             text = str(exc)
             m = re.search(r"record IDs (\d+)\.\.(\d+)", text)
             locator = f"records:{m.group(1)}-{m.group(2)}" if m else None
-            yield Problem(path, "evtx.chunk-damaged", locator, {"reason": text[:300]})
-            if errors > MAX_CONSECUTIVE_ERRORS:
-                return
-            continue
-        errors = 0
-        if not isinstance(item, dict):
-            continue
-        record: dict[str, Any] = item
-        try:
-            yield from_json(record, path)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            yield Problem(
-                path,
-                "evtx.record-damaged",
-                f"record:{record.get('event_record_id')}",
-                {"reason": str(exc)[:300]},
-            )
+            problems.append(Problem(path, "evtx.chunk-damaged", locator, {"reason": text[:300]}))
+    return facts, problems
