@@ -361,7 +361,8 @@ def facts(c: Ctx, paths: tuple[str, ...], as_json: bool) -> None:
         )
         out.print(f"[yellow]{escape(text)}[/]")
     for unknown in found.unrecognised:
-        text = c.msg("ui.facts.unrecognised", path=unknown.path, reason=unknown.reason)
+        reason = c.msg(f"facts.reason.{unknown.reason}")
+        text = c.msg("ui.facts.unrecognised", path=unknown.path, reason=reason)
         out.print(f"[dim]{escape(text)}[/]")
     sys.exit(EXIT_OK)
 

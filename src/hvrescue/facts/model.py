@@ -37,10 +37,15 @@ class Fact:
 @dataclass(frozen=True)
 class Unrecognised:
     path: str
+    # A code: binary, no-known-content, too-large, zip-too-deep, damaged-zip, unreadable.
     reason: str
+    detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "reason": self.reason}
+        out: dict[str, Any] = {"path": self.path, "reason": self.reason}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass(frozen=True)

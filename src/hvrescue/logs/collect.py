@@ -79,7 +79,7 @@ def facts_from_bytes(data: bytes, path: str, depth: int = 0) -> FactSet:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 _walk_zip(zf, path, out, depth + 1)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            out.unrecognised.append(Unrecognised(path, f"damaged-zip: {exc}"))
+            out.unrecognised.append(Unrecognised(path, "damaged-zip", str(exc)))
         return out
     if looks_binary(data):
         out.unrecognised.append(Unrecognised(path, "binary"))
@@ -140,7 +140,7 @@ def facts_from_file(path: str) -> FactSet:
                 fh.seek(0)
                 data = fh.read()
     except OSError as exc:
-        out.unrecognised.append(Unrecognised(path, f"unreadable: {exc.strerror}"))
+        out.unrecognised.append(Unrecognised(path, "unreadable", exc.strerror))
         return out
     if head.startswith(EVTX_MAGIC):
         _add_evtx(out, path, path)  # the Rust reader streams the file itself
@@ -150,7 +150,7 @@ def facts_from_file(path: str) -> FactSet:
             with zipfile.ZipFile(path) as zf:
                 _walk_zip(zf, path, out, 1)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            out.unrecognised.append(Unrecognised(path, f"damaged-zip: {exc}"))
+            out.unrecognised.append(Unrecognised(path, "damaged-zip", str(exc)))
         return out
     return facts_from_bytes(data, path)
 
