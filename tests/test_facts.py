@@ -348,3 +348,12 @@ def test_damaged_zip_and_empty_file(tmp_path: Path):
     assert (
         reasons[str(broken)].startswith("damaged-zip") and reasons[str(empty)] == "no-known-content"
     )
+
+
+def test_dism_table_format():
+    packages = kinds(facts_of("dism_packages_table_en.txt"), "package")
+    assert [(p["kb"], p["state_code"]) for p in packages] == [
+        ("KB5034768", "install_pending"),
+        (None, "installed"),
+    ]
+    assert packages[0]["image"] == "online" and packages[0]["release_type"] == "Security Update"

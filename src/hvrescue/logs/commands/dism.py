@@ -37,6 +37,10 @@ STATES = {
     "ステージング済み": "staged",
     "解決済み": "resolved",
     "一部インストール済み": "partially_installed",
+    "インストールの保留中": "install_pending",
+    "アンインストールの保留中": "uninstall_pending",
+    "置換済み": "superseded",
+    "ステージ済み": "staged",
     "存在しない": "not_present",
 }
 KB = re.compile(r"KB(\d{6,7})", re.I)
@@ -51,12 +55,48 @@ def _image(command: str | None) -> str | None:
     return m.group(1).strip('"') if m else None
 
 
+def _package(fields: dict[str, Any], text: Text, start: int, image_version: str | None) -> Fact:
+    identity = fields.get("identity", "")
+    state = fields.get("state", "")
+    kb = KB.search(identity)
+    fields.update(
+        {
+            "state_code": STATES.get(state.strip().lower()),
+            "kb": f"KB{kb.group(1)}" if kb else None,
+            "install_time_local": parse_local_time(fields.get("install_time", "")),
+            "image": _image(text.command_at(start)),
+            "image_version": image_version,
+        }
+    )
+    return Fact("package", fields, Provenance(text.path, text.locator(start)))
+
+
+def _table(text: Text, i: int, image_version: str | None, facts: list[Fact]) -> int:
+    """`/Format:Table`: a header of column names separated by '|', a rule, then rows."""
+    names = [KEYS.get(norm_key(c)) for c in text.lines[i].split("|")]
+    j = i + 1
+    if j < len(text.lines) and set(text.lines[j].strip()) <= {"-", "|", " "}:
+        j += 1
+    while j < len(text.lines) and "|" in text.lines[j]:
+        cells = [c.strip() for c in text.lines[j].split("|")]
+        fields = {n: c for n, c in zip(names, cells, strict=False) if n}
+        if fields.get("identity"):
+            facts.append(_package(fields, text, j, image_version))
+        j += 1
+    return j
+
+
 def parse(text: Text) -> list[Fact]:
     facts: list[Fact] = []
     lines = text.lines
     image_version: str | None = None
     i = 0
     while i < len(lines):
+        if "|" in lines[i] and any(
+            KEYS.get(norm_key(c)) == "identity" for c in lines[i].split("|")
+        ):
+            i = _table(text, i, image_version, facts)
+            continue
         kv = split_kv(lines[i])
         if kv and norm_key(kv[0]) in IMAGE_VERSION:
             image_version = kv[1]
@@ -70,19 +110,7 @@ def parse(text: Text) -> list[Fact]:
                     break
                 fields[name] = kv[1] if kv else ""
                 i += 1
-            identity = fields.get("identity", "")
-            state = fields.get("state", "")
-            kb = KB.search(identity)
-            fields.update(
-                {
-                    "state_code": STATES.get(state.strip().lower()),
-                    "kb": f"KB{kb.group(1)}" if kb else None,
-                    "install_time_local": parse_local_time(fields.get("install_time", "")),
-                    "image": _image(text.command_at(start)),
-                    "image_version": image_version,
-                }
-            )
-            facts.append(Fact("package", fields, Provenance(text.path, text.locator(start))))
+            facts.append(_package(fields, text, start, image_version))
             continue
         i += 1
     return facts
