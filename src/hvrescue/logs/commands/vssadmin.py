@@ -92,18 +92,29 @@ def parse(text: Text) -> list[Fact]:
     def close() -> None:
         nonlocal listing
         if listing is not None:
-            facts.append(
-                Fact(listing.pop("_kind"), listing, Provenance(text.path, text.locator(listing_at)))
-            )
+            kind = listing.pop("_kind")
+            facts.append(Fact(kind, listing, Provenance(text.path, text.locator(listing_at))))
         listing = None
+
+    def add(kind: str, item: dict[str, Any], at: int) -> None:
+        """One writer or provider, counted in the listing it belongs to (opened if none is)."""
+        nonlocal listing, listing_at
+        facts.append(Fact(kind, item, Provenance(text.path, text.locator(at))))
+        if listing is None:
+            listing = {"count": 0, "names": [], "command": text.command_at(at)}
+            listing_at = at
+        listing["_kind"] = kind + "_list"
+        listing["count"] += 1
+        listing["names"].append(item["name"])
 
     i = 0
     lines = text.lines
     while i < len(lines):
         line = lines[i]
-        if BANNER.match(line) or (text.is_prompt(i) and listing is not None):
+        banner = BANNER.match(line)
+        if banner or (listing is not None and text.is_prompt(i)):
             close()
-            if BANNER.match(line):
+            if banner:
                 command = (text.command_at(i) or "").lower()
                 kind = "vss_provider_list" if "provider" in command else "vss_writer_list"
                 listing = {"_kind": kind, "count": 0, "names": [], "command": text.command_at(i)}
@@ -114,40 +125,15 @@ def parse(text: Text) -> list[Fact]:
         key = norm_key(kv[0]) if kv else ""
         if WRITER_KEYS.get(key) == "name":
             fields, nxt = _record(text, i, WRITER_KEYS)
-            if "state" not in fields:
-                # A VSS event's "Context: Writer Name: ..." block, not vssadmin output.
-                i = nxt
-                continue
-            writer = _writer(fields)
-            facts.append(Fact("vss_writer", writer, Provenance(text.path, text.locator(i))))
-            if listing is None:
-                listing = {
-                    "_kind": "vss_writer_list",
-                    "count": 0,
-                    "names": [],
-                    "command": text.command_at(i),
-                }
-                listing_at = i
-            listing["_kind"] = "vss_writer_list"
-            listing["count"] += 1
-            listing["names"].append(writer["name"])
+            # A VSS event's "Context: Writer Name: ..." block has no State: not vssadmin output.
+            if "state" in fields:
+                add("vss_writer", _writer(fields), i)
             i = nxt
             continue
         if PROVIDER_KEYS.get(key) == "name":
             fields, nxt = _record(text, i, PROVIDER_KEYS)
             fields["name"] = strip_quotes(fields.get("name", ""))
-            facts.append(Fact("vss_provider", fields, Provenance(text.path, text.locator(i))))
-            if listing is None:
-                listing = {
-                    "_kind": "vss_provider_list",
-                    "count": 0,
-                    "names": [],
-                    "command": text.command_at(i),
-                }
-                listing_at = i
-            listing["_kind"] = "vss_provider_list"
-            listing["count"] += 1
-            listing["names"].append(fields["name"])
+            add("vss_provider", fields, i)
             i = nxt
             continue
         i += 1

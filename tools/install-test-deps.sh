@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python packages, and qemu-img as an independent oracle),
-# then run the default test suite. Slow and fuzz runs: add `-m slow`.
+# Install everything the tests need: the package with its test extras, and Debian's qemu-utils
+# (qemu-img is an independent oracle for the disk tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v qemu-img >/dev/null 2>&1; then
@@ -11,4 +11,3 @@ if ! command -v qemu-img >/dev/null 2>&1; then
   fi
 fi
 python3 -m pip install -q -e '.[test]'
-python3 -m pytest "$@"
