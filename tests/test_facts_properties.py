@@ -43,3 +43,12 @@ def test_random_bytes_never_crash(data: bytes):
     facts_from_bytes(data, "random.bin")
     facts_from_bytes(b"PK\x03\x04" + data, "random.zip")
     facts_from_bytes(b"ElfFile\x00" + data, "random.evtx")
+
+
+def test_large_text_without_prompts_is_read_in_linear_time(tmp_path):
+    # 300,000 lines of an unrelated log (CBS.log-like): every parser must pass over it once,
+    # not once per line (the test would time out if one did).
+    line = "2024-02-14 03:04:05, Info  CBS    Exec: Processing package Package_for_KB5034768\n"
+    data = (line * 300_000).encode()
+    result = facts_from_bytes(data, "CBS.log")
+    assert result.facts == [] and result.unrecognised[0].reason == "no-known-content"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
 import re
-from dataclasses import dataclass
 
 # A console prompt followed by a command: "C:\Windows\system32>vssadmin list writers",
 # "PS C:\> Get-VHD ...", "X:\>dism /image:D:\ /get-packages".
@@ -11,12 +11,16 @@ PROMPT = re.compile(r"^\s*(?:PS\s+)?[A-Za-z]:\\[^>\n]*>\s*(?P<cmd>\S.*)$")
 DASHES = re.compile(r"^\s*-{3,}\s*$")
 
 
-@dataclass(frozen=True)
 class Text:
     """A decoded text file as lines (LF), with the commands typed at prompts, if any."""
 
-    lines: list[str]
-    path: str
+    def __init__(self, lines: list[str], path: str) -> None:
+        self.lines = lines
+        self.path = path
+        # Prompt lines, found once: parsers ask "which command printed this line?" for many
+        # lines, and a backwards scan per question would be quadratic on large logs.
+        self._prompts = [i for i, line in enumerate(lines) if ">" in line and PROMPT.match(line)]
+        self._prompt_set = set(self._prompts)
 
     @classmethod
     def of(cls, text: str, path: str) -> Text:
@@ -27,14 +31,14 @@ class Text:
 
     def command_at(self, index: int) -> str | None:
         """The command whose output contains line ``index`` (nearest prompt above it)."""
-        for i in range(index, -1, -1):
-            m = PROMPT.match(self.lines[i])
-            if m:
-                return m.group("cmd").strip()
-        return None
+        n = bisect.bisect_right(self._prompts, index)
+        if n == 0:
+            return None
+        m = PROMPT.match(self.lines[self._prompts[n - 1]])
+        return m.group("cmd").strip() if m else None
 
     def is_prompt(self, index: int) -> bool:
-        return bool(PROMPT.match(self.lines[index]))
+        return index in self._prompt_set
 
 
 def split_kv(line: str, sep: str = ":") -> tuple[str, str] | None:
