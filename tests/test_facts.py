@@ -3,6 +3,7 @@ exports in every form, transcripts, bundles; the field values checked, not just 
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -357,3 +358,15 @@ def test_dism_table_format():
         (None, "installed"),
     ]
     assert packages[0]["image"] == "online" and packages[0]["release_type"] == "Security Update"
+
+
+def test_incident_folder_with_disks_and_logs(tmp_path: Path, corpus_dir: Path):
+    folder = tmp_path / "incident"
+    folder.mkdir()
+    shutil.copyfile(corpus_dir / "dissect-hypervisor/dynamic.vhdx", folder / "web01.vhdx")
+    shutil.copyfile(FIX / "tasklist_svc_ja.txt", folder / "tasklist.txt")
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 5000)
+    data = run_cli("facts", "--json", folder, evidence=[folder]).json()
+    reasons = {Path(u["path"]).name: u["reason"] for u in data["unrecognised"]}
+    assert reasons == {"web01.vhdx": "disk-image", "photo.jpg": "binary"}
+    assert {f["kind"] for f in data["facts"]} == {"process"}

@@ -37,7 +37,8 @@ class Fact:
 @dataclass(frozen=True)
 class Unrecognised:
     path: str
-    # A code: binary, no-known-content, too-large, zip-too-deep, damaged-zip, unreadable.
+    # A code: binary, disk-image, no-known-content, too-large, zip-too-deep, damaged-zip,
+    # unreadable.
     reason: str
     detail: str | None = None
 

@@ -125,34 +125,44 @@ def _walk_zip(zf: zipfile.ZipFile, path: str, out: FactSet, depth: int) -> None:
         out.extend(facts_from_bytes(data, member, depth))
 
 
+DISK_SIGNATURES = (b"vhdxfile", b"conectix")
+
+
 def facts_from_file(path: str) -> FactSet:
     out = FactSet()
     try:
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(4096)
             size = os.fstat(fh.fileno()).st_size
-            if head.startswith(EVTX_MAGIC):
-                pass
-            elif size > MAX_TEXT_BYTES and not head.startswith(ZIP_MAGIC):
-                out.unrecognised.append(Unrecognised(path, "too-large"))
+            if head.startswith(DISK_SIGNATURES):
+                # Virtual disks are the disk engine's (hvrescue check/info), not text.
+                out.unrecognised.append(Unrecognised(path, "disk-image"))
                 return out
-            else:
-                fh.seek(0)
-                data = fh.read()
+            kind = (
+                "evtx"
+                if head.startswith(EVTX_MAGIC)
+                else ("zip" if head.startswith(ZIP_MAGIC) else "other")
+            )
+            if kind == "other" and (size > MAX_TEXT_BYTES or looks_binary(head)):
+                out.unrecognised.append(
+                    Unrecognised(path, "too-large" if size > MAX_TEXT_BYTES else "binary")
+                )
+                return out
+            data = head + fh.read() if kind == "other" else b""
     except OSError as exc:
         out.unrecognised.append(Unrecognised(path, "unreadable", exc.strerror))
         return out
-    if head.startswith(EVTX_MAGIC):
+    if kind == "evtx":
         _add_evtx(out, path, path)  # the Rust reader streams the file itself
-        return out
-    if head.startswith(ZIP_MAGIC):
+    elif kind == "zip":
         try:
             with zipfile.ZipFile(path) as zf:
                 _walk_zip(zf, path, out, 1)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             out.unrecognised.append(Unrecognised(path, "damaged-zip", str(exc)))
-        return out
-    return facts_from_bytes(data, path)
+    else:
+        out.extend(facts_from_bytes(data, path))
+    return out
 
 
 def collect(paths: list[str]) -> FactSet:
