@@ -141,3 +141,14 @@ def test_check_of_several_files_lists_each_finding_once(tmp_path: Path):
     assert len(keys) == len(set(keys))
     assert ("vhdx.header.checksum", str(base), 64 * 1024) in keys
     assert [f["path"] for f in data["files"]] == [str(child), str(base)]
+
+
+def test_brackets_in_paths_are_shown_not_taken_for_markup(tmp_path: Path, corpus_dir: Path):
+    folder = tmp_path / "[bold red]x[blink]"
+    folder.mkdir()
+    disk = folder / "[magenta].vhdx"
+    shutil.copyfile(corpus_dir / "dissect-hypervisor/differencing.avhdx", disk)
+    for args in (["check"], ["chain"], ["info"]):
+        result = run_cli(*args, disk)
+        assert result.rc in (0, 1)
+        assert "[magenta].vhdx" in result.stdout.replace("\n", "")

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.markup import escape
+from rich.text import Text
 
 from hvrescue import __version__
 from hvrescue.cli.output import (
@@ -67,7 +68,7 @@ def fail(c: Ctx, exc: HvrescueError, as_json: bool) -> None:
             {"status": "error", "error": {"key": exc.key, "message": text, "params": exc.params}}
         )
     else:
-        console(stderr=True).print(f"[red]{text}[/]")
+        console(stderr=True).print(Text(text, style="red"))
     sys.exit(EXIT_ERROR)
 
 
@@ -94,12 +95,12 @@ def info(c: Ctx, file: str, as_json: bool) -> None:
         emit_json({"path": file, **data, "findings": [finding_json(f, c.msg) for f in findings]})
         return
     out = console()
-    out.print(f"[bold]{c.msg('ui.info.title', path=file, format=data['format'])}[/]")
+    out.print(Text(c.msg("ui.info.title", path=file, format=data["format"]), style="bold"))
     rows: list[tuple[str, Any]] = []
     flatten("", data, rows)
     out.print(kv_table(rows, c.msg))
     if findings:
-        out.print(f"[bold]{c.msg('ui.info.findings')}[/]")
+        out.print(Text(c.msg("ui.info.findings"), style="bold"))
         out.print(findings_table(findings, c.msg, show_file=False))
 
 
@@ -149,7 +150,7 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         )
         sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
     out = console()
-    out.print(f"[bold]{c.msg('ui.chain.title', path=file)}[/]")
+    out.print(Text(c.msg("ui.chain.title", path=file), style="bold"))
     from rich.table import Table
 
     table = Table()
@@ -158,31 +159,24 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     for i, layer in enumerate(layers):
         link = links[i] if i < len(links) else None
         if link is None:
-            check = c.msg("ui.chain.base") if not layer["differencing"] else c.msg("ui.chain.none")
+            check = Text(c.msg("ui.chain.base" if not layer["differencing"] else "ui.chain.none"))
             via = ""
         elif link["parent"] is None:
-            check, via = f"[red]{c.msg('ui.chain.none')}[/]", ""
+            check, via = Text(c.msg("ui.chain.none"), style="red"), ""
         else:
             check = (
-                f"[green]{c.msg('ui.chain.ok')}[/]"
+                Text(c.msg("ui.chain.ok"), style="green")
                 if link["identity_ok"]
-                else f"[red]{c.msg('ui.chain.bad')}[/]"
+                else Text(c.msg("ui.chain.bad"), style="red")
             )
             via = link["found_via"] or ""
-        table.add_row(
-            str(i),
-            str(layer["path"]),
-            str(layer["format"]),
-            str(layer["virtual_size"]),
-            str(layer["identity"]),
-            check,
-            via,
-        )
+        cells = [str(i), layer["path"], layer["format"], layer["virtual_size"], layer["identity"]]
+        table.add_row(*(Text(str(x)) for x in cells), check, Text(via))
     out.print(table)
     out.print(
-        c.msg("ui.chain.complete", depth=len(layers))
+        Text(c.msg("ui.chain.complete", depth=len(layers)))
         if complete
-        else f"[red]{c.msg('ui.chain.incomplete')}[/]"
+        else Text(c.msg("ui.chain.incomplete"), style="red")
     )
     if findings:
         out.print(findings_table(findings, c.msg))
@@ -239,20 +233,19 @@ def check(
         sys.exit(code)
     out = console()
     for r in results:
-        out.print(
-            c.msg(
-                "ui.check.summary",
-                path=r.path,
-                status=c.msg(f"ui.status.{r.status}"),
-                count=len(r.findings),
-            )
+        summary = c.msg(
+            "ui.check.summary",
+            path=r.path,
+            status=c.msg(f"ui.status.{r.status}"),
+            count=len(r.findings),
         )
+        out.print(Text(summary))
         if r.error is not None:
-            out.print(f"[red]{c.msg(r.error.key, **r.error.params)}[/]")
+            out.print(Text(c.msg(r.error.key, **r.error.params), style="red"))
     if findings:
         out.print(findings_table(findings, c.msg))
     else:
-        out.print(c.msg("ui.check.none"))
+        out.print(Text(c.msg("ui.check.none")))
     sys.exit(code)
 
 
@@ -311,9 +304,9 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         )
     else:
         out = console()
-        out.print(c.msg("ui.hash.result", size=disk.size, sha256=digest))
+        out.print(Text(c.msg("ui.hash.result", size=disk.size, sha256=digest)))
         if bad:
-            err.print(f"[red]{c.msg('ui.hash.unreadable', count=len(bad))}[/]")
+            err.print(Text(c.msg("ui.hash.unreadable", count=len(bad)), style="red"))
         warn = [f for f in findings if f.severity >= Severity.WARNING]
         if warn:
             err.print(findings_table(warn, c.msg))
@@ -344,13 +337,8 @@ def facts(c: Ctx, paths: tuple[str, ...], as_json: bool) -> None:
     counts: dict[str, int] = {}
     for fact in found.facts:
         counts[fact.kind] = counts.get(fact.kind, 0) + 1
-    out.print(
-        c.msg(
-            "ui.facts.summary",
-            count=len(found.facts),
-            kinds=", ".join(f"{k} {n}" for k, n in sorted(counts.items())),
-        )
-    )
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+    out.print(Text(c.msg("ui.facts.summary", count=len(found.facts), kinds=kinds)))
     for fact in found.facts:
         where = f"{fact.provenance.path}#{fact.provenance.locator or ''}"
         summary = fact_summary(fact.attributes)
@@ -393,7 +381,7 @@ def main() -> None:
         sys.exit(EXIT_ERROR)
     except HvrescueError as exc:
         msg = Messages(detect_language(None))
-        console(stderr=True).print(msg(exc.key, **exc.params))
+        console(stderr=True).print(Text(msg(exc.key, **exc.params)))
         sys.exit(EXIT_ERROR)
     except (KeyboardInterrupt, BrokenPipeError):
         sys.exit(130)
@@ -401,7 +389,9 @@ def main() -> None:
         if debug:
             raise
         msg = Messages(detect_language(None))
-        console(stderr=True).print(msg("error.internal", detail=f"{type(exc).__name__}: {exc}"))
+        console(stderr=True).print(
+            Text(msg("error.internal", detail=f"{type(exc).__name__}: {exc}"))
+        )
         sys.exit(EXIT_ERROR)
 
 

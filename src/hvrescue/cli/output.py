@@ -51,7 +51,7 @@ def kv_table(rows: list[tuple[str, Any]], msg: Messages) -> Table:
     table.add_column(msg("ui.col.field"))
     table.add_column(msg("ui.col.value"), overflow="fold")
     for key, value in rows:
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(Text(key), Text("" if value is None else str(value)))
     return table
 
 
