@@ -370,3 +370,20 @@ def test_incident_folder_with_disks_and_logs(tmp_path: Path, corpus_dir: Path):
     reasons = {Path(u["path"]).name: u["reason"] for u in data["unrecognised"]}
     assert reasons == {"web01.vhdx": "disk-image", "photo.jpg": "binary"}
     assert {f["kind"] for f in data["facts"]} == {"process"}
+
+
+def test_copied_event_with_its_xml_is_enriched():
+    event = kinds(facts_of("events_text_with_xml_en.txt"), "event")
+    assert len(event) == 1
+    e = event[0]
+    assert (e["provider"], e["event_id"], e["record_id"], e["channel"]) == (
+        "VSS",
+        8193,
+        5521,
+        "Application",
+    )
+    assert (
+        e["time"] == "2018-10-01T12:00:19.000000000Z" and e["time_local"] == "2018-10-01T21:00:19"
+    )
+    assert e["data"] == ["CoCreateInstance", "hr = 0x800401fb, Object is not registered."]
+    assert "Subscribing Writer" in e["message"] and e["format"] == "text"

@@ -10,6 +10,7 @@ from typing import Any
 from hvrescue.facts.model import Fact, Provenance
 from hvrescue.logs.events import as_int, event_fact, level_from_word, parse_local_time
 from hvrescue.logs.textutil import DASHES, Text, norm_key
+from hvrescue.logs.xml_events import iter_xml_events
 
 KEYS = {
     "log name": "channel",
@@ -42,6 +43,7 @@ KEYS = {
 }
 LINE = re.compile(r"^\s*(?P<key>[^:：]{1,24}?)\s*[:：]\s*(?P<value>.*?)\s*$")
 STARTERS = {"channel", "level", "source", "time"}
+MAX_XML_LINES = 2000
 
 
 def _key(line: str) -> tuple[str, str] | None:
@@ -90,20 +92,48 @@ def parse(text: Text) -> list[Fact]:
             message.append(line)
             i += 1
         if "source" in fields and "event_id" in fields:
-            facts.append(
-                event_fact(
-                    Provenance(text.path, text.locator(start)),
-                    source_format="text",
-                    channel=fields.get("channel") or None,
-                    provider=fields.get("source") or None,
-                    event_id=as_int(fields.get("event_id")),
-                    level=level_from_word(fields.get("level")),
-                    time_local=parse_local_time(fields.get("time", "")),
-                    computer=fields.get("computer") or None,
-                    task=fields.get("task") or None,
-                    keywords=fields.get("keywords") or None,
-                    message="\n".join(message).strip() if message else None,
-                )
+            fact = event_fact(
+                Provenance(text.path, text.locator(start)),
+                source_format="text",
+                channel=fields.get("channel") or None,
+                provider=fields.get("source") or None,
+                event_id=as_int(fields.get("event_id")),
+                level=level_from_word(fields.get("level")),
+                time_local=parse_local_time(fields.get("time", "")),
+                computer=fields.get("computer") or None,
+                task=fields.get("task") or None,
+                keywords=fields.get("keywords") or None,
+                message="\n".join(message).strip() if message else None,
             )
+            xml, i = _event_xml(lines, i)
+            facts.append(_enrich(fact, xml) if xml else fact)
         i = max(i, start + 1)
     return facts
+
+
+def _event_xml(lines: list[str], i: int) -> tuple[str | None, int]:
+    """The `Event Xml:` section Event Viewer appends to a copied event, if it follows."""
+    j = i
+    while j < len(lines) and not lines[j].strip():
+        j += 1
+    if j >= len(lines) or not lines[j].strip().lower().startswith("event xml"):
+        return None, i
+    body: list[str] = []
+    for k in range(j + 1, min(len(lines), j + 1 + MAX_XML_LINES)):
+        body.append(lines[k])
+        if "</Event>" in lines[k]:
+            return "\n".join(body), k + 1
+    return None, i
+
+
+def _enrich(fact: Fact, xml: str) -> Fact:
+    """The XML carries what the text leaves out (UTC time, record id, data fields); the text's
+    own message is kept, since the XML has none."""
+    parsed = [f for f in iter_xml_events(xml, fact.provenance.path) if isinstance(f, Fact)]
+    if not parsed:
+        return fact
+    attributes = dict(parsed[0].attributes)
+    for key in ("message", "time_local"):
+        attributes[key] = attributes.get(key) or fact.attributes.get(key)
+    attributes["format"] = "text"
+    return Fact("event", attributes, fact.provenance)

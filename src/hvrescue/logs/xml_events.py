@@ -24,8 +24,9 @@ _DECL = re.compile(r"<\?xml[^>]*\?>")
 
 
 def looks_like_event_xml(text: str) -> bool:
-    head = text[:4096]
-    return "<Event" in head and EVENT_NS in head
+    """An export starts with markup; a copied event whose text ends in its XML does not."""
+    head = text[:4096].lstrip("\ufeff \t\n")
+    return head.startswith("<") and "<Event" in head and EVENT_NS in head
 
 
 def _local(tag: str) -> str:
