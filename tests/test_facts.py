@@ -387,3 +387,9 @@ def test_copied_event_with_its_xml_is_enriched():
     )
     assert e["data"] == ["CoCreateInstance", "hr = 0x800401fb, Object is not registered."]
     assert "Subscribing Writer" in e["message"] and e["format"] == "text"
+
+
+def test_wmic_cr_cr_lf_line_ends():
+    text = (FIX / "wmic_qfe_en.txt").read_text(encoding="utf-8").replace("\n", "\r\r\n")
+    fixes = kinds(facts_of("wmic_qfe_en.txt", b"\xff\xfe" + text.encode("utf-16-le")), "hotfix")
+    assert [f["kb"] for f in fixes] == ["KB5008868", "KB5009624"]

@@ -47,7 +47,9 @@ def decode_text(data: bytes) -> tuple[str, str]:
         else:
             encoding = "cp1252"
             text = data.decode("cp1252", errors="replace")
-    return text.replace("\r\n", "\n").replace("\r", "\n"), encoding
+    # wmic piped or redirected ends its lines with CR CR LF: one line end, not two.
+    text = text.replace("\r\r\n", "\n").replace("\r\n", "\n").replace("\r", "\n")
+    return text, encoding
 
 
 def looks_binary(data: bytes) -> bool:
