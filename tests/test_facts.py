@@ -393,3 +393,17 @@ def test_wmic_cr_cr_lf_line_ends():
     text = (FIX / "wmic_qfe_en.txt").read_text(encoding="utf-8").replace("\n", "\r\r\n")
     fixes = kinds(facts_of("wmic_qfe_en.txt", b"\xff\xfe" + text.encode("utf-16-le")), "hotfix")
     assert [f["kb"] for f in fixes] == ["KB5008868", "KB5009624"]
+
+
+def test_tasklist_filtered_through_findstr_into_a_file(tmp_path: Path):
+    path = tmp_path / "tasklist.txt"
+    path.write_bytes(
+        b"svchost.exe                    816 EventSystem, FontCache, netprofm, nsi\r\n"
+        b"svchost.exe                   1025 CryptSvc\r\n"
+    )
+    procs = kinds(collect([str(path)]).facts, "process")
+    assert [(p["pid"], p["shared"]) for p in procs] == [(816, True), (1025, False)]
+    # Prose that happens to hold a number is not a process list.
+    prose = tmp_path / "notes.txt"
+    prose.write_text("We restarted the server 3 times today.\n")
+    assert not collect([str(prose)]).facts

@@ -11,6 +11,7 @@ from hvrescue.logs.textutil import Text
 HEADER = re.compile(r"^\s*(Image Name|イメージ名)\s+PID\s+(Services|サービス)\s*$", re.I)
 SEPARATOR = re.compile(r"^\s*=+(\s+=+){2}\s*$")
 ROW = re.compile(r"^(?P<image>\S(?:.*?\S)?)\s+(?P<pid>\d+)\s+(?P<services>\S.*?)\s*$")
+IMAGE = re.compile(r"\.(exe|com)$|^System|^Registry|^Memory", re.I)
 CONTINUATION = re.compile(r"^\s{8,}(?P<services>[A-Za-z0-9_.\-]+(?:,\s*[A-Za-z0-9_.\-]+)*,?)\s*$")
 
 
@@ -20,9 +21,25 @@ def _services(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _rows_only(lines: list[str]) -> bool:
+    """`tasklist /svc | findstr svchost > file`: no header, no prompt, only process rows."""
+    body = [line for line in lines if line.strip()]
+    if not body or len(body) > 10_000:
+        return False
+    return (
+        all(
+            ((m := ROW.match(line)) is not None and IMAGE.search(m.group("image")) is not None)
+            or (CONTINUATION.match(line) is not None)
+            for line in body
+        )
+        and ROW.match(body[0]) is not None
+    )
+
+
 def parse(text: Text) -> list[Fact]:
     facts: list[Fact] = []
     lines = text.lines
+    rows_only = _rows_only(lines)
     in_table = False
     current: dict[str, object] | None = None
     current_at = 0
@@ -43,8 +60,7 @@ def parse(text: Text) -> list[Fact]:
             continue
         if in_table and SEPARATOR.match(line):
             continue
-        command = None
-        if not in_table:
+        if not in_table and not rows_only:
             command = text.command_at(i)
             if not (command and "tasklist" in command.lower() and "/svc" in command.lower()):
                 continue
@@ -62,7 +78,7 @@ def parse(text: Text) -> list[Fact]:
             current["_tail"] = cont.group("services")
             continue
         m = ROW.match(line)
-        if m and re.search(r"\.(exe|com)$|^System|^Registry|^Memory", m.group("image"), re.I):
+        if m and IMAGE.search(m.group("image")):
             flush()
             current = {
                 "image": m.group("image"),
