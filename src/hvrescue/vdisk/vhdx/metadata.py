@@ -120,23 +120,21 @@ def metadata_items(
                 essential_ok = False
             else:
                 img.block_size = bsize
-    if s.LOGICAL_SECTOR_SIZE in items:
-        data = items[s.LOGICAL_SECTOR_SIZE]
+    # 2.6.2.4/2.6.2.5: both sector sizes are 512 or 4096; only the logical one is needed to read.
+    for item, attr, severity in (
+        (s.LOGICAL_SECTOR_SIZE, "logical_sector_size", Severity.CRITICAL),
+        (s.PHYSICAL_SECTOR_SIZE, "physical_sector_size", Severity.ERROR),
+    ):
+        if item not in items:
+            continue
+        data = items[item]
         value = struct.unpack_from("<I", data)[0] if len(data) >= 4 else 0
-        img.metadata["logical_sector_size"] = value
-        if value not in (512, 4096):
-            bad(s.LOGICAL_SECTOR_SIZE, "value", value=value)
-            essential_ok = False
+        img.metadata[attr] = value
+        if value in (512, 4096):
+            setattr(img, attr, value)
         else:
-            img.logical_sector_size = value
-    if s.PHYSICAL_SECTOR_SIZE in items:
-        data = items[s.PHYSICAL_SECTOR_SIZE]
-        value = struct.unpack_from("<I", data)[0] if len(data) >= 4 else 0
-        img.metadata["physical_sector_size"] = value
-        if value not in (512, 4096):
-            bad(s.PHYSICAL_SECTOR_SIZE, "value", Severity.ERROR, value=value)
-        else:
-            img.physical_sector_size = value
+            bad(item, "value", severity, value=value)
+            essential_ok = essential_ok and severity is not Severity.CRITICAL
     if s.VIRTUAL_DISK_SIZE in items:
         data = items[s.VIRTUAL_DISK_SIZE]
         value = struct.unpack_from("<Q", data)[0] if len(data) >= 8 else 0
