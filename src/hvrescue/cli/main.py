@@ -6,8 +6,10 @@ internal error). No traceback reaches the user unless --debug is given.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -30,9 +32,10 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
 class Ctx:
-    def __init__(self, lang: str, debug: bool) -> None:
+    def __init__(self, lang: str, debug: bool, case: str | None = None) -> None:
         self.msg = Messages(lang)
         self.debug = debug
+        self.case = case
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -54,11 +57,57 @@ search_option = click.option(
     help="Language of messages (default: HVRESCUE_LANG or the locale).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option(
+    "--case",
+    "case",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Case record (SQLite) to append this action to, e.g. DEST/case.sqlite of a preserve.",
+)
 @click.version_option(__version__, prog_name="hvrescue")
 @click.pass_context
-def cli(ctx: click.Context, lang: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, lang: str | None, debug: bool, case: str | None) -> None:
     """First response and recovery for Hyper-V virtual disks. Inputs are only ever read."""
-    ctx.obj = Ctx(detect_language(lang), debug)
+    ctx.obj = Ctx(detect_language(lang), debug, case)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def audited(*input_params: str) -> Callable[[F], F]:
+    """Append the action to the case record (--case) with its inputs, whatever its exit code."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(c: Ctx, *args: Any, **kwargs: Any) -> Any:
+            if not c.case:
+                return fn(c, *args, **kwargs)
+            from hvrescue.preserve.case import record_command
+
+            inputs: list[str] = []
+            for name in input_params:
+                value = kwargs.get(name)
+                if isinstance(value, str):
+                    inputs.append(value)
+                elif isinstance(value, (tuple, list)):
+                    inputs.extend(str(v) for v in value)
+            code: Any = 0
+            try:
+                fn(c, *args, **kwargs)
+            except SystemExit as exc:
+                code = exc.code
+                raise
+            except BaseException:
+                code = EXIT_ERROR
+                raise
+            finally:
+                name = click.get_current_context().info_name or fn.__name__
+                record_command(c.case, name, sys.argv, inputs, code if isinstance(code, int) else 2)
+            return None
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
 
 
 def fail(c: Ctx, exc: HvrescueError, as_json: bool) -> None:
@@ -77,6 +126,7 @@ def fail(c: Ctx, exc: HvrescueError, as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @json_option
 @pass_ctx
+@audited("file")
 def info(c: Ctx, file: str, as_json: bool) -> None:
     """Every structure of one VHDX/VHD file."""
     from hvrescue.vdisk.detect import open_image
@@ -110,6 +160,7 @@ def info(c: Ctx, file: str, as_json: bool) -> None:
 @search_option
 @json_option
 @pass_ctx
+@audited("file")
 def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     """Each link of a differencing chain, its identity check and where the parent was found."""
     from hvrescue.vdisk.chain import resolve_chain
@@ -192,6 +243,7 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
 )
 @json_option
 @pass_ctx
+@audited("files")
 def check(
     c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool, as_json: bool
 ) -> None:
@@ -255,6 +307,7 @@ def check(
 @search_option
 @json_option
 @pass_ctx
+@audited("file")
 def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     """SHA-256 of the virtual content as the guest sees it (log replayed, through the chain)."""
     from hvrescue.vdisk.disk import Disk
@@ -319,6 +372,7 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @json_option
 @pass_ctx
+@audited("paths")
 def facts(c: Ctx, paths: tuple[str, ...], as_json: bool) -> None:
     """Facts from event logs (EVTX, XML, CSV, text) and command outputs, with provenance."""
     from hvrescue.logs.collect import collect
@@ -366,6 +420,10 @@ def fact_summary(attributes: dict[str, Any], limit: int = 6) -> str:
         if len(parts) >= limit:
             break
     return " ".join(parts)
+
+
+# The commands of the other packages register themselves on `cli`.
+from hvrescue.cli import preserve_cmds  # noqa: E402,F401
 
 
 def main() -> None:

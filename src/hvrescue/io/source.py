@@ -161,3 +161,41 @@ class ReadOnlySource:
                 self.bad_ranges[-1] = BadRange(last.offset, last.length + length, err)
                 return
         self.bad_ranges.append(BadRange(offset, length, err))
+
+    def data_segments(self, start: int = 0, end: int | None = None) -> list[tuple[int, int, bool]]:
+        """``(offset, length, is_data)`` runs covering ``[start, end)``: holes of a sparse file
+        (SEEK_HOLE/SEEK_DATA) are ``is_data=False``. Where the filesystem cannot tell, the whole
+        range is one data run. Holes read as zeros, so treating one as data is only slower."""
+        end = self.size if end is None else min(end, self.size)
+        seek_data = getattr(os, "SEEK_DATA", None)
+        seek_hole = getattr(os, "SEEK_HOLE", None)
+        if start >= end:
+            return []
+        if seek_data is None or seek_hole is None:
+            return [(start, end - start, True)]
+        out: list[tuple[int, int, bool]] = []
+        pos = start
+        with self._lock:
+            try:
+                while pos < end and len(out) < 1_000_000:
+                    try:
+                        data = os.lseek(self._fd, pos, seek_data)
+                    except OSError as exc:
+                        if exc.errno == errno.ENXIO:  # nothing but hole up to EOF
+                            out.append((pos, end - pos, False))
+                            return out
+                        raise
+                    data = min(data, end)
+                    if data > pos:
+                        out.append((pos, data - pos, False))
+                    if data >= end:
+                        break
+                    hole = min(os.lseek(self._fd, data, seek_hole), end)
+                    out.append((data, hole - data, True))
+                    pos = hole
+                if pos < end and (not out or out[-1][0] + out[-1][1] < end):
+                    last = out[-1][0] + out[-1][1] if out else start
+                    out.append((last, end - last, True))
+            except OSError:
+                return [(start, end - start, True)]
+        return out

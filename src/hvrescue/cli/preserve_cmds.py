@@ -1,0 +1,250 @@
+"""`preserve`, `verify` and `inventory`: freeze the evidence first, prove the copy, map the VMs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import threading
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from hvrescue.cli.main import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Ctx,
+    cli,
+    fail,
+    json_option,
+    pass_ctx,
+    search_option,
+)
+from hvrescue.cli.output import console, emit_json
+from hvrescue.errors import HvrescueError
+from hvrescue.preserve.copy import ALGORITHMS
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"
+
+
+def _progress_bar(c: Ctx, label: str, as_json: bool) -> Any:
+    err = console(stderr=True)
+    if as_json or not err.is_terminal:
+        return None
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+# ---------------------------------------------------------------- preserve
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--hash",
+    "hashes",
+    multiple=True,
+    type=click.Choice(ALGORITHMS),
+    help="Further hash algorithms besides SHA-256 (repeatable).",
+)
+@click.option(
+    "--allow-same-storage",
+    is_flag=True,
+    help="Allow DEST on the same filesystem as a source (a copy there fails with it).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted preservation into DEST.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Files copied at once (default: the CPU count, at most 4).",
+)
+@search_option
+@json_option
+@pass_ctx
+def preserve(
+    c: Ctx,
+    paths: tuple[str, ...],
+    hashes: tuple[str, ...],
+    allow_same_storage: bool,
+    resume: bool,
+    jobs: int | None,
+    search: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Copy VM folders or disks (whole chains) to DEST with hashes: preserve SRC... DEST.
+
+    Exit 0 complete, 1 copied with gaps (unreadable ranges zero-filled or files unreachable),
+    2 refused or failed."""
+    from hvrescue.preserve.run import Cancelled, Options
+    from hvrescue.preserve.run import preserve as run
+
+    if len(paths) < 2:
+        raise click.UsageError(c.msg("error.preserve.usage"))
+    sources, dest = list(paths[:-1]), paths[-1]
+    options = Options(
+        algorithms=hashes or ("sha256",),
+        allow_same_storage=allow_same_storage,
+        resume=resume,
+        jobs=jobs or max(1, min(4, os.cpu_count() or 1)),
+        search=list(search),
+        case=c.case,
+    )
+    cancel = threading.Event()
+    bar = _progress_bar(c, "preserve", as_json)
+    try:
+        if bar is not None:
+            with bar:
+                task = bar.add_task(c.msg("ui.preserve.progress"), total=None)
+
+                def update(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                outcome = run(sources, dest, options, sys.argv, update, cancel)
+        else:
+            outcome = run(sources, dest, options, sys.argv, None, cancel)
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    except (KeyboardInterrupt, Cancelled):
+        cancel.set()
+        console(stderr=True).print(Text(c.msg("ui.preserve.interrupted", dest=dest), style="red"))
+        sys.exit(130)
+    m = outcome.manifest
+    code = EXIT_OK if outcome.complete else EXIT_FINDINGS
+    if as_json:
+        emit_json(
+            {
+                "status": "complete" if outcome.complete else "incomplete",
+                "manifest_path": os.path.join(outcome.dest, "manifest.json"),
+                "verified_from_previous_run": outcome.resumed_verified,
+                **m,
+            }
+        )
+        sys.exit(code)
+    out = console()
+    total = sum(f["size"] for f in m["files"])
+    out.print(
+        Text(
+            c.msg(
+                "ui.preserve.done",
+                count=len(m["files"]),
+                size=_human_bytes(total),
+                dest=outcome.dest,
+            ),
+            style="bold",
+        )
+    )
+    table = Table(show_header=True)
+    for col in ("file", "role", "bytes", "sha256"):
+        table.add_column(c.msg(f"ui.col.{col}"), overflow="fold")
+    for f in m["files"]:
+        table.add_row(
+            Text(f["path"]), Text(c.msg(f"role.{f['role']}")), str(f["size"]), f["sha256"]
+        )
+    out.print(table)
+    for f in m["files"]:
+        for off, length in f["unreadable"]:
+            out.print(
+                Text(
+                    c.msg("ui.preserve.zero-filled", path=f["path"], offset=off, length=length),
+                    style="red",
+                )
+            )
+    for u in m["unreachable"]:
+        out.print(
+            Text(
+                c.msg(
+                    f"preserve.unreachable.{u['reason']}",
+                    source=u["source"] or "",
+                    referenced_by=u["referenced_by"] or "",
+                    detail=u["detail"],
+                ),
+                style="red",
+            )
+        )
+    for note in m.get("notes", []):
+        out.print(Text(c.msg(note["key"], path=note["path"]), style="yellow"))
+    if m.get("warnings"):
+        out.print(Text(c.msg("ui.preserve.same-storage-warning"), style="yellow"))
+    out.print(Text(c.msg("ui.preserve.manifest", path=os.path.join(outcome.dest, "manifest.json"))))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- verify
+@cli.command()
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--jobs", type=click.IntRange(1, 64), default=None, help="Files hashed at once.")
+@json_option
+@pass_ctx
+def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
+    """Re-hash a preserved copy against its manifest: verify DEST|MANIFEST.
+
+    Exit 0 when every file matches, 1 when a file is missing or differs, 2 when the manifest
+    cannot be read."""
+    from hvrescue.preserve.case import CASE_FILE, record_command
+    from hvrescue.preserve.manifest import load_manifest, verify_entries
+
+    try:
+        dest, manifest = load_manifest(target)
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    entries = manifest["files"]
+    total = sum(e.get("size") or 0 for e in entries if isinstance(e.get("size"), int))
+    bar = _progress_bar(c, "verify", as_json)
+    n_jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+    if bar is not None:
+        with bar:
+            task = bar.add_task(c.msg("ui.verify.progress"), total=total)
+            results = verify_entries(dest, entries, n_jobs, lambda n: bar.advance(task, n))
+    else:
+        results = verify_entries(dest, entries, n_jobs)
+    bad = [r for r in results if r.status != "ok"]
+    code = EXIT_FINDINGS if bad else EXIT_OK
+    case_path = c.case or os.path.join(dest, CASE_FILE)
+    # A read-only DEST (write-blocked media) can still be verified; the record is best effort.
+    with contextlib.suppress(OSError, sqlite3.Error):
+        record_command(case_path, "verify", sys.argv, [], code)
+    if as_json:
+        emit_json(
+            {
+                "status": "ok" if not bad else "mismatch",
+                "dest": dest,
+                "files": [r.as_dict() for r in results],
+                "failed": [r.path for r in bad],
+            }
+        )
+        sys.exit(code)
+    out = console()
+    for r in bad:
+        out.print(Text(c.msg(f"ui.verify.{r.status}", path=r.path), style="red"))
+    partial = [r for r in results if r.unreadable_in_copy and r.status == "ok"]
+    for r in partial:
+        out.print(Text(c.msg("ui.verify.zero-filled", path=r.path), style="yellow"))
+    key = "ui.verify.ok" if not bad else "ui.verify.failed"
+    out.print(Text(c.msg(key, count=len(results), bad=len(bad), dest=dest), style="bold"))
+    sys.exit(code)
