@@ -175,6 +175,7 @@ def preserve(
                 )
             )
     for u in m["unreachable"]:
+        reference_only = u["reason"] in ("config-disk-missing", "config-file-missing")
         out.print(
             Text(
                 c.msg(
@@ -183,7 +184,7 @@ def preserve(
                     referenced_by=u["referenced_by"] or "",
                     detail=u["detail"],
                 ),
-                style="red",
+                style="yellow" if reference_only else "red",
             )
         )
     for note in m.get("notes", []):

@@ -130,6 +130,8 @@ class _Collector:
         lower = path.lower()
         if lower.endswith(DISK_SUFFIXES) or probe_identity(path) is not None:
             self.add_chain(path, referenced_by=None)
+        elif lower.endswith(RUNTIME_SUFFIXES):
+            self.add(path, ROLE_RUNTIME)
         elif looks_like_config(path):
             self.add(path, ROLE_CONFIG)
             self.add_config_disks(path)

@@ -36,6 +36,7 @@ from hvrescue.preserve.plan import Plan, PlannedFile, Unreachable, build_plan
 WORK_DIR = ".hvrescue-partial"
 JOURNAL = "done.jsonl"
 SPACE_MARGIN = 64 * 1024 * 1024
+REFERENCE_ONLY = {"config-disk-missing", "config-file-missing"}
 RESERVED = {WORK_DIR, "manifest.json", "manifest.csv", "case.sqlite", "case.sqlite-journal"}
 
 
@@ -296,7 +297,11 @@ def preserve(
 
     files = [entries[f.rel] for f in plan.files if f.rel in entries]
     unreachable = plan.unreachable + problems
-    complete = not unreachable and not any(e["unreadable"] for e in files)
+    # A file the configuration names but the evidence lacks is listed, yet does not make the copy
+    # incomplete: the configuration may be stale or name another host's path. A missing chain
+    # parent does: the chain would be copied half.
+    gaps = [u for u in unreachable if u.reason not in REFERENCE_ONLY]
+    complete = not gaps and not any(e["unreadable"] for e in files)
     manifest: dict[str, Any] = {
         "files": files,
         **base_record(argv),
