@@ -17,13 +17,14 @@ from hvrescue.cli.main import (
     EXIT_FINDINGS,
     EXIT_OK,
     Ctx,
+    audited,
     cli,
     fail,
     json_option,
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import console, emit_json
+from hvrescue.cli.output import console, emit_json, finding_json, findings_table
 from hvrescue.errors import HvrescueError
 from hvrescue.preserve.copy import ALGORITHMS
 
@@ -248,4 +249,102 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
         out.print(Text(c.msg("ui.verify.zero-filled", path=r.path), style="yellow"))
     key = "ui.verify.ok" if not bad else "ui.verify.failed"
     out.print(Text(c.msg(key, count=len(results), bad=len(bad), dest=dest), style="bold"))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- inventory
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@search_option
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.IntRange(0, 100_000),
+    default=None,
+    help="Report checkpoints older than this many days (default 14).",
+)
+@click.option(
+    "--max-depth",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="Report chains with more differencing disks than this (default 5).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Judge ages as of this ISO date/time instead of now (for evidence examined later).",
+)
+@json_option
+@pass_ctx
+@audited("directory")
+def inventory(
+    c: Ctx,
+    directory: str,
+    search: tuple[str, ...],
+    older_than: int | None,
+    max_depth: int | None,
+    as_of: str | None,
+    as_json: bool,
+) -> None:
+    """Which files belong together (per VM, per chain) and what does not add up.
+
+    Exit 0 nothing to report, 1 findings, 2 error."""
+    import datetime as dt
+
+    from hvrescue.findings import Severity
+    from hvrescue.inventory import DEFAULT_MAX_DEPTH, DEFAULT_OLDER_THAN_DAYS, build_inventory
+
+    when = None
+    if as_of:
+        try:
+            when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter(c.msg("error.inventory.as-of", value=as_of)) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+    inv = build_inventory(
+        directory,
+        list(search),
+        when,
+        DEFAULT_OLDER_THAN_DAYS if older_than is None else older_than,
+        DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
+    )
+    findings = inv.findings
+    code = EXIT_FINDINGS if any(f.severity >= Severity.WARNING for f in findings) else EXIT_OK
+    if as_json:
+        emit_json(
+            {
+                **inv.as_dict(),
+                "findings": [finding_json(f, c.msg) for f in findings],
+                "status": "findings" if code else "clean",
+            }
+        )
+        sys.exit(code)
+    data = inv.as_dict()
+    out = console()
+    out.print(Text(c.msg("ui.inventory.title", root=inv.root), style="bold"))
+    for vm in data["vms"]:
+        label = c.msg(
+            "ui.inventory.vm" if vm["kind"] == "vm" else "ui.inventory.snapshot",
+            name=vm["name"] or "?",
+            path=vm["path"],
+        )
+        out.print(Text(label, style="bold"))
+        for d in vm["disks"]:
+            where = d["local"] or c.msg("ui.inventory.not-found")
+            out.print(Text(f"  {d['bus']} {d['controller']}:{d['drive']}  {d['path']}  -> {where}"))
+    for chain in data["chains"]:
+        text = " -> ".join(chain["files"])
+        out.print(Text(c.msg("ui.inventory.chain", depth=chain["depth"], files=text)))
+    table = Table(show_header=True)
+    for col in ("file", "role", "bytes", "mtime"):
+        table.add_column(c.msg(f"ui.col.{col}"), overflow="fold")
+    for f in data["files"]:
+        table.add_row(Text(f["path"]), Text(c.msg(f"role.{f['role']}")), str(f["size"]), f["mtime"])
+    out.print(table)
+    if findings:
+        out.print(findings_table(findings, c.msg))
+    else:
+        out.print(Text(c.msg("ui.check.none")))
     sys.exit(code)
