@@ -29,7 +29,7 @@ def xml_config(path: Path, name: str, disks: list[str], merge_pending: bool = Fa
         f"<_d422512d-2bf2-4752-809d-7b82b5fcb1b4_><controller0>{drives}</controller0>"
         "</_d422512d-2bf2-4752-809d-7b82b5fcb1b4_>"
         "<global_settings>"
-        f'<disk_merge_pending type="bool">{"True" if merge_pending else "False"}</disk_merge_pending>'
+        f'<disk_merge_pending type="bool">{merge_pending}</disk_merge_pending>'
         '<snapshots><list><size type="integer">0</size></list></snapshots>'
         "</global_settings>"
         f'<properties><name type="string">{name}</name>'

@@ -214,27 +214,27 @@ def build_inventory(
     for info in inv.files:
         if info.format is None or info.path in parents:
             continue
-        chain = [info.path]
-        cur = info
-        while cur.parent and cur.parent in by_path and cur.parent not in chain:
-            cur = by_path[cur.parent]
-            chain.append(cur.path)
-        if cur.parent and cur.parent not in by_path:
-            chain.append(cur.parent)  # a parent outside DIR (found through --search)
+        files = [info.path]
+        walk = info
+        while walk.parent and walk.parent in by_path and walk.parent not in files:
+            walk = by_path[walk.parent]
+            files.append(walk.path)
+        if walk.parent and walk.parent not in by_path:
+            files.append(walk.parent)  # a parent outside DIR (found through --search)
             by_path.setdefault(
-                cur.parent,
-                FileInfo(cur.parent, cur.parent, ROLE_BASE, 0, 0, 0),
+                walk.parent,
+                FileInfo(walk.parent, walk.parent, ROLE_BASE, 0, 0, 0),
             )
-        chain.reverse()
-        inv.chains.append(chain)
-        diffs = len(chain) - 1
-        if diffs > max_depth:
+        files.reverse()
+        inv.chains.append(files)
+        depth = len(files) - 1
+        if depth > max_depth:
             findings.append(
                 Finding(
                     "inventory.chain-too-deep",
                     Severity.WARNING,
                     info.path,
-                    params={"depth": diffs, "limit": max_depth},
+                    params={"depth": depth, "limit": max_depth},
                 )
             )
     for extra in by_path.values():
@@ -306,16 +306,16 @@ def build_inventory(
                     Finding("vm.disk.missing", Severity.ERROR, cfg_path, params={"disk": disk.path})
                 )
             else:
-                cur: str | None = local
+                step: str | None = local
                 seen: set[str] = set()
-                while cur and cur not in seen:
-                    seen.add(cur)
-                    chain_files.append(cur)
-                    vm_used.add(cur)
-                    info = by_path.get(cur)
-                    if info is not None and cfg_path not in info.used_by:
-                        info.used_by.append(cfg_path)
-                    cur = info.parent if info is not None else None
+                while step and step not in seen:
+                    seen.add(step)
+                    chain_files.append(step)
+                    vm_used.add(step)
+                    layer_info = by_path.get(step)
+                    if layer_info is not None and cfg_path not in layer_info.used_by:
+                        layer_info.used_by.append(cfg_path)
+                    step = layer_info.parent if layer_info is not None else None
                 newer = [f.path for f in inv.files if f.parent == local and f.role == ROLE_DIFF]
                 if newer and vm["kind"] == "vm":
                     findings.append(
@@ -351,12 +351,12 @@ def build_inventory(
             findings.append(Finding("vm.config.merge-pending", Severity.WARNING, cfg_path))
         inv.vms.append(vm)
 
-    diffs = [f for f in inv.files if f.role == ROLE_DIFF]
+    differencing = [f for f in inv.files if f.role == ROLE_DIFF]
     if read_any:
-        for f in diffs:
+        for f in differencing:
             if f.path not in vm_used and f.path not in parents:
                 findings.append(Finding("inventory.orphan-differencing", Severity.WARNING, f.path))
-    elif diffs:
+    elif differencing:
         findings.append(Finding("inventory.no-vm-config", Severity.INFO, root))
     inv.findings = dedupe(findings)
     return inv
