@@ -43,10 +43,14 @@ def main() -> None:
         ours += len(collect(files).facts)
     t_ours = time.perf_counter() - t
 
-    print(f"  evtx package, records_json only   {bare:8d} records {t_bare:7.2f} s "
-          f"{bare / t_bare:10.0f} records/s")
-    print(f"  hvrescue facts (end to end)       {ours:8d} events  {t_ours:7.2f} s "
-          f"{ours / t_ours:10.0f} events/s  (target >= 100000)")
+    print(
+        f"  evtx package, records_json only   {bare:8d} records {t_bare:7.2f} s "
+        f"{bare / t_bare:10.0f} records/s"
+    )
+    print(
+        f"  hvrescue facts (end to end)       {ours:8d} events  {t_ours:7.2f} s "
+        f"{ours / t_ours:10.0f} events/s  (target >= 100000)"
+    )
 
 
 if __name__ == "__main__":

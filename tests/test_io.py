@@ -44,7 +44,18 @@ class FaultyDisk:
                     raise OSError(errno.EIO, "Input/output error")
             return real(fd, n, off)
 
+        real_v = os.preadv
+
+        def preadv(fd: int, buffers: list, off: int) -> int:
+            n = sum(len(b) for b in buffers)
+            if os.fstat(fd).st_ino == self.ino and off < self.hi and off + n > self.lo:
+                self.attempts += 1
+                if self.heal_after is None or self.attempts <= self.heal_after:
+                    raise OSError(errno.EIO, "Input/output error")
+            return real_v(fd, buffers, off)
+
         monkeypatch.setattr(source_mod.os, "pread", pread)
+        monkeypatch.setattr(source_mod.os, "preadv", preadv)
 
 
 @pytest.fixture

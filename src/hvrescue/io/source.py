@@ -21,6 +21,7 @@ DEFAULT_RETRIES = 3
 # Reads are split so that one failing sector does not poison a whole multi-MiB request.
 RETRY_GRANULE = 64 * 1024
 _HAVE_PREAD = hasattr(os, "pread")
+_HAVE_PREADV = hasattr(os, "preadv")
 
 
 @dataclass(frozen=True)
@@ -199,3 +200,25 @@ class ReadOnlySource:
             except OSError:
                 return [(start, end - start, True)]
         return out
+
+    def read_into(self, offset: int, view: memoryview, *, tolerant: bool = False) -> int:
+        """Fill ``view`` from ``offset`` without allocating (preadv into a reused buffer);
+        returns the bytes placed, short only at end of file. Errors take :meth:`read`'s path,
+        so retries, recording and zero-filling behave the same."""
+        length = min(len(view), max(0, self.size - offset))
+        if length <= 0:
+            return 0
+        if _HAVE_PREADV:
+            got = 0
+            try:
+                while got < length:
+                    n = os.preadv(self._fd, [view[got:length]], offset + got)
+                    if n <= 0:
+                        break
+                    got += n
+                return got
+            except OSError:
+                pass  # the careful path below retries, records and zero-fills
+        data = self.read(offset, length, tolerant=tolerant)
+        view[: len(data)] = data
+        return len(data)
