@@ -371,3 +371,93 @@ def test_configuration_brings_a_disk_kept_in_another_folder(tmp_path: Path, corp
     # exists was copied, so the preservation is complete.
     assert r.rc == 0
     assert [u["reason"] for u in r.json()["unreachable"]] == ["config-file-missing"]
+
+
+_SLOW = textwrap.dedent(
+    """
+    import sys, time
+    from hvrescue.preserve import copy
+    copy.CHECKPOINT_EVERY = 4 * 1024 * 1024
+    real = copy._write_all
+    def slow(fd, data, offset):
+        real(fd, data, offset)
+        time.sleep(0.05)
+    copy._write_all = slow
+    from hvrescue.cli.main import main
+    sys.argv = ["hvrescue", *sys.argv[1:]]
+    main()
+    """
+)
+
+
+def test_ctrl_c_stops_cleanly_and_a_lost_write_is_caught_on_resume(tmp_path: Path):
+    import signal
+    import time
+
+    src = tmp_path / "ev"
+    src.mkdir()
+    big = src / "disk.vhdx.bin"
+    big.write_bytes(os.urandom(48 * MiB))
+    dest = tmp_path / "copy"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW, "preserve", str(src), str(dest), "--allow-same-storage"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    part = dest / run_mod.WORK_DIR / "parts/ev/disk.vhdx.bin"
+    state_file = Path(str(part) + ".state")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text() or "{}").get("offset", 0):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert not (dest / "ev/disk.vhdx.bin").exists()
+    offset = json.loads(state_file.read_text())["offset"]
+    assert offset >= 4 * MiB
+    # Simulate a write the power cut lost before the checkpoint: the resume must not trust it.
+    with open(part, "r+b") as f:
+        f.seek(offset // 2)
+        f.write(b"\0" * 4096)
+    r = run_cli("preserve", src, dest, "--allow-same-storage", "--resume", "--json", evidence=[src])
+    assert r.rc == 0, r.stderr
+    assert sha(dest / "ev/disk.vhdx.bin") == sha(big) == r.json()["files"][0]["sha256"]
+
+
+def test_verify_refuses_paths_outside_dest(vm_folder: Path, tmp_path: Path):
+    dest = tmp_path / "copy"
+    assert run_cli("preserve", vm_folder, dest, "--allow-same-storage").rc == 0
+    m = manifest_of(dest)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of the copy")
+    m["files"].append(
+        {"path": "../outside.txt", "size": outside.stat().st_size, "sha256": sha(outside)}
+    )
+    m["files"].append({"path": "/etc/hostname", "size": 1, "sha256": "0" * 64})
+    (dest / "manifest.json").write_text(json.dumps(m))
+    r = run_cli("verify", dest, "--json", evidence=copies(dest))
+    assert r.rc == 1
+    status = {f["path"]: f["status"] for f in r.json()["files"]}
+    assert status["../outside.txt"] == "invalid-path" and status["/etc/hostname"] == "invalid-path"
+    (dest / "manifest.json").write_text("{not json")
+    r = run_cli("verify", dest, "--json", evidence=copies(dest))
+    assert r.rc == 2 and r.json()["error"]["key"] == "error.manifest.invalid"
+    assert run_cli("verify", tmp_path, "--json").rc == 2  # no manifest there
+
+
+def test_other_storage_needs_no_flag(vm_folder: Path):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == vm_folder.stat().st_dev:
+        pytest.skip("no second filesystem to preserve onto")
+    dest = shm / f"hvrescue-test-{os.getpid()}"
+    try:
+        r = run_cli("preserve", vm_folder, dest, "--json", evidence=[vm_folder])
+        assert r.rc == 0, r.stderr
+        assert r.json()["warnings"] == []
+        assert run_cli("verify", dest, evidence=copies(dest)).rc == 0
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)

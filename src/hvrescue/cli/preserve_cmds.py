@@ -160,8 +160,10 @@ def preserve(
         )
     )
     table = Table(show_header=True)
-    for col in ("file", "role", "bytes", "sha256"):
-        table.add_column(c.msg(f"ui.col.{col}"), overflow="fold")
+    table.add_column(c.msg("ui.col.file"), overflow="fold")
+    table.add_column(c.msg("ui.col.role"))
+    table.add_column(c.msg("ui.col.bytes"), justify="right", no_wrap=True)
+    table.add_column(c.msg("ui.col.sha256"), no_wrap=True, min_width=64)
     for f in m["files"]:
         table.add_row(
             Text(f["path"]), Text(c.msg(f"role.{f['role']}")), str(f["size"]), f["sha256"]

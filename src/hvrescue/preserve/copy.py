@@ -13,6 +13,7 @@ written is re-hashed from the partial copy itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -362,10 +363,8 @@ def _advise(fd: int, offset: int, length: int, advice: str) -> None:
     value = getattr(os, advice, None)
     if value is None or length <= 0:
         return
-    try:
+    with contextlib.suppress(OSError):  # advice only
         os.posix_fadvise(fd, offset, length, value)
-    except OSError:
-        pass  # advice only
 
 
 def _merge(ranges: list[list[int]]) -> list[list[int]]:
