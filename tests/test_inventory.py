@@ -189,3 +189,30 @@ def test_unreadable_configurations_are_findings_not_crashes(vm: Path, monkeypatc
     missing = {Path(f.path).name for f in inv.findings if f.code == "vm.config.parser-missing"}
     assert missing == {"broken.vmcx", "real.vmcx"}
     assert inv.vms and inv.vms[0]["name"] == "web01"  # the XML one is still read
+
+
+def test_damaged_vmcx_files_never_crash_the_reader(tmp_path: Path):
+    import random
+
+    from hvrescue.vmconfig import ConfigUnavailable
+
+    data = (CORPUS / "dissect-hypervisor/test.vmcx").read_bytes()
+    rnd = random.Random(7)
+    outcomes = {"read": 0, "damaged": 0}
+    for i in range(60):
+        damaged = bytearray(data)
+        for _ in range(rnd.choice([1, 8, 64])):
+            damaged[rnd.randrange(len(damaged))] = rnd.randrange(256)
+        if i % 5 == 0:
+            damaged = damaged[: rnd.randrange(len(damaged))]
+        path = tmp_path / f"{i}.vmcx"
+        path.write_bytes(bytes(damaged))
+        try:
+            config = read_config(str(path))
+        except ConfigUnavailable as exc:
+            assert exc.reason == "damaged"
+            outcomes["damaged"] += 1
+        else:
+            assert config.format == "vmcx"
+            outcomes["read"] += 1
+    assert outcomes["read"] and outcomes["damaged"]  # both paths were exercised

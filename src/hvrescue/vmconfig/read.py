@@ -62,11 +62,17 @@ def looks_like_config(path: str) -> bool:
 def read_config(path: str) -> VmConfig:
     lower = path.lower()
     if lower.endswith(".xml"):
-        return from_tree(path, "xml", _xml_tree(_read_bytes(path)))
-    if lower.endswith((".vmcx", ".vmrs")):
+        fmt, tree = "xml", _xml_tree(_read_bytes(path))
+    elif lower.endswith((".vmcx", ".vmrs")):
         fmt = "vmrs" if lower.endswith(".vmrs") else "vmcx"
-        return from_tree(path, fmt, _vmcx_tree(_read_bytes(path)))
-    raise ConfigUnavailable("not-a-config", os.path.basename(path))
+        tree = _vmcx_tree(_read_bytes(path))
+    else:
+        raise ConfigUnavailable("not-a-config", os.path.basename(path))
+    try:
+        return from_tree(path, fmt, tree)
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # A damaged store can decode into values of unexpected types.
+        raise ConfigUnavailable("damaged", f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def _vmcx_tree(data: bytes) -> dict[str, Any]:
