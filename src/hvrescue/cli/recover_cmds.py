@@ -1,0 +1,408 @@
+"""`merge`, `reparent`, `replay-log`, `repair`, `salvage`: recovery that writes only new files."""
+
+from __future__ import annotations
+
+import ntpath
+import os
+import sys
+from typing import Any
+
+import click
+from rich.text import Text
+
+from hvrescue.cli.main import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Ctx,
+    audited,
+    cli,
+    fail,
+    json_option,
+    pass_ctx,
+    search_option,
+)
+from hvrescue.cli.output import console, emit_json, finding_json, findings_table
+from hvrescue.errors import HvrescueError, InputError
+from hvrescue.findings import Severity
+
+out_argument = click.argument("out", type=click.Path(dir_okay=False))
+
+
+def _bar(as_json: bool) -> Any:
+    err = console(stderr=True)
+    if as_json or not err.is_terminal:
+        return None
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _changes_text(c: Ctx, changes: list[dict[str, Any]]) -> Text:
+    text = Text()
+    for change in changes:
+        text.append("  - " + c.msg(change["code"], **change["params"]) + "\n")
+    return text
+
+
+def _check_after(path: str, search: list[str] | None = None) -> list[Any]:
+    from hvrescue.vdisk.check import check_file
+
+    result = check_file(path, search)
+    return [f for f in result.findings if f.severity >= Severity.WARNING]
+
+
+# ---------------------------------------------------------------- merge
+@cli.command()
+@click.argument("leaf", type=click.Path(dir_okay=False))
+@out_argument
+@click.option(
+    "--format", "fmt", type=click.Choice(["vhdx", "raw"]), default="vhdx", show_default=True
+)
+@click.option(
+    "--block-size",
+    "block_mib",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Block size of the VHDX output in MiB (default: the base disk's).",
+)
+@search_option
+@json_option
+@pass_ctx
+@audited("leaf")
+def merge(
+    c: Ctx,
+    leaf: str,
+    out: str,
+    fmt: str,
+    block_mib: int | None,
+    search: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Flatten a whole chain into one new standalone disk, then verify it.
+
+    Exit 0 written and verified, 1 written but its content differs from the chain, 2 not done."""
+    from hvrescue.recover.merge import merge as run
+
+    bar = _bar(as_json)
+    try:
+        if bar is not None:
+            with bar:
+                task = bar.add_task(c.msg("ui.merge.progress"), total=None)
+                result = run(
+                    leaf,
+                    out,
+                    fmt,
+                    block_mib * 1024 * 1024 if block_mib else None,
+                    list(search),
+                    lambda d, t: bar.update(task, completed=d, total=t),
+                )
+        else:
+            result = run(
+                leaf, out, fmt, block_mib * 1024 * 1024 if block_mib else None, list(search)
+            )
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    code = EXIT_OK if result.verified else EXIT_FINDINGS
+    if as_json:
+        emit_json({"status": "verified" if result.verified else "mismatch", **result.as_dict()})
+        sys.exit(code)
+    out_con = console()
+    out_con.print(
+        Text(
+            c.msg(
+                "ui.merge.done",
+                layers=len(result.chain),
+                out=result.out,
+                format=result.format,
+                blocks=result.blocks_written,
+                bytes=result.data_bytes,
+            ),
+            style="bold",
+        )
+    )
+    key = "ui.merge.verified" if result.verified else "ui.merge.mismatch"
+    out_con.print(
+        Text(c.msg(key, digest=result.output_digest), style="green" if result.verified else "red")
+    )
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- replay-log
+@cli.command("replay-log")
+@click.argument("disk", type=click.Path(dir_okay=False))
+@out_argument
+@json_option
+@pass_ctx
+@audited("disk")
+def replay_log(c: Ctx, disk: str, out: str, as_json: bool) -> None:
+    """A copy of a VHDX with its log applied and cleared, as Hyper-V would leave it.
+
+    Exit 0 written (and the copy checks clean), 1 written with findings left, 2 not done."""
+    _rewrite(c, disk, out, as_json, repair=False)
+
+
+# ---------------------------------------------------------------- repair
+@cli.command()
+@click.argument("disk", type=click.Path(dir_okay=False))
+@out_argument
+@json_option
+@pass_ctx
+@audited("disk")
+def repair(c: Ctx, disk: str, out: str, as_json: bool) -> None:
+    """A copy with damaged headers and region tables rebuilt from their valid twins, the log
+    applied, and blocks past the end of file given room; says what changed.
+
+    Exit 0 written and clean, 1 written with findings left, 2 not done."""
+    _rewrite(c, disk, out, as_json, repair=True)
+
+
+def _rewrite(c: Ctx, disk: str, out: str, as_json: bool, repair: bool) -> None:
+    from hvrescue.recover.rewrite import rewrite_vhdx
+    from hvrescue.vdisk.detect import open_image
+
+    try:
+        image = open_image(disk)
+        fmt = image.format
+        image.close()
+        if fmt != "vhdx":
+            if repair:
+                from hvrescue.recover.vhd_fix import repair_vhd
+
+                changes = repair_vhd(disk, out)
+            else:
+                raise InputError("error.rewrite.not-vhdx", path=disk)
+        else:
+            changes = rewrite_vhdx(disk, out, repair=repair)
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    left = _check_after(out)
+    code = EXIT_FINDINGS if left else EXIT_OK
+    if as_json:
+        emit_json(
+            {
+                "status": "clean" if not left else "findings",
+                "out": out,
+                "changes": [ch.as_dict() for ch in changes],
+                "findings": [finding_json(f, c.msg) for f in left],
+            }
+        )
+        sys.exit(code)
+    con = console()
+    con.print(Text(c.msg("ui.rewrite.done", out=out, count=len(changes)), style="bold"))
+    con.print(_changes_text(c, [ch.as_dict() for ch in changes]))
+    if left:
+        con.print(findings_table(left, c.msg))
+    else:
+        con.print(Text(c.msg("ui.rewrite.clean", out=out), style="green"))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- reparent
+@cli.command()
+@click.argument("child", type=click.Path(dir_okay=False))
+@click.option(
+    "--parent", "parent", required=True, type=click.Path(dir_okay=False), help="The new parent."
+)
+@out_argument
+@click.option(
+    "--ignore-id-mismatch",
+    is_flag=True,
+    help="Accept a parent whose identity differs (only valid if it holds exactly the data the "
+    "child was written against).",
+)
+@click.option(
+    "--parent-windows-path",
+    default=None,
+    help="Absolute Windows path of the parent where the disk will be used (C:\\...\\base.vhdx).",
+)
+@json_option
+@pass_ctx
+@audited("child", "parent")
+def reparent(
+    c: Ctx,
+    child: str,
+    parent: str,
+    out: str,
+    ignore_id_mismatch: bool,
+    parent_windows_path: str | None,
+    as_json: bool,
+) -> None:
+    """A copy of CHILD whose parent locator points at PARENT (relative to OUT, and absolute).
+
+    Exit 0 written and the new chain checks clean, 1 written with findings, 2 refused."""
+    from hvrescue.recover.rewrite import NewParent, relative_windows_path, rewrite_vhdx
+    from hvrescue.vdisk.chain import resolve_chain
+    from hvrescue.vdisk.detect import open_image
+    from hvrescue.vdisk.vhdx.image import VhdxImage
+
+    warnings: list[str] = []
+    try:
+        kid = open_image(child)
+        try:
+            if not isinstance(kid, VhdxImage):
+                raise InputError("error.reparent.not-vhdx", path=child)
+            if not kid.readable or not kid.is_differencing or kid.parent_ref is None:
+                raise InputError("error.reparent.not-differencing", path=child)
+            ref = kid.parent_ref
+            old_abs = (
+                dict(kid.parent_locator.entries).get("absolute_win32_path")
+                if (kid.parent_locator)
+                else None
+            )
+            size, sector = kid.size, kid.logical_sector_size
+        finally:
+            kid.close()
+        par = open_image(parent)
+        try:
+            if not par.readable or par.identity is None:
+                raise InputError("error.reparent.parent-unreadable", path=parent)
+            identity = par.identity
+            if par.size != size or par.logical_sector_size != sector:
+                raise InputError(
+                    "error.reparent.geometry",
+                    parent=parent,
+                    parent_size=par.size,
+                    child_size=size,
+                    parent_sector=par.logical_sector_size,
+                    child_sector=sector,
+                )
+        finally:
+            par.close()
+        wanted = {x.lower() for x in (ref.linkage, ref.linkage_alternate) if x}
+        if identity.lower() not in wanted:
+            if not ignore_id_mismatch:
+                raise InputError(
+                    "error.reparent.id-mismatch",
+                    parent=parent,
+                    found=identity,
+                    expected=ref.linkage or "",
+                )
+            warnings.append(
+                c.msg("ui.reparent.ignore-id-warning", expected=ref.linkage or "", found=identity)
+            )
+        out_dir = os.path.dirname(os.path.abspath(out))
+        relative = relative_windows_path(out_dir, os.path.abspath(parent))
+        absolute = parent_windows_path
+        if absolute is None and os.sep == "\\":
+            absolute = os.path.abspath(parent)
+        elif absolute is None and old_abs:
+            absolute = ntpath.join(ntpath.dirname(old_abs), os.path.basename(parent))
+        changes = rewrite_vhdx(child, out, parent=NewParent(identity, relative, absolute or ""))
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    chain = resolve_chain(out)
+    try:
+        link = chain.links[0] if chain.links else None
+        found = link.parent.path if link is not None and link.parent is not None else None
+        linked = found is not None and os.path.realpath(found) == os.path.realpath(parent)
+    finally:
+        chain.close()
+    left = _check_after(out)
+    if not linked:
+        left = left or []
+    code = EXIT_OK if linked and not left else EXIT_FINDINGS
+    if as_json:
+        emit_json(
+            {
+                "status": "clean" if code == EXIT_OK else "findings",
+                "out": out,
+                "parent": parent,
+                "parent_found": found,
+                "identity_ignored": bool(warnings),
+                "warnings": warnings,
+                "changes": [ch.as_dict() for ch in changes],
+                "findings": [finding_json(f, c.msg) for f in left],
+            }
+        )
+        sys.exit(code)
+    con = console()
+    for w in warnings:
+        console(stderr=True).print(Text(w, style="bold red"))
+    con.print(Text(c.msg("ui.rewrite.done", out=out, count=len(changes)), style="bold"))
+    con.print(_changes_text(c, [ch.as_dict() for ch in changes]))
+    if linked:
+        con.print(Text(c.msg("ui.reparent.linked", out=out, parent=parent), style="green"))
+    else:
+        con.print(Text(c.msg("ui.reparent.not-linked", out=out, parent=parent), style="red"))
+    if left:
+        con.print(findings_table(left, c.msg))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- salvage
+@cli.command()
+@click.argument("leaf", type=click.Path(dir_okay=False))
+@out_argument
+@click.option(
+    "--map",
+    "map_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="GNU ddrescue map file: written on the first run, read and updated on later runs.",
+)
+@search_option
+@json_option
+@pass_ctx
+@audited("leaf")
+def salvage(
+    c: Ctx, leaf: str, out: str, map_path: str, search: tuple[str, ...], as_json: bool
+) -> None:
+    """Read a damaged chain with error tolerance into a raw image OUT; what cannot be read is
+    zeros in OUT and listed in the map. Run again with the same map to retry only those ranges.
+
+    Exit 0 everything read, 1 bad ranges remain, 2 not done."""
+    from hvrescue.recover.salvage import salvage as run
+
+    bar = _bar(as_json)
+    try:
+        if bar is not None:
+            with bar:
+                task = bar.add_task(c.msg("ui.salvage.progress"), total=None)
+                result = run(
+                    leaf, out, map_path, sys.argv, list(search), lambda n: bar.advance(task, n)
+                )
+        else:
+            result = run(leaf, out, map_path, sys.argv, list(search))
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    code = EXIT_FINDINGS if result.bad else EXIT_OK
+    if as_json:
+        emit_json({"status": "complete" if not result.bad else "bad-ranges", **result.as_dict()})
+        sys.exit(code)
+    con = console()
+    con.print(
+        Text(
+            c.msg(
+                "ui.salvage.done",
+                out=out,
+                map=map_path,
+                size=result.size,
+                bad=len(result.bad),
+                bad_bytes=result.bad_bytes,
+            ),
+            style="bold",
+        )
+    )
+    if result.retried:
+        con.print(Text(c.msg("ui.salvage.recovered", bytes=result.recovered)))
+    for lo, n in result.bad[:50]:
+        con.print(Text(c.msg("ui.salvage.bad", offset=lo, length=n), style="red"))
+    sys.exit(code)

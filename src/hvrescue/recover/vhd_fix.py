@@ -1,0 +1,111 @@
+"""`repair` for VHD: a copy whose footer (at the end, and its copy at the start of a dynamic
+disk) and dynamic header are whole again, their checksums right.
+
+The footer is taken from whichever copy is intact (cookie and checksum), else from one with a
+good cookie whose checksum is recomputed. It goes where the footer belongs: over a damaged one,
+or after the last block when the file was cut short.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from hvrescue.errors import InputError
+from hvrescue.io.atomic import atomic_output
+from hvrescue.io.source import ReadOnlySource
+from hvrescue.recover.rewrite import Change
+from hvrescue.vdisk.vhd import structures as s
+from hvrescue.vdisk.vhd.image import VhdImage
+
+CHUNK = 4 * 1024 * 1024
+FOOTER_CHECKSUM_AT = 64
+HEADER_CHECKSUM_AT = 36
+HEADER_SIZE = 1024
+
+
+def _with_checksum(raw: bytes, at: int) -> bytes:
+    fixed = bytearray(raw)
+    struct.pack_into(">I", fixed, at, s.checksum(bytes(fixed), at))
+    return bytes(fixed)
+
+
+def _intact(raw: bytes) -> bool:
+    return raw[:8] == s.FOOTER_COOKIE and struct.unpack_from(">I", raw, 64)[0] == s.checksum(
+        raw, 64
+    )
+
+
+def repair_vhd(path: str, out: str) -> list[Change]:
+    if os.path.lexists(out):
+        raise InputError("error.output.exists", path=out)
+    img = VhdImage.open(path)
+    try:
+        if img.footer is None:
+            raise InputError("error.repair.no-footer", path=path)
+        src = img.source
+        size = src.size
+        end_raw = src.read(max(0, size - s.FOOTER_SIZE), s.FOOTER_SIZE, tolerant=True)
+        copy_raw = src.read(0, s.FOOTER_SIZE, tolerant=True) if size >= 1024 else b""
+        candidates = [r for r in (end_raw, copy_raw) if len(r) == s.FOOTER_SIZE]
+        good = next((r for r in candidates if _intact(r)), None)
+        changes: list[Change] = []
+        if good is None:
+            base = next(r for r in candidates if r[:8] == s.FOOTER_COOKIE)
+            good = _with_checksum(base, FOOTER_CHECKSUM_AT)
+            changes.append(Change("repair.vhd.footer-checksum", {}))
+        dynamic = img.footer.disk_type in (3, 4)
+        # Where the footer goes: over the old one when its cookie is there or nothing follows
+        # the data; after the data when the file was cut short.
+        data_end = _data_end(img) if dynamic else img.size
+        if end_raw[:8] == s.FOOTER_COOKIE or size - s.FOOTER_SIZE >= data_end:
+            footer_at = size - s.FOOTER_SIZE
+        else:
+            footer_at = max(size, data_end)
+            changes.append(Change("repair.vhd.footer-appended", {"offset": footer_at}))
+        if end_raw != good and footer_at == size - s.FOOTER_SIZE:
+            changes.append(Change("repair.vhd.footer-rewritten", {"offset": footer_at}))
+        header_fix: bytes | None = None
+        if dynamic:
+            if copy_raw != good:
+                changes.append(Change("repair.vhd.footer-copy-rewritten", {}))
+            offset = img.footer.data_offset
+            raw = src.read(offset, HEADER_SIZE, tolerant=True)
+            if raw[:8] == b"cxsparse" and len(raw) == HEADER_SIZE:
+                stored = struct.unpack_from(">I", raw, HEADER_CHECKSUM_AT)[0]
+                if stored != s.checksum(raw, HEADER_CHECKSUM_AT):
+                    header_fix = _with_checksum(raw, HEADER_CHECKSUM_AT)
+                    changes.append(Change("repair.vhd.header-checksum", {"offset": offset}))
+        with atomic_output(out) as fd:
+            _copy(src, fd)
+            if dynamic:
+                os.pwrite(fd, good, 0)
+                if header_fix is not None:
+                    os.pwrite(fd, header_fix, img.footer.data_offset)
+            os.pwrite(fd, good, footer_at)
+            os.ftruncate(fd, footer_at + s.FOOTER_SIZE)
+        return changes
+    finally:
+        img.close()
+
+
+def _data_end(img: VhdImage) -> int:
+    end = 0
+    if img.header is not None:
+        end = img.header.table_offset + 4 * len(img.bat)
+        end = -(-end // 512) * 512
+    for entry in img.bat:
+        if entry != 0xFFFFFFFF:
+            end = max(end, entry * 512 + img.bitmap_size + img.block_size)
+    return end
+
+
+def _copy(src: ReadOnlySource, fd: int) -> None:
+    for offset, length, is_data in src.data_segments():
+        if not is_data:
+            continue
+        pos, end = offset, offset + length
+        while pos < end:
+            n = min(CHUNK, end - pos)
+            os.pwrite(fd, src.read(pos, n, tolerant=True), pos)
+            pos += n

@@ -1,0 +1,90 @@
+"""Stream a new dynamic VHDX to an open file: payload blocks are appended as they come, the BAT
+is kept in memory (8 bytes a block) and written with the headers, region tables and metadata
+when the disk is finished. Cost follows the data: a block never added stays NOT_PRESENT (reads
+as zeros) and takes no space.
+
+Layout (MS-VHDX 2.1): identifier, two headers, two region tables in the first 1 MiB; the log at
+1 MiB (empty, its GUID zero: nothing to replay); metadata at 2 MiB; the BAT at 3 MiB; payload
+blocks 1 MiB-aligned after it.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import sys
+
+from hvrescue.vdisk.vhdx import structures as s
+from hvrescue.vdisk.vhdx.writer import (
+    BAT_OFFSET,
+    METADATA_OFFSET,
+    VhdxSpec,
+    _header,
+    _metadata,
+    _region_table,
+)
+
+
+def bat_layout(spec: VhdxSpec) -> tuple[int, int, int]:
+    """(chunk ratio, BAT entries, BAT region length) for ``spec``."""
+    cr = s.chunk_ratio(spec.logical_sector_size, spec.block_size)
+    blocks = -(-spec.virtual_size // spec.block_size)
+    entries = -(-blocks // cr) * (cr + 1) if spec.parent else blocks + (blocks - 1) // cr
+    length = -(-entries * 8 // s.MiB) * s.MiB
+    return cr, entries, length
+
+
+class VhdxBuilder:
+    def __init__(self, fd: int, spec: VhdxSpec) -> None:
+        if spec.block_size % s.MiB or not s.MiB <= spec.block_size <= 256 * s.MiB:
+            raise ValueError("block size must be a multiple of 1 MiB between 1 and 256 MiB")
+        if spec.virtual_size % spec.logical_sector_size:
+            raise ValueError("virtual size must be a multiple of the logical sector size")
+        self.fd = fd
+        self.spec = spec
+        self.chunk_ratio, self.entries, self.bat_length = bat_layout(spec)
+        self.bat = array.array("Q", bytes(8 * self.entries))
+        self.next_free = BAT_OFFSET + self.bat_length
+        self.blocks_written = 0
+
+    def entry_index(self, block: int) -> int:
+        cr = self.chunk_ratio
+        return block + block // cr
+
+    def add_block(self, block: int, data: bytes | memoryview) -> None:
+        """Block ``block`` holds ``data`` (at most one block; a short last block is padded by the
+        file's sparse tail)."""
+        bs = self.spec.block_size
+        if len(data) > bs:
+            raise ValueError("more than one block of data")
+        offset = self.next_free
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            pos += os.pwrite(self.fd, view[pos:], offset + pos)
+        self.bat[self.entry_index(block)] = offset | s.PAYLOAD_FULLY_PRESENT
+        self.next_free += bs
+        self.blocks_written += 1
+
+    def finish(self) -> int:
+        """Write every structure; returns the file size."""
+        spec = self.spec
+        ident = bytearray(64 * s.KiB)
+        ident[0:8] = s.FILE_SIGNATURE
+        creator = spec.creator.encode("utf-16-le")[:512]
+        ident[8 : 8 + len(creator)] = creator
+        os.pwrite(self.fd, bytes(ident), 0)
+        os.pwrite(self.fd, _header(spec, 1, s.ZERO_GUID), s.HEADER_OFFSETS[0])
+        os.pwrite(self.fd, _header(spec, 2, s.ZERO_GUID), s.HEADER_OFFSETS[1])
+        table = _region_table(self.bat_length)
+        os.pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[0])
+        os.pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[1])
+        os.pwrite(self.fd, _metadata(spec), METADATA_OFFSET)
+        if sys.byteorder != "little":
+            self.bat.byteswap()
+        bat = self.bat.tobytes()
+        pos = 0
+        while pos < len(bat):
+            pos += os.pwrite(self.fd, bat[pos:], BAT_OFFSET + pos)
+        os.ftruncate(self.fd, self.next_free)
+        return self.next_free
