@@ -20,25 +20,36 @@ class ContentDigest:
         self._h = hashlib.sha256(size.to_bytes(8, "little"))
         self._last = -1
 
-    def add(self, offset: int, data: bytes | memoryview) -> None:
-        """``data`` at ``offset`` (UNIT-aligned); calls must come in increasing offset order."""
+    def add(self, offset: int, data: bytes, nonzero: list[bool] | None = None) -> None:
+        """``data`` at ``offset`` (UNIT-aligned); calls must come in increasing offset order.
+        ``nonzero`` (from :func:`nonzero_units`) saves scanning the data a second time."""
         if offset % UNIT:
             raise ValueError("unaligned")
+        flags = nonzero if nonzero is not None else nonzero_units(data)
         view = memoryview(data)
-        for pos in range(0, len(view), UNIT):
-            unit = view[pos : pos + UNIT]
-            # bytes == bytes is a memcmp; memoryview == bytes compares item by item (40x slower).
-            if bytes(unit) == (_ZERO if len(unit) == UNIT else bytes(len(unit))):
+        for i, pos in enumerate(range(0, len(data), UNIT)):
+            if not flags[i]:
                 continue
             at = offset + pos
             if at <= self._last:
                 raise ValueError("out of order")
             self._last = at
             self._h.update(at.to_bytes(8, "little"))
-            self._h.update(unit)
+            self._h.update(view[pos : pos + UNIT])
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
+
+
+def nonzero_units(data: bytes) -> list[bool]:
+    """For each UNIT of ``data``: does it hold a non-zero byte? (bytes.startswith compares in
+    place, without copying the unit.)"""
+    flags = []
+    for pos in range(0, len(data), UNIT):
+        n = min(UNIT, len(data) - pos)
+        zero = _ZERO if n == UNIT else bytes(n)
+        flags.append(not data.startswith(zero, pos))
+    return flags
 
 
 def unit_ranges(extents: Iterable[tuple[int, int]], size: int) -> list[tuple[int, int]]:

@@ -10,6 +10,8 @@ chain's.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
-from hvrescue.recover.digest import KIND, UNIT, ContentDigest, unit_ranges
+from hvrescue.recover.digest import KIND, UNIT, ContentDigest, nonzero_units, unit_ranges
 from hvrescue.vdisk.disk import Disk
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.builder import VhdxBuilder
@@ -118,24 +120,29 @@ def merge(
             builder = VhdxBuilder(fd, spec) if fmt == "vhdx" else None
             if builder is None:
                 os.ftruncate(fd, disk.size)
-            for block in data_blocks(disk, bs):
-                offset = block * bs
-                data = disk.read(offset, min(bs, disk.size - offset))
-                digest.add(offset, data)
-                done += len(data)
-                if progress:
-                    progress(min(done, total), total)
-                if _all_zero(data):
-                    continue
-                if builder is not None:
-                    builder.add_block(block, data)
-                else:
-                    view = memoryview(data)
-                    pos = 0
-                    while pos < len(view):
-                        pos += os.pwrite(fd, view[pos:], offset + pos)
-                written += 1
-                data_bytes += len(data)
+            hasher = _DigestThread(digest)
+            try:
+                for block in data_blocks(disk, bs):
+                    offset = block * bs
+                    data = disk.read(offset, min(bs, disk.size - offset))
+                    flags = nonzero_units(data)
+                    hasher.add(offset, data, flags)
+                    done += len(data)
+                    if progress:
+                        progress(min(done, total), total)
+                    if not any(flags):
+                        continue
+                    if builder is not None:
+                        builder.add_block(block, data)
+                    else:
+                        view = memoryview(data)
+                        pos = 0
+                        while pos < len(view):
+                            pos += os.pwrite(fd, view[pos:], offset + pos)
+                    written += 1
+                    data_bytes += len(data)
+            finally:
+                hasher.finish()
             file_size = builder.finish() if builder is not None else disk.size
         chain = [layer.path for layer in disk.layers]
         chain_digest = digest.hexdigest()
@@ -146,48 +153,68 @@ def merge(
     )
 
 
-_ZERO_UNIT = bytes(UNIT)
+class _DigestThread:
+    """Digest blocks on a second thread while the next block is read and this one written."""
+
+    def __init__(self, digest: ContentDigest) -> None:
+        self.digest = digest
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[tuple[int, bytes, list[bool]] | None] = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.digest.add(*item)
+                except BaseException as exc:
+                    self.error = exc
+
+    def add(self, offset: int, data: bytes, flags: list[bool]) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((offset, data, flags))
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
-def _all_zero(data: bytes) -> bool:
-    for pos in range(0, len(data), UNIT):
-        piece = data[pos : pos + UNIT]
-        if piece != (_ZERO_UNIT if len(piece) == UNIT else bytes(len(piece))):
-            return False
-    return True
+def _digest_ranges(
+    read: Callable[[int, int], bytes], extents: list[tuple[int, int]], size: int
+) -> str:
+    digest = ContentDigest(size)
+    hasher = _DigestThread(digest)
+    try:
+        for lo, hi in unit_ranges(extents, size):
+            pos = lo
+            while pos < hi:
+                n = min(8 * UNIT, hi - pos)
+                data = read(pos, n)
+                hasher.add(pos, data, nonzero_units(data))
+                pos += n
+    finally:
+        hasher.finish()
+    return digest.hexdigest()
 
 
 def digest_of(path: str, fmt: str, size: int) -> str:
     """The content digest of a finished output, read back from the file."""
-    digest = ContentDigest(size)
     if fmt == "raw":
         with ReadOnlySource(path) as src:
             extents = [(o, n) for o, n, is_data in src.data_segments() if is_data]
-            for lo, hi in unit_ranges(extents, size):
-                pos = lo
-                while pos < hi:
-                    n = min(8 * UNIT, hi - pos)
-                    digest.add(pos, src.read(pos, n))
-                    pos += n
-        return digest.hexdigest()
+            return _digest_ranges(lambda o, n: src.read(o, n), extents, size)
     with Disk.open(path) as disk:
-        for lo, hi in unit_ranges(disk.extents(), size):
-            pos = lo
-            while pos < hi:
-                n = min(8 * UNIT, hi - pos)
-                digest.add(pos, disk.read(pos, n))
-                pos += n
-    return digest.hexdigest()
+        return _digest_ranges(disk.read, list(disk.extents()), size)
 
 
 def chain_digest(leaf: str, search: list[str] | None = None) -> str:
     """The content digest of a chain (for comparing against any output)."""
     with Disk.open(leaf, search) as disk:
-        digest = ContentDigest(disk.size)
-        for lo, hi in unit_ranges(disk.extents(), disk.size):
-            pos = lo
-            while pos < hi:
-                n = min(8 * UNIT, hi - pos)
-                digest.add(pos, disk.read(pos, n))
-                pos += n
-        return digest.hexdigest()
+        return _digest_ranges(disk.read, list(disk.extents()), disk.size)
