@@ -3,11 +3,19 @@
 # (qemu-img is an independent oracle for the disk tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v qemu-img >/dev/null 2>&1; then
+# qemu-utils: qemu-img, an oracle for disk content. ntfs-3g, dosfstools, mtools, fdisk: build the
+# NTFS/FAT guest disks of the filesystem tests. gddrescue: ddrescuelog reads salvage's maps.
+# fuse3: fusermount for the mount test.
+PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2"
+missing=""
+for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3; do
+  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-utils >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null
   else
-    echo "qemu-img not found: install Debian's qemu-utils for the oracle tests" >&2
+    echo "missing:$missing; install Debian's $PACKAGES for the oracle and filesystem tests" >&2
   fi
 fi
 python3 -m pip install -q -e '.[test]'

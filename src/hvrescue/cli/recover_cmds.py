@@ -406,3 +406,129 @@ def salvage(
     for lo, n in result.bad[:50]:
         con.print(Text(c.msg("ui.salvage.bad", offset=lo, length=n), style="red"))
     sys.exit(code)
+
+
+# ---------------------------------------------------------------- ls / extract
+@cli.command("ls")
+@click.argument("disk", type=click.Path(dir_okay=False))
+@click.argument("path", required=False)
+@search_option
+@json_option
+@pass_ctx
+@audited("disk")
+def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: bool) -> None:
+    """Partitions of a disk or chain, or the files under PATH ('2:/Windows', or '/Windows' when
+    one partition holds a filesystem). Read-only: no journal replay, no repair."""
+    from rich.table import Table
+
+    from hvrescue.fs import open_path, probe
+    from hvrescue.vdisk.disk import Disk
+
+    try:
+        with Disk.open(disk, list(search)) as d:
+            if path is None:
+                found = probe(d)
+                rows = [{**p.as_dict(), "filesystem": fs} for p, fs in found]
+                if as_json:
+                    emit_json({"disk": disk, "size": d.size, "partitions": rows})
+                    sys.exit(EXIT_OK)
+                table = Table(show_header=True)
+                for col in ("index", "scheme", "offset", "size", "type", "filesystem", "name"):
+                    table.add_column(c.msg(f"ui.col.part-{col}"))
+                for r in rows:
+                    table.add_row(
+                        *(
+                            Text("" if r[k] is None else str(r[k]))
+                            for k in (
+                                "index",
+                                "scheme",
+                                "offset",
+                                "size",
+                                "type",
+                                "filesystem",
+                                "name",
+                            )
+                        )
+                    )
+                console().print(table)
+                sys.exit(EXIT_OK)
+            volume, inner = open_path(d, path)
+            entries = volume.listdir(inner)
+            if as_json:
+                emit_json(
+                    {
+                        "disk": disk,
+                        "partition": volume.partition.index,
+                        "filesystem": volume.type,
+                        "path": inner,
+                        "entries": [e.as_dict() for e in entries],
+                    }
+                )
+                sys.exit(EXIT_OK)
+            table = Table(show_header=True)
+            for col in ("type", "bytes", "mtime", "name"):
+                table.add_column(c.msg(f"ui.col.{col}" if col != "type" else "ui.col.kind"))
+            for e in entries:
+                kind = c.msg("ui.ls.dir") if e.is_dir else ""
+                names = e.name + "".join(f"  [:{s.name}]" for s in e.streams if s.name)
+                table.add_row(Text(kind), str(e.size), Text(e.modified or ""), Text(names))
+            console().print(table)
+            sys.exit(EXIT_OK)
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+
+
+@cli.command()
+@click.argument("disk", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--streams", is_flag=True, help="Also write NTFS alternate data streams.")
+@search_option
+@json_option
+@pass_ctx
+@audited("disk")
+def extract(
+    c: Ctx,
+    disk: str,
+    paths: tuple[str, ...],
+    to_dir: str,
+    streams: bool,
+    search: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Copy files and folders out of a disk or chain into DIR (names made safe, times kept,
+    never overwriting), with a manifest of hashes. Exit 0 all copied, 1 some skipped, 2 error."""
+    from hvrescue.fs import open_path
+    from hvrescue.fs.extract import Extractor
+    from hvrescue.vdisk.disk import Disk
+
+    os.makedirs(to_dir, exist_ok=True)
+    try:
+        with Disk.open(disk, list(search)) as d:
+            extractors: dict[int, Extractor] = {}
+            for spec in paths:
+                volume, inner = open_path(d, spec)
+                ex = extractors.get(volume.partition.index)
+                if ex is None:
+                    ex = Extractor(volume, to_dir, f"p{volume.partition.index}", streams)
+                    extractors[volume.partition.index] = ex
+                ex.extract(inner)
+            manifests = [ex.write_manifest(sys.argv) for ex in extractors.values()]
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    files = [f for ex in extractors.values() for f in ex.result.files]
+    skipped = [s for ex in extractors.values() for s in ex.result.skipped]
+    code = EXIT_FINDINGS if skipped else EXIT_OK
+    if as_json:
+        emit_json({"to": to_dir, "manifests": manifests, "files": files, "skipped": skipped})
+        sys.exit(code)
+    con = console()
+    con.print(Text(c.msg("ui.extract.done", count=len(files), to=to_dir), style="bold"))
+    for s in skipped:
+        con.print(
+            Text(c.msg("ui.extract.skipped", source=s["source"], reason=s["reason"]), style="red")
+        )
+    for m in manifests:
+        con.print(Text(c.msg("ui.extract.manifest", path=m)))
+    sys.exit(code)

@@ -1,0 +1,201 @@
+"""ls / extract on NTFS and FAT volumes inside MBR and GPT disks, converted to VHDX and chained.
+
+The guests are built without Windows: mkntfs + ntfs-3g (FUSE) fill an NTFS partition, mkfs.fat +
+mtools an EFI system partition, sfdisk writes the partition table, qemu-img converts the raw disk
+into the base VHDX and the project's writer adds a differencing child with later changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hvrescue.fs.extract import safe_name
+from tests.builders import make_guest_raw, ntfs_tools, raw_to_vhdx_chain, update_ntfs
+from tests.helpers import run_cli
+
+T_NOTES = 1_600_000_000_123_456_700  # 2020-09-13T12:26:40.1234567Z
+T_SYSTEM = 1_500_000_000_000_000_000
+ZONE = b"[ZoneTransfer]\r\nZoneId=3\r\n"
+
+
+def _fuse_works(tmp: Path) -> bool:
+    img = tmp / "probe.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * 1024 * 1024)
+    try:
+        subprocess.run(["mkntfs", "-F", "-Q", "-q", str(img)], check=True, capture_output=True)
+        (tmp / "m").mkdir()
+        subprocess.run(["ntfs-3g", str(img), str(tmp / "m")], check=True, capture_output=True)
+        subprocess.run(["umount", str(tmp / "m")], check=True, capture_output=True)
+        return True
+    except (subprocess.CalledProcessError, OSError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    if not ntfs_tools() or not shutil.which("qemu-img"):
+        pytest.skip("needs Debian's ntfs-3g, dosfstools, mtools, fdisk and qemu-utils")
+    folder = tmp_path_factory.mktemp("guest")
+    if not _fuse_works(folder):
+        pytest.skip("ntfs-3g cannot mount here (no FUSE)")
+    rnd = __import__("random").Random(11)
+    files = {
+        "Windows/System32/config/SYSTEM": rnd.randbytes(600_000),
+        "Windows/notes.txt": b"hello from the guest\r\n",
+        "Windows/日本語フォルダー/ファイル.txt": "中身".encode(),
+        "CON": b"a reserved device name",
+        "evil\\..\\..\\outside.txt": b"backslashes are separators on Windows",
+        "trailing dot.": b"trailing dot",
+        "Program Files/EDR/edrdrv.sys": rnd.randbytes(70_000),
+    }
+    times = {"Windows/notes.txt": T_NOTES, "Windows/System32/config/SYSTEM": T_SYSTEM}
+    streams = {"Windows/notes.txt": {"Zone.Identifier": ZONE}}
+    esp = {"EFI/Microsoft/Boot/BCD": rnd.randbytes(20_000)}
+    out: dict = {"files": dict(files), "esp": esp}
+    for scheme in ("gpt", "mbr"):
+        sub = folder / scheme
+        raw1 = make_guest_raw(sub, scheme, files, times, streams, esp if scheme == "gpt" else None)
+        later = {"Windows/Temp/after-checkpoint.bin": rnd.randbytes(200_000)}
+        raw2 = sub / "v2.raw"
+        update_ntfs(raw1, raw2, later, sub / "mnt2")
+        base, child = raw_to_vhdx_chain(raw1, raw2, sub)
+        out[scheme] = {"base": base, "child": child, "later": later}
+        raw1.unlink()
+        raw2.unlink()
+    return out
+
+
+def test_partitions_of_gpt_and_mbr_disks(guest):
+    r = run_cli("ls", guest["gpt"]["child"], "--json", evidence=[guest["gpt"]["child"]])
+    assert r.rc == 0
+    parts = r.json()["partitions"]
+    assert [(p["index"], p["scheme"], p["type"], p["filesystem"]) for p in parts] == [
+        (1, "gpt", "efi-system", "fat16"),
+        (2, "gpt", "basic-data", "ntfs"),
+    ]
+    assert parts[0]["offset"] == 1024 * 1024
+    r = run_cli("ls", guest["mbr"]["child"], "--json")
+    [part] = r.json()["partitions"]
+    assert (part["scheme"], part["type"], part["filesystem"], part["bootable"]) == (
+        "mbr",
+        "ntfs/exfat",
+        "ntfs",
+        True,
+    )
+
+
+def test_listing_shows_files_times_and_streams(guest):
+    r = run_cli("ls", guest["gpt"]["child"], "2:/Windows", "--json")
+    assert r.rc == 0
+    entries = {e["name"]: e for e in r.json()["entries"]}
+    assert {"notes.txt", "System32", "Temp", "日本語フォルダー"} <= set(entries)
+    notes = entries["notes.txt"]
+    assert notes["size"] == len(guest["files"]["Windows/notes.txt"])
+    assert notes["modified"] == "2020-09-13T12:26:40.123456Z"
+    assert notes["streams"] == [{"name": "Zone.Identifier", "size": len(ZONE)}]
+    # The MBR disk has one filesystem: a plain path needs no partition number.
+    r = run_cli("ls", guest["mbr"]["child"], "/Program Files/EDR", "--json")
+    assert [e["name"] for e in r.json()["entries"]] == ["edrdrv.sys"]
+    # GPT has two: the path must say which, and the error says how.
+    r = run_cli("ls", guest["gpt"]["child"], "/Windows", "--json")
+    assert r.rc == 2 and r.json()["error"]["key"] == "error.fs.which-partition"
+    r = run_cli("ls", guest["gpt"]["child"], "2:/No/Such", "--json")
+    assert r.rc == 2 and r.json()["error"]["key"] == "error.fs.no-such-path"
+
+
+@pytest.mark.parametrize("scheme", ["gpt", "mbr"])
+def test_extract_returns_every_file_with_its_bytes_and_times(guest, tmp_path: Path, scheme):
+    disk = guest[scheme]
+    dest = tmp_path / "out"
+    part = "2" if scheme == "gpt" else "1"
+    r = run_cli(
+        "extract",
+        disk["child"],
+        f"{part}:/",
+        "--to",
+        dest,
+        "--streams",
+        "--json",
+        evidence=[disk["child"], disk["base"]],
+    )
+    assert r.rc == 0, r.stdout + r.stderr
+    root = dest / f"p{part}"
+    expected = dict(guest["files"])
+    expected.update(disk["later"])  # written after the checkpoint: only the child has it
+    safe = {
+        "CON": "_CON",
+        "evil\\..\\..\\outside.txt": "evil_.._.._outside.txt",
+        "trailing dot.": "trailing dot_",
+    }
+    for rel, data in expected.items():
+        target = root / safe.get(rel, rel)
+        assert target.read_bytes() == data, rel
+    assert (root / "Windows/notes.txt").stat().st_mtime_ns == T_NOTES  # NTFS keeps 100 ns
+    assert (root / "Windows/System32/config/SYSTEM").stat().st_mtime_ns == T_SYSTEM
+    assert (root / "Windows/notes.txt.stream-Zone.Identifier").read_bytes() == ZONE
+    # Nothing was written outside DEST, and NTFS metadata files stay out unless asked for.
+    assert not (tmp_path / "outside.txt").exists()
+    assert not any(p.name.startswith("$") for p in root.iterdir())
+    manifest = json.loads((dest / "extract-manifest.json").read_text(encoding="utf-8"))
+    by_source = {f["source"]: f for f in manifest["files"]}
+    notes = by_source[f"{part}:/Windows/notes.txt"]
+    assert notes["sha256"] == hashlib.sha256(expected["Windows/notes.txt"]).hexdigest()
+    assert notes["modified"] == "2020-09-13T12:26:40.123456Z"
+    assert notes["streams"][0]["sha256"] == hashlib.sha256(ZONE).hexdigest()
+    assert by_source[f"{part}:/CON"]["renamed"] is True
+    assert len(manifest["files"]) == len(expected)
+
+
+def test_extract_from_the_esp_and_never_overwrite(guest, tmp_path: Path):
+    disk = guest["gpt"]["child"]
+    dest = tmp_path / "out"
+    r = run_cli("extract", disk, "1:/EFI/Microsoft/Boot/BCD", "--to", dest)
+    assert r.rc == 0
+    bcd = dest / "p1/EFI/Microsoft/Boot/BCD"
+    assert bcd.read_bytes() == guest["esp"]["EFI/Microsoft/Boot/BCD"]
+    bcd.write_bytes(b"changed by the user")
+    r = run_cli("extract", disk, "1:/EFI/Microsoft/Boot/BCD", "--to", dest, "--json")
+    assert r.rc == 1 and r.json()["skipped"][0]["reason"] == "exists"
+    assert bcd.read_bytes() == b"changed by the user"
+    assert (dest / "extract-manifest-2.json").exists()
+
+
+def test_the_base_alone_lacks_what_came_after_the_checkpoint(guest, tmp_path: Path):
+    r = run_cli("ls", guest["gpt"]["base"], "2:/Windows", "--json")
+    assert "Temp" not in {e["name"] for e in r.json()["entries"]}
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("..", "___"),  # "_.." would lose its dots on Windows
+        (".", "__"),
+        ("a/b", "a_b"),
+        ("a\\..\\b", "a_.._b"),
+        ("con", "_con"),
+        ("LPT1.txt", "_LPT1.txt"),
+        ("nul .txt", "_nul .txt"),
+        ("x:stream", "x_stream"),
+        ("bell\x07", "bell_"),
+        ("dots...", "dots___"),
+        ("ok name.txt", "ok name.txt"),
+        ("日本語.txt", "日本語.txt"),
+        ("", "_"),
+    ],
+)
+def test_safe_names(name: str, expected: str):
+    assert safe_name(name) == expected
+    assert "/" not in safe_name(name) and "\\" not in safe_name(name)
+
+
+def test_long_names_are_shortened_uniquely():
+    a, b = safe_name("x" * 300), safe_name("x" * 299 + "y")
+    assert a != b and len(a.encode()) <= 255 and len(b.encode()) <= 255
