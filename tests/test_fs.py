@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -198,3 +199,46 @@ def test_safe_names(name: str, expected: str):
 def test_long_names_are_shortened_uniquely():
     a, b = safe_name("x" * 300), safe_name("x" * 299 + "y")
     assert a != b and len(a.encode()) <= 255 and len(b.encode()) <= 255
+
+
+def test_mount_shows_the_flattened_disk_and_unmounts_on_ctrl_c(guest, tmp_path: Path):
+    import signal
+    import sys
+    import time
+
+    from tests.helpers import Evidence
+
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    disk = guest["gpt"]["child"]
+    snap = Evidence([disk, guest["gpt"]["base"]])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hvrescue", "mount", str(disk), str(mnt)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (mnt / "disk.raw").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("FUSE mount refused here: " + proc.stderr.read()[-300:])
+            time.sleep(0.1)
+        assert sorted(p.name for p in mnt.iterdir()) == ["disk.raw", "p1.raw", "p2.raw"]
+        whole = hashlib.sha256((mnt / "disk.raw").read_bytes()).hexdigest()
+        hashed = run_cli("hash", disk, "--json").json()["sha256"]
+        assert whole == hashed
+        with pytest.raises(OSError):
+            (mnt / "disk.raw").write_bytes(b"x")
+        # The partition file is a filesystem image other tools open directly.
+        ls = subprocess.run(["ntfsls", str(mnt / "p2.raw")], capture_output=True, text=True)
+        if ls.returncode == 0:
+            assert "Windows" in ls.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert not os.path.ismount(mnt)
+    snap.assert_untouched()

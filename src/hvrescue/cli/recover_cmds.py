@@ -532,3 +532,34 @@ def extract(
     for m in manifests:
         con.print(Text(c.msg("ui.extract.manifest", path=m)))
     sys.exit(code)
+
+
+# ---------------------------------------------------------------- mount
+@cli.command()
+@click.argument("disk", type=click.Path(dir_okay=False))
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@search_option
+@pass_ctx
+@audited("disk")
+def mount(c: Ctx, disk: str, mountpoint: str, search: tuple[str, ...]) -> None:
+    """A read-only FUSE view of the flattened disk (MOUNTPOINT/disk.raw) and of its partitions
+    (p1.raw, p2.raw, ...) for your own tools. Runs until Ctrl-C, which unmounts it."""
+    from hvrescue.fs.mount import build_view
+    from hvrescue.fs.mount import mount as run
+    from hvrescue.vdisk.disk import Disk
+
+    try:
+        with Disk.open(disk, list(search)) as d:
+            names = ", ".join(build_view(d))
+            console(stderr=True).print(
+                Text(c.msg("ui.mount.ready", mountpoint=mountpoint, files=names))
+            )
+            run(d, mountpoint, debug=c.debug)
+    except HvrescueError as exc:
+        fail(c, exc, False)
+        return
+    except RuntimeError as exc:  # libfuse refused to mount (permissions, busy mountpoint)
+        fail(c, InputError("error.mount.failed", path=mountpoint, reason=str(exc)), False)
+        return
+    console(stderr=True).print(Text(c.msg("ui.mount.unmounted", mountpoint=mountpoint)))
+    sys.exit(EXIT_OK)
