@@ -238,7 +238,7 @@ def test_mount_shows_the_flattened_disk_and_unmounts_on_ctrl_c(guest, tmp_path: 
             assert "Windows" in ls.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert not os.path.ismount(mnt)
     snap.assert_untouched()
