@@ -20,14 +20,16 @@ class ContentDigest:
         self._h = hashlib.sha256(size.to_bytes(8, "little"))
         self._last = -1
 
-    def add(self, offset: int, data: bytes, nonzero: list[bool] | None = None) -> None:
+    def add(
+        self, offset: int, data: bytes | memoryview, nonzero: list[bool] | None = None
+    ) -> None:
         """``data`` at ``offset`` (UNIT-aligned); calls must come in increasing offset order.
         ``nonzero`` (from :func:`nonzero_units`) saves scanning the data a second time."""
         if offset % UNIT:
             raise ValueError("unaligned")
-        flags = nonzero if nonzero is not None else nonzero_units(data)
         view = memoryview(data)
-        for i, pos in enumerate(range(0, len(data), UNIT)):
+        flags = nonzero if nonzero is not None else nonzero_units(bytes(view), len(view))
+        for i, pos in enumerate(range(0, len(view), UNIT)):
             if not flags[i]:
                 continue
             at = offset + pos
@@ -41,12 +43,13 @@ class ContentDigest:
         return self._h.hexdigest()
 
 
-def nonzero_units(data: bytes) -> list[bool]:
-    """For each UNIT of ``data``: does it hold a non-zero byte? (bytes.startswith compares in
-    place, without copying the unit.)"""
+def nonzero_units(data: bytes | bytearray, length: int | None = None) -> list[bool]:
+    """For each UNIT of the first ``length`` bytes of ``data``: does it hold a non-zero byte?
+    (startswith compares in place, without copying the unit.)"""
+    end = len(data) if length is None else length
     flags = []
-    for pos in range(0, len(data), UNIT):
-        n = min(UNIT, len(data) - pos)
+    for pos in range(0, end, UNIT):
+        n = min(UNIT, end - pos)
         zero = _ZERO if n == UNIT else bytes(n)
         flags.append(not data.startswith(zero, pos))
     return flags

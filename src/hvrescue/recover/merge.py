@@ -120,13 +120,15 @@ def merge(
             builder = VhdxBuilder(fd, spec) if fmt == "vhdx" else None
             if builder is None:
                 os.ftruncate(fd, disk.size)
-            hasher = _DigestThread(digest)
+            hasher = _DigestThread(digest, bs)
             try:
                 for block in data_blocks(disk, bs):
                     offset = block * bs
-                    data = disk.read(offset, min(bs, disk.size - offset))
-                    flags = nonzero_units(data)
-                    hasher.add(offset, data, flags)
+                    buffer = hasher.buffer()
+                    n = disk.read_into(offset, memoryview(buffer)[: min(bs, disk.size - offset)])
+                    data = memoryview(buffer)[:n]
+                    flags = nonzero_units(buffer, n)
+                    hasher.add(offset, data, flags, buffer)
                     done += len(data)
                     if progress:
                         progress(min(done, total), total)
@@ -154,30 +156,48 @@ def merge(
 
 
 class _DigestThread:
-    """Digest blocks on a second thread while the next block is read and this one written."""
+    """Digest blocks on a second thread while the next block is read and this one written;
+    buffers (``buffer_size`` > 0) come from a small pool and return to it once digested."""
 
-    def __init__(self, digest: ContentDigest) -> None:
+    def __init__(self, digest: ContentDigest, buffer_size: int = 0) -> None:
         self.digest = digest
         self.error: BaseException | None = None
-        self._queue: queue.Queue[tuple[int, bytes, list[bool]] | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[
+            tuple[int, bytes | memoryview, list[bool], bytearray | None] | None
+        ] = queue.Queue(maxsize=3)
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(5 if buffer_size else 0):
+            self._free.put(bytearray(buffer_size))
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def buffer(self) -> bytearray:
+        return self._free.get()
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
+            offset, data, flags, buffer = item
             if self.error is None:
                 try:
-                    self.digest.add(*item)
+                    self.digest.add(offset, data, flags)
                 except BaseException as exc:
                     self.error = exc
+            if buffer is not None:
+                self._free.put(buffer)
 
-    def add(self, offset: int, data: bytes, flags: list[bool]) -> None:
+    def add(
+        self,
+        offset: int,
+        data: bytes | memoryview,
+        flags: list[bool],
+        buffer: bytearray | None = None,
+    ) -> None:
         if self.error is not None:
             raise self.error
-        self._queue.put((offset, data, flags))
+        self._queue.put((offset, data, flags, buffer))
 
     def finish(self) -> None:
         self._queue.put(None)
@@ -187,21 +207,32 @@ class _DigestThread:
 
 
 def _digest_ranges(
-    read: Callable[[int, int], bytes], extents: list[tuple[int, int]], size: int
+    read_into: Callable[[int, memoryview], int], extents: list[tuple[int, int]], size: int
 ) -> str:
+    step = 8 * UNIT
     digest = ContentDigest(size)
-    hasher = _DigestThread(digest)
+    hasher = _DigestThread(digest, step)
     try:
         for lo, hi in unit_ranges(extents, size):
             pos = lo
             while pos < hi:
-                n = min(8 * UNIT, hi - pos)
-                data = read(pos, n)
-                hasher.add(pos, data, nonzero_units(data))
+                buffer = hasher.buffer()
+                n = read_into(pos, memoryview(buffer)[: min(step, hi - pos)])
+                hasher.add(pos, memoryview(buffer)[:n], nonzero_units(buffer, n), buffer)
                 pos += n
     finally:
         hasher.finish()
     return digest.hexdigest()
+
+
+def _source_read_into(src: ReadOnlySource) -> Callable[[int, memoryview], int]:
+    def read_into(offset: int, view: memoryview) -> int:
+        got = src.read_into(offset, view)
+        if got < len(view):
+            view[got:] = bytes(len(view) - got)
+        return len(view)
+
+    return read_into
 
 
 def digest_of(path: str, fmt: str, size: int) -> str:
@@ -209,12 +240,12 @@ def digest_of(path: str, fmt: str, size: int) -> str:
     if fmt == "raw":
         with ReadOnlySource(path) as src:
             extents = [(o, n) for o, n, is_data in src.data_segments() if is_data]
-            return _digest_ranges(lambda o, n: src.read(o, n), extents, size)
+            return _digest_ranges(_source_read_into(src), extents, size)
     with Disk.open(path) as disk:
-        return _digest_ranges(disk.read, list(disk.extents()), size)
+        return _digest_ranges(disk.read_into, list(disk.extents()), size)
 
 
 def chain_digest(leaf: str, search: list[str] | None = None) -> str:
     """The content digest of a chain (for comparing against any output)."""
     with Disk.open(leaf, search) as disk:
-        return _digest_ranges(disk.read, list(disk.extents()), disk.size)
+        return _digest_ranges(disk.read_into, list(disk.extents()), disk.size)

@@ -135,6 +135,27 @@ class Disk:
         self._read_into(level, offset, length, buf, 0)
         return bytes(buf)
 
+    def read_into(self, offset: int, view: memoryview) -> int:
+        """Like :meth:`read` into a caller's buffer (reused across calls: no fresh allocation,
+        no page faults); returns the bytes placed."""
+        length = max(0, min(len(view), self.size - offset))
+        if not length:
+            return 0
+        runs = list(coalesce(self.layers[0].map(offset, length)))
+        if len(runs) == 1 and runs[0].length == length:
+            run, layer = runs[0], self.layers[0]
+            overlay = getattr(layer, "overlay", None)
+            if run.kind is RunKind.DATA and (overlay is None or overlay.empty):
+                got = layer.source.read_into(run.file_offset, view[:length], tolerant=True)
+                if got < length:  # past the end of the file reads as zeros
+                    view[got:length] = bytes(length - got)
+                return length
+            if run.kind is RunKind.ZERO or (run.kind is RunKind.PARENT and self._depth == 1):
+                view[:length] = bytes(length)
+                return length
+        view[:length] = self.read(offset, length)
+        return length
+
     def _read_into(
         self, level: int, offset: int, length: int, buf: bytearray, buf_off: int
     ) -> None:
