@@ -418,3 +418,28 @@ def test_merge_of_a_dirty_log_disk_equals_a_real_replay(corpus_dir: Path, tmp_pa
     shutil.copyfile(src, theirs)
     subprocess.run([qemu_img(), "check", "-r", "all", str(theirs)], capture_output=True)
     assert qemu_compare(theirs, "vhdx", out, "vhdx").returncode == 0
+
+
+def test_reparent_of_a_vhd_child(corpus_dir: Path, tmp_path: Path):
+    """dfvfs's VHD child names its parent only by file name; the parent is renamed and moved."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    child = tmp_path / "a" / "image-differential.vhd"
+    shutil.copyfile(corpus_dir / "dfvfs/image-differential.vhd", child)
+    parent = tmp_path / "b" / "renamed.vhd"
+    shutil.copyfile(corpus_dir / "dfvfs/image.vhd", parent)
+    expected = pyvhdi_sha256(child, parent)
+    assert run_cli("chain", child, "--json").rc == 1
+    out = tmp_path / "a" / "fixed.vhd"
+    r = run_cli("reparent", child, "--parent", parent, out, "--json", evidence=[child, parent])
+    assert r.json()["parent_found"] == str(parent), r.stdout
+    codes = [c["code"] for c in r.json()["changes"]]
+    assert "rewrite.parent-locator" in codes and "repair.vhd.footer-checksum" in codes
+    chain = run_cli("chain", out, "--json").json()
+    assert chain["links"][0]["identity_ok"] is True
+    assert chain["links"][0]["found_via"] == "relative_path"
+    assert pyvhdi_sha256(out, parent) == expected
+    assert content_sha256(out) == expected
+    # What check still reports is the parent's own old damage, not the new child's.
+    findings = run_cli("check", out, "--json").json()["findings"]
+    assert all(f["path"] == str(parent) for f in findings if f["severity"] != "info")

@@ -249,22 +249,25 @@ def reparent(
     from hvrescue.recover.rewrite import NewParent, relative_windows_path, rewrite_vhdx
     from hvrescue.vdisk.chain import resolve_chain
     from hvrescue.vdisk.detect import open_image
+    from hvrescue.vdisk.vhd.image import VhdImage
     from hvrescue.vdisk.vhdx.image import VhdxImage
 
     warnings: list[str] = []
     try:
         kid = open_image(child)
         try:
-            if not isinstance(kid, VhdxImage):
-                raise InputError("error.reparent.not-vhdx", path=child)
             if not kid.readable or not kid.is_differencing or kid.parent_ref is None:
                 raise InputError("error.reparent.not-differencing", path=child)
             ref = kid.parent_ref
-            old_abs = (
-                dict(kid.parent_locator.entries).get("absolute_win32_path")
-                if (kid.parent_locator)
-                else None
-            )
+            kid_format = kid.format
+            old_abs = None
+            if isinstance(kid, VhdxImage) and kid.parent_locator:
+                old_abs = dict(kid.parent_locator.entries).get("absolute_win32_path")
+            elif isinstance(kid, VhdImage):
+                old_abs = next(
+                    (e.get("path") for e in kid.locators if e["platform"] in ("W2ku", "Wi2k")),
+                    None,
+                )
             size, sector = kid.size, kid.logical_sector_size
         finally:
             kid.close()
@@ -273,6 +276,14 @@ def reparent(
             if not par.readable or par.identity is None:
                 raise InputError("error.reparent.parent-unreadable", path=parent)
             identity = par.identity
+            parent_time = par.timestamp or 0
+            if par.format != kid_format:
+                raise InputError(
+                    "error.reparent.format",
+                    parent=parent,
+                    parent_format=par.format,
+                    child_format=kid_format,
+                )
             if par.size != size or par.logical_sector_size != sector:
                 raise InputError(
                     "error.reparent.geometry",
@@ -303,7 +314,19 @@ def reparent(
             absolute = os.path.abspath(parent)
         elif absolute is None and old_abs:
             absolute = ntpath.join(ntpath.dirname(old_abs), os.path.basename(parent))
-        changes = rewrite_vhdx(child, out, parent=NewParent(identity, relative, absolute or ""))
+        if kid_format == "vhd":
+            from hvrescue.recover.vhd_reparent import reparent_vhd
+
+            changes = reparent_vhd(
+                child,
+                out,
+                parent_identity=identity,
+                parent_timestamp=parent_time,
+                relative=relative,
+                absolute=absolute,
+            )
+        else:
+            changes = rewrite_vhdx(child, out, parent=NewParent(identity, relative, absolute or ""))
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return

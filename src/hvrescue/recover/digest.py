@@ -20,9 +20,7 @@ class ContentDigest:
         self._h = hashlib.sha256(size.to_bytes(8, "little"))
         self._last = -1
 
-    def add(
-        self, offset: int, data: bytes | memoryview, nonzero: list[bool] | None = None
-    ) -> None:
+    def add(self, offset: int, data: bytes | memoryview, nonzero: list[bool] | None = None) -> None:
         """``data`` at ``offset`` (UNIT-aligned); calls must come in increasing offset order.
         ``nonzero`` (from :func:`nonzero_units`) saves scanning the data a second time."""
         if offset % UNIT:
