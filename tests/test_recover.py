@@ -50,6 +50,8 @@ CORPUS_STANDALONE = [
     ("qemu-iotests/iotest-dynamic-1G.vhdx", "vhdx"),
     ("qemu-iotests/test-disk2vhd.vhdx", "vhdx"),
     ("qemu-iotests/hyperv2012r2-dynamic.vhd", "vpc"),
+    ("qemu-iotests/d2v-zerofilled.vhd", "vpc"),
+    ("qemu-iotests/virtualpc-dynamic.vhd", "vpc"),
     ("dfvfs/ext2.vhd", "vpc"),
     ("dfvfs/image.vhd", "vpc"),
 ]
