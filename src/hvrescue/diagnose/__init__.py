@@ -1,0 +1,1 @@
+"""Diagnosis: rules (data) matched against facts, the triage command's core, and reports."""

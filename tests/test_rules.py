@@ -1,0 +1,100 @@
+"""Every rule's own fixtures: each positive one must give the rule, each near miss must not."""
+
+from __future__ import annotations
+
+import pytest
+
+from hvrescue.diagnose.engine import evaluate
+from hvrescue.diagnose.rules import RuleError, load_rules, parse_rules
+from hvrescue.facts.model import Fact, Provenance
+from hvrescue.report.i18n import Messages
+
+RULES = load_rules()
+
+
+def facts_of(fixture) -> list[Fact]:
+    return [
+        Fact(f.kind, dict(f.attributes), Provenance(f"fixture:{fixture.name}", f"item:{i}"))
+        for i, f in enumerate(fixture.facts)
+    ]
+
+
+def test_the_knowledge_base_has_the_rules_the_checks_use():
+    ids = {r.id for r in RULES}
+    assert {
+        "vss.writers-missing.eventsystem-shared-host",
+        "vss.system-writer-missing.file-permissions",
+        "vss.system-writer-missing.service-stopped",
+        "vss.system-writer-missing.service-security",
+        "vss.system-writer-missing.dotnet-folders",
+        "host.hypervisor-not-running.after-update",
+        "host.hypervisor-not-running.virtualization-disabled",
+        "host.hypervisor-not-running.launch-disabled",
+        "guest.stop-0xc000021a.pending-update",
+        "guest.stop-0xc000021a.security-driver",
+        "vdisk.chain.parent-missing",
+        "vdisk.chain.parent-mismatch",
+        "vdisk.log-replay-needed",
+        "vdisk.merge-interrupted",
+        "storage.no-room-to-merge",
+        "vm.config-disk-mismatch",
+    } <= ids
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_rule_fixtures(rule):
+    assert rule.fixtures is not None, f"{rule.id} ships no fixtures"
+    assert rule.fixtures.positive and rule.fixtures.negative, f"{rule.id} needs both kinds"
+    msg = Messages("en")
+    for fixture in rule.fixtures.positive:
+        found = {d.rule.id: d for d in evaluate(RULES, facts_of(fixture))}
+        assert rule.id in found, f"{rule.id}: positive fixture {fixture.name!r} did not fire"
+        diagnosis = found[rule.id].as_dict("en", msg)
+        assert diagnosis["evidence"], "a diagnosis cites its evidence"
+        for step in diagnosis["steps"]:  # every placeholder was filled from the facts
+            assert "{" not in step["command"].replace("{current}", "").replace("{default}", "")
+        ja = found[rule.id].as_dict("ja", Messages("ja"))
+        assert ja["title"] != diagnosis["title"]
+    for fixture in rule.fixtures.negative:
+        fired = {d.rule.id for d in evaluate(RULES, facts_of(fixture))}
+        assert rule.id not in fired, f"{rule.id}: near miss {fixture.name!r} fired"
+
+
+def test_steps_name_the_values_from_the_facts():
+    rule = next(r for r in RULES if r.id == "host.hypervisor-not-running.after-update")
+    [diagnosis] = [d for d in evaluate([rule], facts_of(rule.fixtures.positive[0]))]
+    commands = [s["command"] for s in diagnosis.as_dict("en", Messages("en"))["steps"]]
+    assert "wusa /uninstall /kb:5008868 /norestart" in commands
+    assert "wusa /uninstall /kb:5009624 /norestart" in commands
+    assert not any("4012345" in c for c in commands)  # installed months before: not a suspect
+
+
+BASE = """
+id: test.rule
+layer: host
+severity: error
+confidence: 0.5
+title: {en: t, ja: t}
+summary: {en: s, ja: s}
+require:
+  - kind: event
+    where: {event_id: {eq: 1}}
+"""
+
+
+def test_rule_schema_is_enforced():
+    assert parse_rules(BASE, "ok.yaml")[0].id == "test.rule"
+    with pytest.raises(RuleError):
+        parse_rules(BASE + "unknown_key: 1\n", "x.yaml")
+    with pytest.raises(RuleError):
+        parse_rules(BASE.replace("{eq: 1}", "{equals: 1}"), "x.yaml")  # unknown operator
+    with pytest.raises(RuleError):
+        parse_rules(BASE.replace("{eq: 1}", "{regex: '('}"), "x.yaml")
+    with pytest.raises(RuleError):
+        parse_rules(BASE.replace("confidence: 0.5", "confidence: 1.5"), "x.yaml")
+    with pytest.raises(RuleError):
+        parse_rules(BASE.replace("layer: host", "layer: cloud"), "x.yaml")
+    # Strings are data, never code: a Python expression in a condition is just text.
+    rule = parse_rules(BASE.replace("{eq: 1}", "{eq: \"__import__('os').system('x')\"}"), "x")[0]
+    fact = Fact("event", {"event_id": 1}, Provenance("p"))
+    assert evaluate([rule], [fact]) == []
