@@ -64,9 +64,8 @@ def _text(value: Any) -> str:
 
 def condition_holds(value: Any, cond: Condition) -> bool:
     unset = msgspec.UNSET
-    if cond.exists is not unset:
-        if (value not in (None, "", [], {})) != cond.exists:
-            return False
+    if cond.exists is not unset and (value not in (None, "", [], {})) != cond.exists:
+        return False
     if value is None:
         # A missing value fails every positive test and passes every negative one.
         positive = [
@@ -103,19 +102,24 @@ def condition_holds(value: Any, cond: Condition) -> bool:
             if found != want:
                 return False
     number = _number(value)
-    for bound, test in (
-        (cond.gt, lambda a, b: a > b),
-        (cond.ge, lambda a, b: a >= b),
-        (cond.lt, lambda a, b: a < b),
-        (cond.le, lambda a, b: a <= b),
-    ):
-        if isinstance(bound, (int, float)) and (number is None or not test(number, bound)):
+    for bound, op in ((cond.gt, ">"), (cond.ge, ">="), (cond.lt, "<"), (cond.le, "<=")):
+        if isinstance(bound, (int, float)) and (number is None or not _compare(number, op, bound)):
             return False
-    for bound, test in ((cond.len_gt, lambda a, b: a > b), (cond.len_ge, lambda a, b: a >= b)):
-        if isinstance(bound, int):
-            if not isinstance(value, (list, str, dict)) or not test(len(value), bound):
-                return False
+    sized = isinstance(value, (list, str, dict))
+    for lbound, op in ((cond.len_gt, ">"), (cond.len_ge, ">=")):
+        if isinstance(lbound, int) and (not sized or not _compare(len(value), op, lbound)):
+            return False
     return True
+
+
+def _compare(a: float, op: str, b: float) -> bool:
+    if op == ">":
+        return a > b
+    if op == ">=":
+        return a >= b
+    if op == "<":
+        return a < b
+    return a <= b
 
 
 def parse_time(value: Any) -> dt.datetime | None:
