@@ -423,7 +423,7 @@ def fact_summary(attributes: dict[str, Any], limit: int = 6) -> str:
 
 
 # The commands of the other packages register themselves on `cli`.
-from hvrescue.cli import preserve_cmds, recover_cmds  # noqa: E402,F401
+from hvrescue.cli import diagnose_cmds, preserve_cmds, recover_cmds  # noqa: E402,F401
 
 
 def main() -> None:

@@ -126,6 +126,7 @@ def parse_time(value: Any) -> dt.datetime | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip().replace("Z", "+00:00")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)  # Windows writes 7 fractional digits
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -1,0 +1,207 @@
+"""`triage` and `explain`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+from typing import Any
+
+import click
+import yaml
+from rich.text import Text
+
+from hvrescue.cli.main import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Ctx,
+    audited,
+    cli,
+    json_option,
+    pass_ctx,
+)
+from hvrescue.cli.output import console, emit_json
+from hvrescue.diagnose.engine import SEVERITY_ORDER
+from hvrescue.diagnose.triage import SYMPTOMS
+from hvrescue.errors import InputError
+from hvrescue.io.atomic import atomic_output
+
+
+def _write(path: str, text: str) -> None:
+    with atomic_output(path) as fd:
+        os.write(fd, text.encode("utf-8"))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option(
+    "--symptom",
+    "symptoms",
+    multiple=True,
+    type=click.Choice(SYMPTOMS),
+    help="What you see (repeatable): adds the triage table's checks for it.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for report.html, report.md and report.json (default: a new folder beside the "
+    "evidence, never inside it).",
+)
+@json_option
+@pass_ctx
+@audited("paths")
+def triage(
+    c: Ctx, paths: tuple[str, ...], symptoms: tuple[str, ...], out_dir: str | None, as_json: bool
+) -> None:
+    """What is most likely wrong, the evidence, and what to do next, from everything given
+    (event exports, command outputs, VM folders, disks, zip bundles).
+
+    Exit 0 nothing of severity warning or worse, 1 diagnoses, 2 could not run."""
+    from hvrescue.diagnose.triage import default_out_dir, run_triage
+    from hvrescue.report.render import build, to_html, to_json, to_markdown
+
+    lang = c.msg.lang
+    result = run_triage(list(paths), list(symptoms))
+    report = build(result, lang, list(symptoms))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = out_dir or default_out_dir(list(paths), stamp)
+    for p in paths:
+        if os.path.isdir(p) and os.path.realpath(out).startswith(os.path.realpath(p) + os.sep):
+            raise InputError("error.triage.out-inside", out=out, path=p)
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for name, text in (
+        ("report.json", to_json(report)),
+        ("report.md", to_markdown(report, lang)),
+        ("report.html", to_html(report, lang)),
+    ):
+        target = os.path.join(out, name)
+        _write(target, text)
+        written.append(target)
+    serious = any(SEVERITY_ORDER[d["severity"]] >= 1 for d in report["diagnoses"])
+    code = EXIT_FINDINGS if serious else EXIT_OK
+    if as_json:
+        emit_json({**report, "reports": written})
+        sys.exit(code)
+    con = console()
+    v = report["verdict"]
+    con.print(Text(f"{c.msg('ui.report.verdict')}: {v['title']}", style="bold"))
+    for d in report["diagnoses"][:5]:
+        con.print(Text(f"  {d['confidence']:.0%}  [{d['severity']}] {d['title']}  ({d['id']})"))
+    if report["diagnoses"]:
+        top = report["diagnoses"][0]
+        con.print(Text(c.msg("ui.report.steps") + ":", style="bold"))
+        for n, s in enumerate(top["steps"], 1):
+            con.print(Text(f"  {n}. [{s['precondition_text']}] {s['text']}"))
+            if s["command"]:
+                con.print(Text(f"       {s['command']}", style="cyan"))
+        if top["avoid"]:
+            con.print(Text(c.msg("ui.report.avoid") + ":", style="bold"))
+            for a in top["avoid"]:
+                con.print(Text(f"  - {a}", style="red"))
+    for u in report["unrecognised"]:
+        con.print(
+            Text(c.msg("ui.facts.unrecognised", path=u["path"], reason=u["reason"]), style="dim")
+        )
+    con.print(Text(c.msg("ui.triage.written", out=out)))
+    sys.exit(code)
+
+
+_HEX = re.compile(r"^(0x)?[0-9a-fA-F]{8}$")
+_EVENT = re.compile(r"^(?P<provider>[^/#:]+)[/#:](?P<id>\d+)$")
+
+
+def _codes() -> dict[str, Any]:
+    from importlib import resources
+
+    text = resources.files("hvrescue.diagnose").joinpath("codes.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return data if isinstance(data, dict) else {}
+
+
+def _lookup(code: str, lang: str, msg: Any) -> dict[str, Any] | None:
+    from hvrescue.diagnose.rules import load_rules
+
+    table = _codes()
+    text = code.strip()
+    if _HEX.match(text) or text.isdigit():
+        value = int(text, 16) if _HEX.match(text) else int(text)
+        value &= 0xFFFFFFFF
+        for entry in table.get("codes", []):
+            if entry["value"] == value:
+                return {
+                    "code": f"0x{value:08X}",
+                    "name": entry["name"],
+                    "kind": "status",
+                    "layer": entry["layer"],
+                    "meaning": entry[lang],
+                }
+    match = _EVENT.match(text)
+    if match:
+        provider, ident = match.group("provider").lower(), int(match.group("id"))
+        for entry in table.get("events", []):
+            name = entry["provider"].lower()
+            if entry["id"] == ident and (name == provider or name.endswith(provider)):
+                return {
+                    "code": f"{entry['provider']}/{ident}",
+                    "kind": "event",
+                    "layer": entry["layer"],
+                    "meaning": entry[lang],
+                }
+    for rule in load_rules():
+        if rule.id == text:
+            return {
+                "code": rule.id,
+                "kind": "rule",
+                "layer": rule.layer,
+                "meaning": getattr(rule.title, lang),
+                "detail": getattr(rule.summary, lang),
+            }
+    if msg.has(text) and "." in text and not text.startswith(("ui.", "error.")):
+        return {
+            "code": text,
+            "kind": "finding",
+            "layer": _finding_layer(text),
+            "meaning": msg(text),
+        }
+    return None
+
+
+def _finding_layer(code: str) -> str:
+    if code.startswith(("vm.",)):
+        return "vm-configuration"
+    if code.startswith(("io.",)):
+        return "storage"
+    return "virtual-disk"
+
+
+@cli.command()
+@click.argument("code")
+@json_option
+@pass_ctx
+def explain(c: Ctx, code: str, as_json: bool) -> None:
+    """What a code means: NTSTATUS/HRESULT/STATUS_VHD_* (0xC03A000D), an event (VSS/8193,
+    Microsoft-Windows-Hyper-V-Hypervisor/80), a finding code or a rule id."""
+    found = _lookup(code, c.msg.lang, c.msg)
+    if found is None:
+        if as_json:
+            emit_json({"status": "unknown", "code": code})
+        else:
+            console(stderr=True).print(Text(c.msg("ui.explain.unknown", code=code), style="red"))
+        sys.exit(EXIT_ERROR)
+    found["layer_text"] = c.msg("layer." + found["layer"])
+    if as_json:
+        emit_json({"status": "known", **found})
+        sys.exit(EXIT_OK)
+    con = console()
+    title = found["code"] + (f" ({found['name']})" if found.get("name") else "")
+    con.print(Text(title, style="bold"))
+    con.print(Text(found["meaning"]))
+    if found.get("detail"):
+        con.print(Text(found["detail"]))
+    con.print(Text(f"{c.msg('ui.report.layer')}: {found['layer_text']}", style="dim"))
+    sys.exit(EXIT_OK)
