@@ -146,7 +146,7 @@ def test_a_disk_whose_parent_is_gone(corpus_dir: Path, tmp_path: Path):
     folder = tmp_path / "disks"
     folder.mkdir()
     shutil.copyfile(corpus_dir / "dissect-hypervisor/differencing.avhdx", folder / "web01_A.avhdx")
-    r, out = triage(folder, "--symptom", "parent-not-found")
+    r, _out = triage(folder, "--symptom", "parent-not-found")
     data = r.json()
     ids = [d["id"] for d in data["diagnoses"]]
     assert ids[0] == "vdisk.chain.parent-missing"
@@ -159,7 +159,7 @@ def test_report_is_self_contained_and_verdict_first(tmp_path: Path):
     folder = incident(
         tmp_path, "vss", [CMD / "vssadmin_writers_empty_ja.txt", CMD / "tasklist_svc_ja.txt"]
     )
-    r, out = triage(folder, lang="ja")
+    _r, out = triage(folder, lang="ja")
     page = (out / "report.html").read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no external assets
     assert page.index('id="verdict"') < page.index("<section")
@@ -208,11 +208,52 @@ def test_explain_unknown():
 
 
 def test_vhd_status_values_are_the_right_ones():
-    """zerrors_windows.go: STATUS_VHD_PARENT_VHD_NOT_FOUND is 0xC03A000D (a C# table says 0xC03A0010)."""
-    r = run_cli("explain", "STATUS_VHD_PARENT_VHD_NOT_FOUND")
-    assert r.rc == 2  # names are not looked up; values are
-    assert (
-        run_cli("explain", "0xC03A0010", "--json").json()["name"]
-        == "STATUS_VHD_METADATA_READ_FAILURE"
-    )
+    """Values as golang.org/x/sys/windows zerrors_windows.go has them; a name finds its value."""
+    data = run_cli("explain", "STATUS_VHD_PARENT_VHD_NOT_FOUND", "--json").json()
+    assert data["code"] == "0xC03A000D"
+    data = run_cli("explain", "0xC03A0010", "--json").json()
+    assert data["name"] == "STATUS_VHD_METADATA_READ_FAILURE"
     _ = CORPUS
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_report_screenshot_shows_the_verdict_at_the_top(tmp_path: Path, lang: str):
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed")
+    image = pytest.importorskip("PIL.Image")
+    folder = incident(
+        tmp_path,
+        "vss",
+        [CMD / f"vssadmin_writers_empty_{lang}.txt", CMD / f"tasklist_svc_{lang}.txt"],
+    )
+    _r, out = triage(folder, lang=lang)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=412,900",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists(), "chromium wrote no screenshot"
+    im = image.open(shot).convert("RGB")
+    assert im.size == (412, 900)
+    # The verdict banner (severity error: #c62828) fills the top of a phone-sized page...
+    band = [im.getpixel((x, y)) for x in range(30, 380, 7) for y in range(20, 150, 6)]
+    red = sum(1 for p in band if abs(p[0] - 0xC6) < 25 and p[1] < 70 and p[2] < 70)
+    white = sum(1 for p in band if min(p) > 220)
+    assert red > 0.5 * len(band), "no verdict banner at the top"
+    assert white > 0.03 * len(band), "the banner carries no text"
+    # ...and the diagnoses follow below it on the light page background.
+    below = [im.getpixel((x, 600)) for x in range(30, 380, 10)]
+    assert sum(1 for p in below if min(p) > 230) > len(below) / 2

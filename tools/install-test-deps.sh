@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # qemu-utils: qemu-img, an oracle for disk content. ntfs-3g, dosfstools, mtools, fdisk: build the
 # NTFS/FAT guest disks of the filesystem tests. gddrescue: ddrescuelog reads salvage's maps.
-# fuse3: fusermount for the mount test.
-PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2"
+# fuse3: fusermount for the mount test. chromium + a Japanese font: the report screenshot test.
+PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2 chromium fonts-ipafont-gothic"
 missing=""
-for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3; do
+for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3 chromium; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then

@@ -140,6 +140,15 @@ def _lookup(code: str, lang: str, msg: Any) -> dict[str, Any] | None:
                     "layer": entry["layer"],
                     "meaning": entry[lang],
                 }
+    for entry in table.get("codes", []):
+        if str(entry["name"]).split(" ")[0].upper() == text.upper():
+            return {
+                "code": f"0x{entry['value']:08X}",
+                "name": entry["name"],
+                "kind": "status",
+                "layer": entry["layer"],
+                "meaning": entry[lang],
+            }
     match = _EVENT.match(text)
     if match:
         provider, ident = match.group("provider").lower(), int(match.group("id"))
