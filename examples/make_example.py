@@ -1,6 +1,8 @@
-"""Regenerate examples/incident: a small, deterministic Hyper-V storage folder with the two
-problems a first responder meets most: a checkpoint whose parent was restored under another
-name, and a checkpoint whose log was never replayed (the host lost power).
+"""Regenerate examples/incident: a small, deterministic incident folder. The host's nightly
+backup fails (VSS writers gone: what vssadmin, tasklist and the Application log say), and the
+VM's storage folder has the two problems a first responder meets most: a checkpoint whose
+parent was restored under another name, and a checkpoint whose log was never replayed (the
+host lost power).
 
     python examples/make_example.py examples/incident
 """
@@ -63,6 +65,40 @@ def main(dest: str) -> None:
         ),
         {MiB + 4096: rnd.randbytes(8192), 5 * MiB: rnd.randbytes(MiB)},
     )
+
+
+    host = Path(dest) / "Host"
+    host.mkdir()
+    for name, text in HOST_FILES.items():
+        (host / name).write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+
+
+HOST_FILES = {
+    "vssadmin list writers.txt": (
+        "vssadmin 1.1 - Volume Shadow Copy Service administrative command-line tool\n"
+        "(C) Copyright 2001-2013 Microsoft Corp.\n\n"
+    ),
+    "tasklist svc.txt": (
+        "\nImage Name                     PID Services\n"
+        "========================= ======== ============================================\n"
+        "System Idle Process              0 N/A\n"
+        "System                           4 N/A\n"
+        "svchost.exe                    876 BrokerInfrastructure, DcomLaunch, LSM,\n"
+        "                                   PlugPlay, Power, SystemEventsBroker\n"
+        "svchost.exe                   1024 EventSystem, FontCache, netprofm, nsi\n"
+        "svchost.exe                   1310 CryptSvc\n"
+        "vmms.exe                      2840 vmms\n"
+    ),
+    "Application VSS events.csv": (
+        "Level,Date and Time,Source,Event ID,Task Category\n"
+        'Error,11/20/2026 2:00:19 AM,VSS,8193,None,"Volume Shadow Copy Service error: '
+        "Unexpected error calling routine CoCreateInstance.  hr = 0x800401fb, Object is not "
+        'registered.\n\nOperation:\n   Subscribing Writer"\n'
+        "Error,11/20/2026 2:00:19 AM,VSS,13,None,\"Volume Shadow Copy Service information: The "
+        "COM Server with CLSID {4e14fba2-2e22-11d1-9964-00c04fbbb345} and name CEventSystem "
+        'cannot be started. [0x800401fb, Object is not registered]"\n'
+    ),
+}
 
 
 if __name__ == "__main__":

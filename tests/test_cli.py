@@ -23,12 +23,24 @@ def test_bundled_example_is_what_the_generator_makes(tmp_path: Path):
         [sys.executable, str(ROOT / "examples" / "make_example.py"), str(tmp_path / "ex")],
         check=True,
     )
-    for shipped in sorted(EXAMPLE.rglob("*.*vhdx")):
+    for shipped in sorted(p for p in EXAMPLE.rglob("*") if p.is_file()):
         made = tmp_path / "ex" / shipped.relative_to(EXAMPLE)
         assert (
             hashlib.sha256(made.read_bytes()).digest()
             == hashlib.sha256(shipped.read_bytes()).digest()
         ), shipped.name
+
+
+def test_readme_triage_of_the_example(tmp_path: Path):
+    copy = tmp_path / "incident"
+    shutil.copytree(EXAMPLE, copy)
+    result = run_cli("triage", copy, "--json", evidence=[copy])
+    assert result.rc == 1
+    ids = [d["id"] for d in result.json()["diagnoses"]]
+    assert ids[0] == "vss.writers-missing.eventsystem-shared-host"
+    assert "vdisk.log-replay-needed" in ids
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("incident-hvrescue-")]
+    assert len(made) == 1 and (made[0] / "report.html").is_file()
 
 
 def test_readme_example_reports_both_problems(tmp_path: Path):
