@@ -81,8 +81,12 @@ def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
     top = diagnoses[0] if diagnoses else None
     return {
         "verdict": {
-            "status": "problem" if serious else "no-problem-found",
-            "title": top["title"] if top else msg("ui.report.no-problem"),
+            "status": "problem"
+            if serious
+            else ("no-problem-found" if triage.facts else "no-evidence-recognised"),
+            "title": top["title"]
+            if top
+            else msg("ui.report.no-problem" if triage.facts else "ui.report.no-evidence"),
             "severity": top["severity"] if top else "ok",
             "id": top["id"] if top else None,
             "confidence": top["confidence"] if top else None,
