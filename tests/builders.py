@@ -133,6 +133,9 @@ class NtfsMount:
 def populate(root: Path, files: dict[str, bytes], times: dict[str, int], streams: dict) -> None:
     for rel, data in files.items():
         target = root / rel
+        if rel.endswith("/"):  # an empty folder
+            target.mkdir(parents=True, exist_ok=True)
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         if rel in times:

@@ -53,6 +53,7 @@ def test_rule_fixtures(rule):
         assert diagnosis["evidence"], "a diagnosis cites its evidence"
         for step in diagnosis["steps"]:  # every placeholder was filled from the facts
             assert "{" not in step["command"].replace("{current}", "").replace("{default}", "")
+        assert "{" not in diagnosis["title"], diagnosis["title"]
         ja = found[rule.id].as_dict("ja", Messages("ja"))
         assert ja["title"] != diagnosis["title"]
     for fixture in rule.fixtures.negative:

@@ -214,3 +214,78 @@ def explain(c: Ctx, code: str, as_json: bool) -> None:
         con.print(Text(found["detail"]))
     con.print(Text(f"{c.msg('ui.report.layer')}: {found['layer_text']}", style="dim"))
     sys.exit(EXIT_OK)
+
+
+@cli.command()
+@click.argument("disk", type=click.Path(dir_okay=False))
+@click.option(
+    "--search",
+    "search",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="Directory to search for parents by identity (repeatable).",
+)
+@json_option
+@pass_ctx
+@audited("disk")
+def guest(c: Ctx, disk: str, search: tuple[str, ...], as_json: bool) -> None:
+    """Facts from inside a Windows guest's disk, offline and read-only: registry (transaction
+    logs applied in memory), boot configuration, servicing, services and drivers, crash dumps,
+    event logs, .NET folder counts. The same facts feed `triage` when a disk is given."""
+    from hvrescue.cli.main import fail
+    from hvrescue.errors import HvrescueError
+    from hvrescue.guest.collect import guest_facts
+
+    try:
+        result = guest_facts(disk, list(search))
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    if as_json:
+        emit_json(
+            {
+                "disk": disk,
+                "volumes": result.volumes,
+                "facts": [f.as_dict() for f in result.facts],
+                "problems": [p.as_dict() for p in result.problems],
+            }
+        )
+        sys.exit(EXIT_OK)
+    con = console()
+    for vol in result.volumes:
+        roles = ", ".join(vol["roles"]) or "-"
+        con.print(
+            Text(f"p{vol['index']} {vol['filesystem']} {vol['type']} ({roles})", style="bold")
+        )
+    counts: dict[str, int] = {}
+    for f in result.facts:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    con.print(
+        Text(
+            c.msg(
+                "ui.facts.summary",
+                count=len(result.facts),
+                kinds=", ".join(f"{k} {n}" for k, n in sorted(counts.items())),
+            )
+        )
+    )
+    for f in result.facts:
+        if f.kind in (
+            "crash_dump",
+            "bcd_entry",
+            "servicing_state",
+            "safeboot_msiserver",
+            "folder_count",
+            "hive_replay",
+        ) or (f.kind == "package" and f.attributes.get("state_code") != "installed"):
+            from hvrescue.diagnose.engine import excerpt
+
+            con.print(Text(f"{f.kind}: {excerpt(f)}  [{f.provenance.path}]"))
+    for p in result.problems:
+        con.print(
+            Text(
+                c.msg("ui.facts.problem", path=p.path, code=p.code, locator=p.locator or ""),
+                style="yellow",
+            )
+        )
+    sys.exit(EXIT_OK)

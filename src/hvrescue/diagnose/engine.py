@@ -175,10 +175,11 @@ class Diagnosis:
 
     def as_dict(self, lang: str, msg: Any) -> dict[str, Any]:
         rule = self.rule
+        firsts = {name: facts[0] for name, facts in self.bindings.items() if facts}
         return {
             "id": rule.id,
-            "title": getattr(rule.title, lang),
-            "summary": getattr(rule.summary, lang),
+            "title": _fill(getattr(rule.title, lang), firsts),
+            "summary": _fill(getattr(rule.summary, lang), firsts),
             "confidence": round(self.confidence, 3),
             "severity": rule.severity,
             "layer": rule.layer,

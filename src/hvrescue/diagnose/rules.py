@@ -139,6 +139,10 @@ def _validate(rule: Rule, source: str) -> None:
             raise RuleError(f"{source}: 'near' refers to {clause.near.binding!r} bound later")
         if clause.bind:
             bindings.add(clause.bind)
+    for text in (rule.title.en, rule.title.ja, rule.summary.en, rule.summary.ja):
+        for name in re.findall(r"\{([a-z_]+)\.", text):
+            if name not in bindings:
+                raise RuleError(f"{source}: title or summary uses unknown binding {name!r}")
     for step in rule.steps:
         for name in re.findall(r"\{([a-z_]+)\.", step.command + step.text.en + step.text.ja):
             if name not in bindings:

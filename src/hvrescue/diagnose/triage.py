@@ -93,6 +93,21 @@ def _disk_facts(triage: Triage, disks: list[str]) -> None:
         triage.disks.append(
             {"path": r.path, "status": r.status, "chain": r.chain, "complete": r.complete}
         )
+        if r.complete and r.error is None:
+            _guest_facts(triage, r.path)
+
+
+def _guest_facts(triage: Triage, disk: str) -> None:
+    """What the guest on a readable disk says (registry, dumps, servicing, logs)."""
+    from hvrescue.errors import HvrescueError
+    from hvrescue.guest.collect import guest_facts
+
+    try:
+        found = guest_facts(disk, [os.path.dirname(disk)])
+    except HvrescueError:
+        return
+    triage.facts.extend(found.facts)
+    triage.problems.extend(found.problems)
 
 
 def _inventory_facts(triage: Triage, folders: list[str]) -> None:

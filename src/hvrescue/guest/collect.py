@@ -1,0 +1,521 @@
+"""Facts from inside a Windows guest's virtual disk."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import struct
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hvrescue.errors import HvrescueError
+from hvrescue.facts.model import Fact, Problem, Provenance
+from hvrescue.fs import probe
+from hvrescue.fs.volume import Entry, Volume
+from hvrescue.vdisk.disk import Disk
+
+MAX_HIVE = 512 * 1024 * 1024
+MAX_EVTX = 256 * 1024 * 1024
+MAX_SMALL = 16 * 1024 * 1024
+MAX_FOLDER_SCAN = 200_000
+EVENT_LOGS = (
+    "System.evtx",
+    "Application.evtx",
+    "Setup.evtx",
+    "Microsoft-Windows-Hyper-V-Worker-Admin.evtx",
+)
+# CBS CurrentState values (Microsoft's servicing chart).
+CBS_STATES = {
+    0x00: "absent",
+    0x05: "uninstall_pending",
+    0x10: "resolving",
+    0x20: "resolved",
+    0x30: "staging",
+    0x40: "staged",
+    0x50: "superseded",
+    0x60: "install_pending",
+    0x65: "partially_installed",
+    0x70: "installed",
+    0x80: "permanent",
+    -0x20: "resolved",  # some tools print 0xFFFFFFE0
+}
+START_NAMES = {
+    0: "BOOT_START",
+    1: "SYSTEM_START",
+    2: "AUTO_START",
+    3: "DEMAND_START",
+    4: "DISABLED",
+}
+BCD_HYPERVISOR_LAUNCH = "250000f0"
+BCD_SAFEBOOT = "25000080"
+BCD_DESCRIPTION = "12000004"
+BCD_BOOTSTATUSPOLICY = "250000e0"
+BCD_TESTSIGNING = "16000049"
+LAUNCH_TYPES = {0: "Off", 1: "Auto"}
+SAFEBOOT_TYPES = {0: "Minimal", 1: "Network", 2: "DsRepair"}
+FILETIME_EPOCH = dt.datetime(1601, 1, 1)
+
+
+@dataclass
+class GuestResult:
+    disk: str
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per artefact
+
+
+class _Reader:
+    def __init__(self, volume: Volume, label: str, result: GuestResult) -> None:
+        self.volume = volume
+        self.label = label
+        self.result = result
+
+    def where(self, path: str) -> str:
+        return f"{self.label}:{path}"
+
+    def fact(self, kind: str, attrs: dict[str, Any], path: str, locator: str | None = None) -> None:
+        self.result.facts.append(Fact(kind, attrs, Provenance(self.where(path), locator)))
+
+    def problem(self, path: str, code: str, detail: str = "") -> None:
+        self.result.problems.append(Problem(self.where(path), code, None, {"detail": detail[:300]}))
+
+    def stat(self, path: str) -> Entry | None:
+        try:
+            return self.volume.stat(path)
+        except HvrescueError:
+            return None
+
+    def read(self, path: str, limit: int) -> bytes | None:
+        entry = self.stat(path)
+        if entry is None or entry.is_dir:
+            return None
+        if entry.size > limit:
+            self.problem(path, "guest.too-large", str(entry.size))
+            return None
+        try:
+            return b"".join(self.volume.read(entry))
+        except HvrescueError as exc:
+            self.problem(path, "guest.unreadable", exc.key)
+            return None
+
+    def listdir(self, path: str) -> list[Entry]:
+        try:
+            return self.volume.listdir(path)
+        except HvrescueError:
+            return []
+
+
+# ---------------------------------------------------------------------------- registry
+def _open_hive(reader: _Reader, path: str, tmp: str) -> Any:
+    """The hive with its transaction logs applied (in a private temporary copy)."""
+    from regipy.recovery import apply_transaction_logs
+    from regipy.registry import RegistryHive
+
+    data = reader.read(path, MAX_HIVE)
+    if data is None:
+        return None
+    name = os.path.basename(path)
+    hive_path = os.path.join(tmp, name)
+    with open(hive_path, "wb") as f:
+        f.write(data)
+    logs = []
+    for suffix in (".LOG1", ".LOG2"):
+        log = reader.read(path + suffix, MAX_HIVE)
+        if log:
+            log_path = hive_path + suffix
+            with open(log_path, "wb") as f:
+                f.write(log)
+            logs.append(log_path)
+    try:
+        hive = RegistryHive(hive_path)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # a damaged hive raises many kinds
+        reader.problem(path, "guest.hive-damaged", f"{type(exc).__name__}: {exc}")
+        return None
+    dirty = hive.header.primary_sequence_num != hive.header.secondary_sequence_num
+    if dirty and logs:
+        try:
+            restored, pages = apply_transaction_logs(  # type: ignore[no-untyped-call]
+                hive_path,
+                logs[0],
+                logs[1] if len(logs) > 1 else None,
+                restored_hive_path=hive_path + ".restored",
+            )
+            hive = RegistryHive(restored)  # type: ignore[no-untyped-call]
+            reader.fact(
+                "hive_replay",
+                {"hive": name, "dirty": True, "logs": len(logs), "recovered_pages": pages},
+                path,
+            )
+        except Exception as exc:  # regipy raises its own and plain errors alike
+            reader.problem(path, "guest.hive-log-replay-failed", f"{type(exc).__name__}: {exc}")
+    elif dirty:
+        reader.problem(path, "guest.hive-dirty-no-logs", name)
+    return hive
+
+
+def _values(key: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    try:
+        for v in key.iter_values():
+            out[str(v.name)] = v.value
+    except Exception:
+        pass
+    return out
+
+
+def _key(hive: Any, path: str) -> Any:
+    try:
+        return hive.get_key(path)
+    except Exception:
+        return None
+
+
+def _subkeys(key: Any) -> Iterator[Any]:
+    if key is None:
+        return
+    try:
+        yield from key.iter_subkeys()
+    except Exception:
+        return
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            return None
+    return None
+
+
+def _system_hive(reader: _Reader, hive: Any, path: str) -> None:
+    current = _int(_values(_key(hive, "\\Select")).get("Current")) or 1
+    cs = f"\\ControlSet{current:03d}"
+    services = _key(hive, cs + "\\Services")
+    for sk in _subkeys(services):
+        vals = _values(sk)
+        stype = _int(vals.get("Type"))
+        if stype is None:
+            continue
+        start = _int(vals.get("Start"))
+        common = {
+            "service_name": str(sk.name),
+            "start_type": {"code": start, "name": START_NAMES.get(start or -1)},
+            "type": {"code": stype},
+            "load_order_group": vals.get("Group"),
+            "display_name": vals.get("DisplayName"),
+            "source": "registry",
+            "control_set": current,
+        }
+        locator = f"key:{cs}\\Services\\{sk.name}"
+        if stype & 0x0B and not stype & 0x30:  # kernel / file-system drivers
+            reader.fact(
+                "driver",
+                {**common, "name": str(sk.name), "image_path": vals.get("ImagePath")},
+                path,
+                locator,
+            )
+        else:
+            reader.fact(
+                "service_config",
+                {
+                    **common,
+                    "binary_path_name": vals.get("ImagePath"),
+                    "service_start_name": vals.get("ObjectName"),
+                },
+                path,
+                locator,
+            )
+    safeboot = {}
+    for mode in ("Minimal", "Network"):
+        safeboot[f"{mode.lower()}_msiserver"] = (
+            _key(hive, f"{cs}\\Control\\SafeBoot\\{mode}\\MSIServer") is not None
+        )
+    reader.fact("safeboot_msiserver", safeboot, path, f"key:{cs}\\Control\\SafeBoot")
+    session = _values(_key(hive, cs + "\\Control\\Session Manager"))
+    renames = session.get("PendingFileRenameOperations")
+    count = len(renames) if isinstance(renames, list) else (1 if renames else 0)
+    reader.fact(
+        "servicing_state",
+        {"pending_file_renames": count, "source": "SYSTEM"},
+        path,
+        f"key:{cs}\\Control\\Session Manager",
+    )
+
+
+def _filetime(high: Any, low: Any) -> str | None:
+    h, lo = _int(high), _int(low)
+    if h is None or lo is None:
+        return None
+    ticks = (h << 32) | (lo & 0xFFFFFFFF)
+    if ticks <= 0:
+        return None
+    try:
+        return (FILETIME_EPOCH + dt.timedelta(microseconds=ticks // 10)).isoformat()
+    except OverflowError:
+        return None
+
+
+_KB = re.compile(r"KB\d{6,8}", re.IGNORECASE)
+
+
+def _software_hive(reader: _Reader, hive: Any, path: str) -> None:
+    cbs = "\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing"
+    for sk in _subkeys(_key(hive, cbs + "\\Packages")):
+        vals = _values(sk)
+        state = _int(vals.get("CurrentState"))
+        if state is None:
+            continue
+        if state > 0x7FFFFFFF:
+            state -= 0x100000000
+        identity = str(sk.name)
+        kb = _KB.search(identity)
+        reader.fact(
+            "package",
+            {
+                "identity": identity,
+                "kb": kb.group(0).upper() if kb else None,
+                "state_code": CBS_STATES.get(state, f"0x{state & 0xFFFFFFFF:x}"),
+                "current_state": state,
+                "install_time_local": _filetime(
+                    vals.get("InstallTimeHigh"), vals.get("InstallTimeLow")
+                ),
+                "image": "offline",
+            },
+            path,
+            f"key:{cbs}\\Packages\\{identity}",
+        )
+    reader.fact(
+        "servicing_state",
+        {
+            "reboot_pending": _key(hive, cbs + "\\RebootPending") is not None,
+            "packages_pending": _key(hive, cbs + "\\PackagesPending") is not None,
+            "source": "SOFTWARE",
+        },
+        path,
+        f"key:{cbs}",
+    )
+    nt = _values(_key(hive, "\\Microsoft\\Windows NT\\CurrentVersion"))
+    reader.fact(
+        "system_info",
+        {
+            "os_name": nt.get("ProductName"),
+            "current_build": nt.get("CurrentBuild"),
+            "ubr": nt.get("UBR"),
+            "edition": nt.get("EditionID"),
+            "source": "registry",
+        },
+        path,
+        "key:\\Microsoft\\Windows NT\\CurrentVersion",
+    )
+
+
+def _bcd(reader: _Reader, hive: Any, path: str) -> None:
+    for obj in _subkeys(_key(hive, "\\Objects")):
+        elements: dict[str, Any] = {}
+        for el in _subkeys(_subkey(obj, "Elements")):
+            value = _values(el).get("Element")
+            elements[str(el.name).lower()] = value
+
+        def number(code: str, elements: dict[str, Any] = elements) -> int | None:
+            raw = elements.get(code)
+            if isinstance(raw, str) and re.fullmatch(r"[0-9a-fA-F]{2,16}", raw):
+                return int.from_bytes(bytes.fromhex(raw)[:8], "little")
+            if isinstance(raw, (bytes, bytearray)):
+                return int.from_bytes(bytes(raw)[:8], "little")
+            return _int(raw)
+
+        launch = number(BCD_HYPERVISOR_LAUNCH)
+        safeboot = number(BCD_SAFEBOOT)
+        testsigning = number(BCD_TESTSIGNING)
+        reader.fact(
+            "bcd_entry",
+            {
+                "identifier": str(obj.name),
+                "description": elements.get(BCD_DESCRIPTION),
+                "hypervisorlaunchtype": LAUNCH_TYPES.get(launch, launch)
+                if launch is not None
+                else None,
+                "safeboot": SAFEBOOT_TYPES.get(safeboot, safeboot)
+                if safeboot is not None
+                else None,
+                "bootstatuspolicy": number(BCD_BOOTSTATUSPOLICY),
+                "testsigning": bool(testsigning) if testsigning is not None else None,
+                "source": "bcd-store",
+            },
+            path,
+            f"key:\\Objects\\{obj.name}",
+        )
+
+
+def _subkey(key: Any, name: str) -> Any:
+    try:
+        return key.get_subkey(name)
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------------------- files
+def crash_dump_header(data: bytes) -> dict[str, Any] | None:
+    """Bugcheck code and parameters from a kernel dump header (PAGEDU64 / PAGEDUMP)."""
+    if data[:8] == b"PAGEDU64" and len(data) >= 0x60:
+        code = struct.unpack_from("<I", data, 0x38)[0]
+        params = struct.unpack_from("<4Q", data, 0x40)
+        out: dict[str, Any] = {"bits": 64}
+        if len(data) >= 0xFB0:
+            out["dump_type"] = struct.unpack_from("<I", data, 0xF98)[0]
+            ticks = struct.unpack_from("<Q", data, 0xFA8)[0]
+            if ticks:
+                with contextlib.suppress(OverflowError):
+                    out["system_time"] = (
+                        FILETIME_EPOCH + dt.timedelta(microseconds=ticks // 10)
+                    ).isoformat()
+    elif data[:8] == b"PAGEDUMP" and len(data) >= 0x34:
+        code = struct.unpack_from("<I", data, 0x20)[0]
+        params = struct.unpack_from("<4I", data, 0x24)
+        out = {"bits": 32}
+    else:
+        return None
+    out.update(
+        {
+            "bugcheck_code": code,
+            "bugcheck_hex": f"0x{code:08x}",
+            "parameters": [f"0x{p:x}" for p in params],
+        }
+    )
+    return out
+
+
+def _dumps(reader: _Reader) -> None:
+    candidates = ["/Windows/MEMORY.DMP"]
+    candidates += [e.path for e in reader.listdir("/Windows/Minidump") if not e.is_dir]
+    for path in candidates:
+        entry = reader.stat(path)
+        if entry is None or entry.is_dir:
+            continue
+        head = b""
+        for chunk in reader.volume.read(entry):
+            head = chunk[:8192]
+            break
+        info = crash_dump_header(head)
+        if info is None:
+            reader.problem(path, "guest.dump-unknown-format")
+            continue
+        info["file_modified"] = entry.modified
+        info["file"] = path
+        reader.fact("crash_dump", info, path, "offset:0")
+
+
+def _events(reader: _Reader) -> None:
+    from hvrescue.logs.collect import facts_from_bytes
+
+    for name in EVENT_LOGS:
+        path = "/Windows/System32/winevt/Logs/" + name
+        data = reader.read(path, MAX_EVTX)
+        if not data:
+            continue
+        found = facts_from_bytes(data, reader.where(path))
+        reader.result.facts.extend(found.facts)
+        reader.result.problems.extend(found.problems)
+
+
+def _dotnet(reader: _Reader) -> None:
+    for fw in reader.listdir("/Windows/Microsoft.NET"):
+        if not fw.is_dir or not fw.name.lower().startswith("framework"):
+            continue
+        for version in reader.listdir(fw.path):
+            if not version.is_dir:
+                continue
+            temp = version.path + "/Temporary ASP.NET Files"
+            entries = reader.listdir(temp)
+            if entries:
+                count = sum(1 for e in entries if e.is_dir)
+                reader.fact("folder_count", {"path": temp.replace("/", "\\"), "count": count}, temp)
+            subfolders = sum(1 for e in reader.listdir(version.path) if e.is_dir)
+            reader.fact(
+                "folder_count",
+                {"path": version.path.replace("/", "\\"), "count": subfolders},
+                version.path,
+            )
+
+
+def _pending_xml(reader: _Reader) -> None:
+    entry = reader.stat("/Windows/WinSxS/pending.xml")
+    reader.fact(
+        "servicing_state",
+        {
+            "pending_xml": entry is not None and not entry.is_dir,
+            "pending_xml_size": entry.size if entry else None,
+            "pending_xml_modified": entry.modified if entry else None,
+            "source": "WinSxS",
+        },
+        "/Windows/WinSxS/pending.xml",
+    )
+
+
+def _timed(reader: _Reader, name: str, fn: Any, *args: Any) -> None:
+    start = time.perf_counter()
+    fn(*args)
+    timings = reader.result.timings
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _hive_step(reader: _Reader, path: str, tmp: str, parse: Any) -> None:
+    hive = _open_hive(reader, path, tmp)
+    if hive is not None:
+        parse(reader, hive, path)
+
+
+def _windows(reader: _Reader, tmp: str) -> None:
+    os.makedirs(tmp, exist_ok=True)
+    config = "/Windows/System32/config/"
+    _timed(reader, "registry SYSTEM", _hive_step, reader, config + "SYSTEM", tmp, _system_hive)
+    _timed(
+        reader, "registry SOFTWARE", _hive_step, reader, config + "SOFTWARE", tmp, _software_hive
+    )
+    if reader.stat("/Boot/BCD") is not None:
+        _timed(reader, "BCD", _hive_step, reader, "/Boot/BCD", tmp, _bcd)
+    _timed(reader, "pending.xml", _pending_xml, reader)
+    _timed(reader, "crash dumps", _dumps, reader)
+    _timed(reader, "event logs", _events, reader)
+    _timed(reader, ".NET folders", _dotnet, reader)
+
+
+def guest_facts(path: str, search: list[str] | None = None) -> GuestResult:
+    result = GuestResult(path)
+    with (
+        Disk.open(path, search) as disk,
+        tempfile.TemporaryDirectory(prefix="hvrescue-guest-") as tmp,
+    ):
+        for part, fstype in probe(disk):
+            if fstype is None:
+                continue
+            try:
+                volume = Volume(disk, part)
+            except HvrescueError:
+                continue
+            reader = _Reader(volume, f"{path}!p{part.index}", result)
+            roles = []
+            if reader.stat("/Windows/System32/config/SYSTEM") is not None:
+                roles.append("windows")
+                _windows(reader, os.path.join(tmp, f"p{part.index}-w"))
+            for bcd in ("/EFI/Microsoft/Boot/BCD", "/Boot/BCD"):
+                if "windows" in roles and bcd == "/Boot/BCD":
+                    continue
+                if reader.stat(bcd) is not None:
+                    roles.append("boot")
+                    sub = os.path.join(tmp, f"p{part.index}-b")
+                    os.makedirs(sub, exist_ok=True)
+                    _timed(reader, "BCD", _hive_step, reader, bcd, sub, _bcd)
+            result.volumes.append({**part.as_dict(), "filesystem": fstype, "roles": roles})
+    return result

@@ -1,0 +1,154 @@
+"""`guest`: facts from inside a Windows guest built without Windows (public hives and BCD stores
+in their real paths, a crafted kernel dump header, pending.xml, a public EVTX, ASP.NET folders)
+in a GPT disk converted to VHDX and chained; and triage of that disk."""
+
+from __future__ import annotations
+
+import lzma
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from hvrescue.guest.collect import crash_dump_header
+from tests.builders import make_guest_raw, ntfs_tools, raw_to_vhdx_chain, update_ntfs
+from tests.helpers import CORPUS, run_cli
+from tests.test_fs import _fuse_works
+
+REG = CORPUS / "registry"
+ASPNET = "Windows/Microsoft.NET/Framework64/v4.0.30319/Temporary ASP.NET Files"
+
+
+def kernel_dump(code: int, params: tuple[int, int, int, int]) -> bytes:
+    head = bytearray(8192)
+    head[0:8] = b"PAGEDU64"
+    struct.pack_into("<I", head, 0x38, code)
+    struct.pack_into("<4Q", head, 0x40, *params)
+    struct.pack_into("<I", head, 0xF98, 1)  # full dump
+    struct.pack_into("<Q", head, 0xFA8, 133_520_000_000_000_000)  # 2024-02-14
+    return bytes(head)
+
+
+@pytest.fixture(scope="module")
+def guest_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not ntfs_tools() or not shutil.which("qemu-img"):
+        pytest.skip("needs Debian's ntfs-3g, dosfstools, mtools, fdisk and qemu-utils")
+    folder = tmp_path_factory.mktemp("winguest")
+    if not _fuse_works(folder):
+        pytest.skip("ntfs-3g cannot mount here (no FUSE)")
+    system = lzma.decompress((REG / "regipy/SYSTEM.xz").read_bytes())
+    files = {
+        "Windows/System32/config/SYSTEM": system,
+        "Windows/WinSxS/pending.xml": b'<?xml version="1.0"?><PendingTransaction Version="3.1"/>',
+        "Windows/MEMORY.DMP": kernel_dump(0xC000021A, (0xFFFFC0063C1D1A40, 0xC0000005, 1, 2)),
+        "Windows/System32/winevt/Logs/System.evtx": (
+            CORPUS / "evtx/omerbenamram-evtx/2-vss_7-System.evtx"
+        ).read_bytes(),
+        **{f"{ASPNET}/{i:04x}/": b"" for i in range(1001)},
+    }
+    esp = {"EFI/Microsoft/Boot/BCD": (REG / "windeploy-linux/BCD-efi").read_bytes()}
+    raw1 = make_guest_raw(folder, "gpt", files, esp_files=esp, size=160 * 1024 * 1024)
+    raw2 = folder / "v2.raw"
+    update_ntfs(raw1, raw2, {"Windows/Temp/after.txt": b"after the checkpoint"}, folder / "m2")
+    _base, child = raw_to_vhdx_chain(raw1, raw2, folder)
+    raw1.unlink()
+    raw2.unlink()
+    return child
+
+
+def test_guest_reports_every_planted_fact(guest_disk: Path):
+    r = run_cli("guest", guest_disk, "--json", evidence=[guest_disk.parent])
+    assert r.rc == 0, r.stdout + r.stderr
+    data = r.json()
+    roles = {v["index"]: v["roles"] for v in data["volumes"]}
+    assert roles == {1: ["boot"], 2: ["windows"]}
+    by_kind: dict[str, list] = {}
+    for f in data["facts"]:
+        by_kind.setdefault(f["kind"], []).append(f)
+    services = {f["attributes"]["service_name"] for f in by_kind["service_config"]}
+    drivers = {f["attributes"]["name"] for f in by_kind["driver"]}
+    assert {"EventSystem", "CryptSvc"} <= services  # read from the public SYSTEM hive
+    assert "Ntfs" in drivers or "ntfs" in {d.lower() for d in drivers}
+    [dump] = by_kind["crash_dump"]
+    assert dump["attributes"]["bugcheck_code"] == 0xC000021A
+    assert dump["attributes"]["parameters"][1] == "0xc0000005"
+    assert dump["provenance"]["path"].endswith("!p2:/Windows/MEMORY.DMP")
+    counts = {f["attributes"]["path"]: f["attributes"]["count"] for f in by_kind["folder_count"]}
+    assert counts["\\" + ASPNET.replace("/", "\\")] == 1001
+    states = [f["attributes"] for f in by_kind["servicing_state"]]
+    assert any(s.get("pending_xml") for s in states)
+    bcd = [f["attributes"] for f in by_kind["bcd_entry"]]
+    assert any(b["description"] == "Windows Boot Manager" for b in bcd)
+    assert all(f["provenance"]["path"].startswith(str(guest_disk)) for f in data["facts"])
+    events = [f for f in by_kind["event"] if "winevt/Logs/System.evtx" in f["provenance"]["path"]]
+    assert len(events) > 10
+    assert by_kind["safeboot_msiserver"][0]["attributes"] == {
+        "minimal_msiserver": False,
+        "network_msiserver": False,
+    }
+
+
+def test_triage_of_the_guest_disk(guest_disk: Path, tmp_path: Path):
+    copy = tmp_path / "disks"
+    shutil.copytree(guest_disk.parent, copy, ignore=shutil.ignore_patterns("mnt*", "*.img"))
+    r = run_cli("triage", copy, "--out", tmp_path / "report", "--json", evidence=[copy])
+    ids = [d["id"] for d in r.json()["diagnoses"]]
+    assert "vss.system-writer-missing.dotnet-folders" in ids
+    dotnet = next(
+        d for d in r.json()["diagnoses"] if d["id"] == "vss.system-writer-missing.dotnet-folders"
+    )
+    assert "1001" in dotnet["title"]
+    # The kernel dump (0xc000021a) and pending.xml give source 000's diagnosis, with WinRE steps.
+    assert ids[0] == "guest.stop-0xc000021a.pending-update"
+    top = r.json()["diagnoses"][0]
+    assert any("RevertPendingActions" in s["command"] for s in top["steps"])
+    cited = {e["kind"] for e in top["evidence"]}
+    assert {"crash_dump", "servicing_state"} <= cited
+
+
+def test_dirty_hive_is_replayed_from_its_logs(tmp_path: Path):
+    """SYSTEM_B is dirty (sequence numbers differ); with its .LOG1/.LOG2 the replay happens."""
+    from hvrescue.guest.collect import GuestResult, _open_hive, _Reader
+
+    class FakeVolume:
+        def __init__(self, files: dict[str, bytes]) -> None:
+            self.files = files
+
+    files = {
+        "/SYSTEM": lzma.decompress((REG / "regipy/SYSTEM_B.xz").read_bytes()),
+        "/SYSTEM.LOG1": lzma.decompress((REG / "regipy/SYSTEM_B.LOG1.xz").read_bytes()),
+        "/SYSTEM.LOG2": lzma.decompress((REG / "regipy/SYSTEM_B.LOG2.xz").read_bytes()),
+    }
+    result = GuestResult("mem")
+    reader = _Reader(FakeVolume(files), "mem", result)  # type: ignore[arg-type]
+    reader.read = lambda path, limit: files.get(path)  # type: ignore[method-assign]
+    hive = _open_hive(reader, "/SYSTEM", str(tmp_path))
+    assert hive is not None
+    assert hive.header.primary_sequence_num == hive.header.secondary_sequence_num
+    [replay] = [f for f in result.facts if f.kind == "hive_replay"]
+    assert replay.attributes["recovered_pages"] > 0
+
+
+def test_a_damaged_hive_is_a_problem_not_a_crash(tmp_path: Path):
+    from hvrescue.guest.collect import GuestResult, _open_hive, _Reader, _system_hive
+
+    data = lzma.decompress((REG / "regipy/corrupted_system_hive.xz").read_bytes())
+    result = GuestResult("mem")
+    reader = _Reader(None, "mem", result)  # type: ignore[arg-type]
+    reader.read = lambda path, limit: data if path == "/SYSTEM" else None  # type: ignore[method-assign]
+    hive = _open_hive(reader, "/SYSTEM", str(tmp_path))
+    if hive is not None:
+        _system_hive(reader, hive, "/SYSTEM")  # reads what it can
+    assert (hive is None and result.problems) or hive is not None
+
+
+def test_crash_dump_headers():
+    info = crash_dump_header(kernel_dump(0x1E, (1, 2, 3, 4)))
+    assert info is not None and info["bugcheck_code"] == 0x1E and info["dump_type"] == 1
+    assert info["system_time"].startswith("2024-02-")
+    assert crash_dump_header(b"MDMP" + bytes(100)) is None
+    head = bytearray(64)
+    head[0:8] = b"PAGEDUMP"
+    struct.pack_into("<I", head, 0x20, 0xC000021A)
+    assert crash_dump_header(bytes(head))["bugcheck_hex"] == "0xc000021a"
