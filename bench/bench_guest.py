@@ -24,10 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hvrescue.guest.collect import guest_facts  # noqa: E402
 from tests.builders import make_guest_raw, raw_to_vhdx_chain, update_ntfs  # noqa: E402
 from tests.helpers import CORPUS  # noqa: E402
 from tests.test_guest import ASPNET, kernel_dump  # noqa: E402
+
+from hvrescue.guest.collect import guest_facts  # noqa: E402
 
 MiB = 1 << 20
 

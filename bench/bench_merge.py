@@ -85,7 +85,9 @@ def main() -> None:
         )
     for p in (work / "m1.vhdx", work / "q1.vhdx"):
         p.unlink(missing_ok=True)
-    ours = timed("hvrescue merge (with verification)", lambda: merge(str(single), str(work / "m1.vhdx")))
+    ours = timed(
+        "hvrescue merge (with verification)", lambda: merge(str(single), str(work / "m1.vhdx"))
+    )
     if qemu:
         theirs = timed(
             "qemu-img convert -O vhdx",

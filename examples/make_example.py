@@ -66,7 +66,6 @@ def main(dest: str) -> None:
         {MiB + 4096: rnd.randbytes(8192), 5 * MiB: rnd.randbytes(MiB)},
     )
 
-
     host = Path(dest) / "Host"
     host.mkdir()
     for name, text in HOST_FILES.items():
@@ -94,7 +93,7 @@ HOST_FILES = {
         'Error,11/20/2026 2:00:19 AM,VSS,8193,None,"Volume Shadow Copy Service error: '
         "Unexpected error calling routine CoCreateInstance.  hr = 0x800401fb, Object is not "
         'registered.\n\nOperation:\n   Subscribing Writer"\n'
-        "Error,11/20/2026 2:00:19 AM,VSS,13,None,\"Volume Shadow Copy Service information: The "
+        'Error,11/20/2026 2:00:19 AM,VSS,13,None,"Volume Shadow Copy Service information: The '
         "COM Server with CLSID {4e14fba2-2e22-11d1-9964-00c04fbbb345} and name CEventSystem "
         'cannot be started. [0x800401fb, Object is not registered]"\n'
     ),

@@ -23,6 +23,7 @@ from hvrescue.cli.output import (
     findings_table,
     flatten,
     kv_table,
+    transfer_progress,
 )
 from hvrescue.errors import HvrescueError
 from hvrescue.findings import Severity
@@ -319,26 +320,11 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         return
     with disk:
         err = console(stderr=True)
-        if not as_json and err.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-            ) as progress:
-                task = progress.add_task(c.msg("ui.hash.progress"), total=disk.size)
-                digest = disk.sha256(lambda n: progress.advance(task, n))
+        bar = transfer_progress(as_json)
+        if bar is not None:
+            with bar:
+                task = bar.add_task(c.msg("ui.hash.progress"), total=disk.size)
+                digest = disk.sha256(lambda n: bar.advance(task, n))
         else:
             digest = disk.sha256()
         bad = disk.bad_ranges

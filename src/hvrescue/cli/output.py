@@ -65,3 +65,28 @@ def flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
             flatten(f"{prefix}[{i}]", v, out)
     else:
         out.append((prefix, value))
+
+
+def transfer_progress(as_json: bool) -> Any:
+    """A bytes / rate / ETA progress bar on stderr when it is a terminal and output is for a
+    person; None otherwise (pipes, --json)."""
+    err = console(stderr=True)
+    if as_json or not err.is_terminal:
+        return None
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )

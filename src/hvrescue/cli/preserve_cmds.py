@@ -7,7 +7,6 @@ import os
 import sqlite3
 import sys
 import threading
-from typing import Any
 
 import click
 from rich.table import Table
@@ -24,7 +23,13 @@ from hvrescue.cli.main import (
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import console, emit_json, finding_json, findings_table
+from hvrescue.cli.output import (
+    console,
+    emit_json,
+    finding_json,
+    findings_table,
+    transfer_progress,
+)
 from hvrescue.errors import HvrescueError
 from hvrescue.preserve.copy import ALGORITHMS
 
@@ -36,29 +41,6 @@ def _human_bytes(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
         value /= 1024
     return f"{n} B"
-
-
-def _progress_bar(c: Ctx, label: str, as_json: bool) -> Any:
-    err = console(stderr=True)
-    if as_json or not err.is_terminal:
-        return None
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
 
 
 # ---------------------------------------------------------------- preserve
@@ -115,7 +97,7 @@ def preserve(
         case=c.case,
     )
     cancel = threading.Event()
-    bar = _progress_bar(c, "preserve", as_json)
+    bar = transfer_progress(as_json)
     try:
         if bar is not None:
             with bar:
@@ -219,7 +201,7 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
         return
     entries = manifest["files"]
     total = sum(e.get("size") or 0 for e in entries if isinstance(e.get("size"), int))
-    bar = _progress_bar(c, "verify", as_json)
+    bar = transfer_progress(as_json)
     n_jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     if bar is not None:
         with bar:

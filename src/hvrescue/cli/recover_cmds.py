@@ -21,34 +21,17 @@ from hvrescue.cli.main import (
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import console, emit_json, finding_json, findings_table
+from hvrescue.cli.output import (
+    console,
+    emit_json,
+    finding_json,
+    findings_table,
+    transfer_progress,
+)
 from hvrescue.errors import HvrescueError, InputError
 from hvrescue.findings import Severity
 
 out_argument = click.argument("out", type=click.Path(dir_okay=False))
-
-
-def _bar(as_json: bool) -> Any:
-    err = console(stderr=True)
-    if as_json or not err.is_terminal:
-        return None
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
 
 
 def _changes_text(c: Ctx, changes: list[dict[str, Any]]) -> Text:
@@ -97,7 +80,7 @@ def merge(
     Exit 0 written and verified, 1 written but its content differs from the chain, 2 not done."""
     from hvrescue.recover.merge import merge as run
 
-    bar = _bar(as_json)
+    bar = transfer_progress(as_json)
     try:
         if bar is not None:
             with bar:
@@ -393,7 +376,7 @@ def salvage(
     Exit 0 everything read, 1 bad ranges remain, 2 not done."""
     from hvrescue.recover.salvage import salvage as run
 
-    bar = _bar(as_json)
+    bar = transfer_progress(as_json)
     try:
         if bar is not None:
             with bar:

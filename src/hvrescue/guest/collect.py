@@ -19,6 +19,21 @@ from hvrescue.fs import probe
 from hvrescue.fs.volume import Entry, Volume
 from hvrescue.vdisk.disk import Disk
 
+try:
+    from regipy.exceptions import (
+        NoRegistrySubkeysException,
+        NoRegistryValuesException,
+        RegistryKeyNotFoundException,
+    )
+
+    _NOT_FOUND: tuple[type[Exception], ...] = (
+        RegistryKeyNotFoundException,
+        NoRegistrySubkeysException,
+        NoRegistryValuesException,
+    )
+except ImportError:  # pragma: no cover - regipy is a declared dependency
+    _NOT_FOUND = (KeyError,)
+
 MAX_HIVE = 512 * 1024 * 1024
 MAX_EVTX = 256 * 1024 * 1024
 MAX_SMALL = 16 * 1024 * 1024
@@ -159,20 +174,38 @@ def _open_hive(reader: _Reader, path: str, tmp: str) -> Any:
     return hive
 
 
+# Registry reads: a key that is not there is normal (None / nothing); anything else a damaged
+# hive raises is recorded as a problem of that hive and the reading goes on.
+_damage: list[tuple[_Reader, str]] = []
+
+
+def _note_damage(exc: Exception) -> None:
+    if _damage:
+        reader, path = _damage[-1]
+        reader.problem(path, "guest.hive-damaged", f"{type(exc).__name__}: {exc}")
+
+
 def _values(key: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if key is None:
+        return out
     try:
         for v in key.iter_values():
             out[str(v.name)] = v.value
-    except Exception:
-        pass
+    except _NOT_FOUND:
+        return out
+    except Exception as exc:  # damaged value list: keep what was read, say so
+        _note_damage(exc)
     return out
 
 
 def _key(hive: Any, path: str) -> Any:
     try:
         return hive.get_key(path)
-    except Exception:
+    except _NOT_FOUND:
+        return None
+    except Exception as exc:  # damaged key path
+        _note_damage(exc)
         return None
 
 
@@ -181,7 +214,10 @@ def _subkeys(key: Any) -> Iterator[Any]:
         return
     try:
         yield from key.iter_subkeys()
-    except Exception:
+    except _NOT_FOUND:
+        return
+    except Exception as exc:  # damaged subkey list
+        _note_damage(exc)
         return
 
 
@@ -361,7 +397,10 @@ def _bcd(reader: _Reader, hive: Any, path: str) -> None:
 def _subkey(key: Any, name: str) -> Any:
     try:
         return key.get_subkey(name)
-    except Exception:
+    except _NOT_FOUND:
+        return None
+    except Exception as exc:  # damaged key
+        _note_damage(exc)
         return None
 
 
@@ -473,7 +512,11 @@ def _timed(reader: _Reader, name: str, fn: Any, *args: Any) -> None:
 def _hive_step(reader: _Reader, path: str, tmp: str, parse: Any) -> None:
     hive = _open_hive(reader, path, tmp)
     if hive is not None:
-        parse(reader, hive, path)
+        _damage.append((reader, path))
+        try:
+            parse(reader, hive, path)
+        finally:
+            _damage.pop()
 
 
 def _windows(reader: _Reader, tmp: str) -> None:

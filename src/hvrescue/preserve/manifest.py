@@ -38,7 +38,7 @@ def iso_ns(ns: int) -> str:
 def who() -> dict[str, str | None]:
     try:
         user: str | None = getpass.getuser()
-    except Exception:
+    except (KeyError, OSError):  # no login name in this environment: recorded as unknown
         user = None
     return {"host": socket.gethostname(), "user": user}
 

@@ -12,6 +12,7 @@ import io
 import os
 from typing import Any
 
+from hvrescue.errors import HvrescueError
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.vmconfig.model import VmConfig, from_tree
 
@@ -47,16 +48,12 @@ def looks_like_config(path: str) -> bool:
     try:
         with ReadOnlySource(path, retries=0) as src:
             head = src.read(0, 4096, tolerant=True)
-    except Exception:
-        return False
-    for encoding in ("utf-16", "utf-8"):
-        try:
-            text = head.decode(encoding, errors="ignore")
-        except Exception:
-            continue
-        if "<configuration" in text:
-            return True
-    return False
+    except (HvrescueError, OSError):
+        return False  # unreadable: not recognised as a configuration; preserve copies it anyway
+    return any(
+        "<configuration" in head.decode(encoding, errors="ignore")
+        for encoding in ("utf-16", "utf-8")
+    )
 
 
 def read_config(path: str) -> VmConfig:
