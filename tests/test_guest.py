@@ -18,6 +18,8 @@ from tests.test_fs import _fuse_works
 
 REG = CORPUS / "registry"
 ASPNET = "Windows/Microsoft.NET/Framework64/v4.0.30319/Temporary ASP.NET Files"
+PACKAGE = "Package_for_KB5034768~31bf3856ad364e35~amd64~~17763.5329.1.7"
+DRIVER_TIME = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 
 
 def kernel_dump(code: int, params: tuple[int, int, int, int]) -> bytes:
@@ -46,9 +48,12 @@ def guest_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
             CORPUS / "evtx/omerbenamram-evtx/2-vss_7-System.evtx"
         ).read_bytes(),
         **{f"{ASPNET}/{i:04x}/": b"" for i in range(1001)},
+        "Windows/System32/drivers/Ntfs.sys": b"MZ driver",
+        f"Windows/servicing/Packages/{PACKAGE}.mum": b"<assembly/>",
     }
     esp = {"EFI/Microsoft/Boot/BCD": (REG / "windeploy-linux/BCD-efi").read_bytes()}
-    raw1 = make_guest_raw(folder, "gpt", files, esp_files=esp, size=160 * 1024 * 1024)
+    times = {"Windows/System32/drivers/Ntfs.sys": DRIVER_TIME}
+    raw1 = make_guest_raw(folder, "gpt", files, times, esp_files=esp, size=160 * 1024 * 1024)
     raw2 = folder / "v2.raw"
     update_ntfs(raw1, raw2, {"Windows/Temp/after.txt": b"after the checkpoint"}, folder / "m2")
     _base, child = raw_to_vhdx_chain(raw1, raw2, folder)
@@ -83,10 +88,38 @@ def test_guest_reports_every_planted_fact(guest_disk: Path):
     assert all(f["provenance"]["path"].startswith(str(guest_disk)) for f in data["facts"])
     events = [f for f in by_kind["event"] if "winevt/Logs/System.evtx" in f["provenance"]["path"]]
     assert len(events) > 10
+    ntfs = next(f["attributes"] for f in by_kind["driver"] if f["attributes"]["name"] == "Ntfs")
+    assert ntfs["file"].lower() == "/windows/system32/drivers/ntfs.sys"
+    assert ntfs["file_modified"] == "2023-11-14T22:13:20Z"
+    [manifest] = by_kind["package_manifest"]
+    assert manifest["attributes"]["kb"] == "KB5034768"
+    assert manifest["attributes"]["identity"] == PACKAGE
     assert by_kind["safeboot_msiserver"][0]["attributes"] == {
         "minimal_msiserver": False,
         "network_msiserver": False,
     }
+
+
+def test_an_mbr_guest(tmp_path: Path):
+    if not ntfs_tools() or not shutil.which("qemu-img") or not _fuse_works(tmp_path):
+        pytest.skip("needs Debian's ntfs-3g, fdisk, qemu-utils and FUSE")
+    system = lzma.decompress((REG / "regipy/SYSTEM_WIN_10_1709.xz").read_bytes())
+    files = {
+        "Windows/System32/config/SYSTEM": system,
+        "Boot/BCD": (REG / "windeploy-linux/BCD").read_bytes(),
+    }
+    raw1 = make_guest_raw(tmp_path / "g", "mbr", files)
+    raw2 = tmp_path / "g" / "v2.raw"
+    update_ntfs(raw1, raw2, {"Windows/Temp/x.txt": b"x"}, tmp_path / "m2")
+    _base, child = raw_to_vhdx_chain(raw1, raw2, tmp_path / "g")
+    data = run_cli("guest", child, "--json").json()
+    assert [(v["index"], v["scheme"], v["roles"]) for v in data["volumes"]] == [
+        (1, "mbr", ["windows"])
+    ]
+    kinds = {f["kind"] for f in data["facts"]}
+    assert {"service_config", "driver", "bcd_entry", "safeboot_msiserver"} <= kinds
+    bcd = [f for f in data["facts"] if f["kind"] == "bcd_entry"]
+    assert all(f["provenance"]["path"].endswith("!p1:/Boot/BCD") for f in bcd)
 
 
 def test_triage_of_the_guest_disk(guest_disk: Path, tmp_path: Path):
@@ -137,6 +170,7 @@ def test_a_damaged_hive_is_a_problem_not_a_crash(tmp_path: Path):
     result = GuestResult("mem")
     reader = _Reader(None, "mem", result)  # type: ignore[arg-type]
     reader.read = lambda path, limit: data if path == "/SYSTEM" else None  # type: ignore[method-assign]
+    reader.stat = lambda path: None  # type: ignore[method-assign]
     hive = _open_hive(reader, "/SYSTEM", str(tmp_path))
     if hive is not None:
         _system_hive(reader, hive, "/SYSTEM")  # reads what it can

@@ -255,9 +255,19 @@ def _system_hive(reader: _Reader, hive: Any, path: str) -> None:
         }
         locator = f"key:{cs}\\Services\\{sk.name}"
         if stype & 0x0B and not stype & 0x30:  # kernel / file-system drivers
+            image = vals.get("ImagePath")
+            entry = _driver_file(reader, image if isinstance(image, str) else None, str(sk.name))
             reader.fact(
                 "driver",
-                {**common, "name": str(sk.name), "image_path": vals.get("ImagePath")},
+                {
+                    **common,
+                    "name": str(sk.name),
+                    "image_path": image,
+                    "file": entry.path if entry else None,
+                    "file_size": entry.size if entry else None,
+                    "file_created": entry.created if entry else None,
+                    "file_modified": entry.modified if entry else None,
+                },
                 path,
                 locator,
             )
@@ -287,6 +297,25 @@ def _system_hive(reader: _Reader, hive: Any, path: str) -> None:
         path,
         f"key:{cs}\\Control\\Session Manager",
     )
+
+
+def _driver_file(reader: _Reader, image: str | None, name: str) -> Entry | None:
+    """The driver's file on this volume (ImagePath forms: \\SystemRoot\\..., System32\\...,
+    \\??\\C:\\..., or none: System32\\drivers\\<name>.sys)."""
+    text = (image or f"System32\\drivers\\{name}.sys").strip().strip('"')
+    lower = text.lower()
+    for prefix in ("\\??\\", "\\\\?\\"):
+        if lower.startswith(prefix):
+            text, lower = text[len(prefix) :], lower[len(prefix) :]
+    if len(text) > 2 and text[1] == ":":
+        text = text[2:]
+    elif lower.startswith("\\systemroot\\"):
+        text = "\\Windows\\" + text[len("\\systemroot\\") :]
+    elif lower.startswith("%systemroot%\\"):
+        text = "\\Windows\\" + text[len("%systemroot%\\") :]
+    elif not text.startswith("\\"):
+        text = "\\Windows\\" + text
+    return reader.stat(text.replace("\\", "/"))
 
 
 def _filetime(high: Any, low: Any) -> str | None:
@@ -519,6 +548,23 @@ def _hive_step(reader: _Reader, path: str, tmp: str, parse: Any) -> None:
             _damage.pop()
 
 
+def _package_manifests(reader: _Reader) -> None:
+    """KB numbers of the packages whose manifests are on disk (Windows\\servicing\\Packages)."""
+    seen: set[str] = set()
+    for entry in reader.listdir("/Windows/servicing/Packages"):
+        if entry.is_dir or not entry.name.lower().endswith(".mum"):
+            continue
+        kb = _KB.search(entry.name)
+        if kb is None or kb.group(0).upper() in seen:
+            continue
+        seen.add(kb.group(0).upper())
+        reader.fact(
+            "package_manifest",
+            {"identity": entry.name[:-4], "kb": kb.group(0).upper(), "modified": entry.modified},
+            entry.path,
+        )
+
+
 def _windows(reader: _Reader, tmp: str) -> None:
     os.makedirs(tmp, exist_ok=True)
     config = "/Windows/System32/config/"
@@ -529,6 +575,7 @@ def _windows(reader: _Reader, tmp: str) -> None:
     if reader.stat("/Boot/BCD") is not None:
         _timed(reader, "BCD", _hive_step, reader, "/Boot/BCD", tmp, _bcd)
     _timed(reader, "pending.xml", _pending_xml, reader)
+    _timed(reader, "package manifests", _package_manifests, reader)
     _timed(reader, "crash dumps", _dumps, reader)
     _timed(reader, "event logs", _events, reader)
     _timed(reader, ".NET folders", _dotnet, reader)
