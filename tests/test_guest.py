@@ -91,6 +91,10 @@ def test_guest_reports_every_planted_fact(guest_disk: Path):
     ntfs = next(f["attributes"] for f in by_kind["driver"] if f["attributes"]["name"] == "Ntfs")
     assert ntfs["file"].lower() == "/windows/system32/drivers/ntfs.sys"
     assert ntfs["file_modified"] == "2023-11-14T22:13:20Z"
+    security = {
+        f["attributes"]["service_name"]: f["attributes"] for f in by_kind["service_security"]
+    }
+    assert security["BITS"]["sddl"].startswith("D:(A;CI;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;SY)")
     [manifest] = by_kind["package_manifest"]
     assert manifest["attributes"]["kb"] == "KB5034768"
     assert manifest["attributes"]["identity"] == PACKAGE
@@ -186,3 +190,52 @@ def test_crash_dump_headers():
     head[0:8] = b"PAGEDUMP"
     struct.pack_into("<I", head, 0x20, 0xC000021A)
     assert crash_dump_header(bytes(head))["bugcheck_hex"] == "0xc000021a"
+
+
+def _sid_bytes(text: str) -> bytes:
+    parts = [int(p) for p in text.split("-")[1:]]
+    revision, authority, subs = parts[0], parts[1], parts[2:]
+    return (
+        bytes([revision, len(subs)])
+        + authority.to_bytes(6, "big")
+        + b"".join(struct.pack("<I", s) for s in subs)
+    )
+
+
+def _acl_bytes(aces: list[tuple[int, int, int, str]]) -> bytes:
+    body = b""
+    for ace_type, flags, mask, sid in aces:
+        sid_b = _sid_bytes(sid)
+        body += struct.pack("<BBHI", ace_type, flags, 8 + len(sid_b), mask) + sid_b
+    return struct.pack("<BBHHH", 2, 0, 8 + len(body), len(aces), 0) + body
+
+
+def test_security_descriptor_as_sddl():
+    """The default CryptSvc descriptor of source 004, built byte by byte, reads back as the SDDL
+    `sc sdshow` prints for it."""
+    from hvrescue.guest.sddl import to_sddl
+
+    dacl = _acl_bytes(
+        [
+            (0, 0, 0x201FD, "S-1-5-18"),  # CCLCSWRPWPDTLOCRRC
+            (0, 0, 0xF01FF, "S-1-5-32-544"),  # CCDCLCSWRPWPDTLOCRSDRCWDWO
+            (0, 0, 0x2018D, "S-1-5-4"),  # CCLCSWLOCRRC
+            (0, 0, 0x2018D, "S-1-5-6"),
+        ]
+    )
+    sacl = _acl_bytes([(2, 0x80, 0xF01FF, "S-1-1-0")])
+    owner = _sid_bytes("S-1-5-18")
+    head = 20
+    sacl_off = head
+    dacl_off = sacl_off + len(sacl)
+    owner_off = dacl_off + len(dacl)
+    sd = struct.pack("<BBHIIII", 1, 0, 0x8014, owner_off, owner_off, sacl_off, dacl_off)
+    described = to_sddl(sd + sacl + dacl + owner)
+    assert described == {
+        "sddl": "D:(A;;CCLCSWRPWPDTLOCRRC;;;SY)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;BA)"
+        "(A;;CCLCSWLOCRRC;;;IU)(A;;CCLCSWLOCRRC;;;SU)S:(AU;FA;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;WD)",
+        "owner": "SY",
+        "group": "SY",
+    }
+    assert to_sddl(b"\x00\x00\x0e\x00\x01") is None  # the public hive's 5-byte CryptSvc value
+    assert to_sddl(sd[:24]) is None

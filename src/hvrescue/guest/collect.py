@@ -185,12 +185,13 @@ def _note_damage(exc: Exception) -> None:
         reader.problem(path, "guest.hive-damaged", f"{type(exc).__name__}: {exc}")
 
 
-def _values(key: Any) -> dict[str, Any]:
+def _values(key: Any, whole: bool = False) -> dict[str, Any]:
+    """Values of ``key``; regipy trims long values unless ``whole`` (binary descriptors)."""
     out: dict[str, Any] = {}
     if key is None:
         return out
     try:
-        for v in key.iter_values():
+        for v in key.iter_values(trim_values=not whole):
             out[str(v.name)] = v.value
     except _NOT_FOUND:
         return out
@@ -297,6 +298,14 @@ def _system_hive(reader: _Reader, hive: Any, path: str) -> None:
         path,
         f"key:{cs}\\Control\\Session Manager",
     )
+
+
+def _binary(value: Any) -> bytes | None:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str) and re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
+        return bytes.fromhex(value)
+    return None
 
 
 def _driver_file(reader: _Reader, image: str | None, name: str) -> Entry | None:
