@@ -17,6 +17,7 @@ from hvrescue.errors import HvrescueError
 from hvrescue.facts.model import Fact, Problem, Provenance
 from hvrescue.fs import probe
 from hvrescue.fs.volume import Entry, Volume
+from hvrescue.guest.sddl import to_sddl
 from hvrescue.vdisk.disk import Disk
 
 try:
@@ -282,6 +283,15 @@ def _system_hive(reader: _Reader, hive: Any, path: str) -> None:
                 },
                 path,
                 locator,
+            )
+        raw = _binary(_values(_subkey(sk, "Security"), whole=True).get("Security"))
+        described = to_sddl(raw) if raw else None
+        if described is not None:
+            reader.fact(
+                "service_security",
+                {"service_name": str(sk.name), "service_name_from": "registry", **described},
+                path,
+                locator + "\\Security",
             )
     safeboot = {}
     for mode in ("Minimal", "Network"):
