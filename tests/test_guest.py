@@ -20,6 +20,11 @@ REG = CORPUS / "registry"
 ASPNET = "Windows/Microsoft.NET/Framework64/v4.0.30319/Temporary ASP.NET Files"
 PACKAGE = "Package_for_KB5034768~31bf3856ad364e35~amd64~~17763.5329.1.7"
 DRIVER_TIME = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
+WER = (
+    "Version=1\r\nEventType=BlueScreen\r\nEventTime=133520000000000000\r\n"
+    "FriendlyEventName=Shut down unexpectedly\r\nSig[0].Name=BCCode\r\nSig[0].Value=c000021a\r\n"
+    "Sig[1].Name=BCP1\r\nSig[1].Value=FFFFC0063C1D1A40\r\n"
+).encode("utf-16")
 
 
 def kernel_dump(code: int, params: tuple[int, int, int, int]) -> bytes:
@@ -50,6 +55,7 @@ def guest_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
         **{f"{ASPNET}/{i:04x}/": b"" for i in range(1001)},
         "Windows/System32/drivers/Ntfs.sys": b"MZ driver",
         f"Windows/servicing/Packages/{PACKAGE}.mum": b"<assembly/>",
+        "ProgramData/Microsoft/Windows/WER/ReportArchive/Kernel_21a_1/Report.wer": WER,
     }
     esp = {"EFI/Microsoft/Boot/BCD": (REG / "windeploy-linux/BCD-efi").read_bytes()}
     times = {"Windows/System32/drivers/Ntfs.sys": DRIVER_TIME}
@@ -95,6 +101,16 @@ def test_guest_reports_every_planted_fact(guest_disk: Path):
         f["attributes"]["service_name"]: f["attributes"] for f in by_kind["service_security"]
     }
     assert security["BITS"]["sddl"].startswith("D:(A;CI;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;SY)")
+    [wer] = by_kind["wer_report"]
+    assert wer["attributes"]["event_type"] == "BlueScreen"
+    assert wer["attributes"]["signature"]["BCCode"] == "c000021a"
+    assert wer["attributes"]["event_time"].startswith("2024-02-")
+    filters = {f["attributes"]["name"]: f["attributes"]["altitude"] for f in by_kind["minifilter"]}
+    assert filters["FileInfo"] == "45000"  # from the public SYSTEM hive
+    classes = {
+        f["attributes"]["class"]: f["attributes"]["filters"] for f in by_kind["class_filter"]
+    }
+    assert classes["DiskDrive"] == ["PartMgr"]
     [manifest] = by_kind["package_manifest"]
     assert manifest["attributes"]["kb"] == "KB5034768"
     assert manifest["attributes"]["identity"] == PACKAGE

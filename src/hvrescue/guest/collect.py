@@ -293,6 +293,42 @@ def _system_hive(reader: _Reader, hive: Any, path: str) -> None:
                 path,
                 locator + "\\Security",
             )
+        altitudes = []
+        for inst in _subkeys(_subkey(sk, "Instances")):
+            altitude = _values(inst).get("Altitude")
+            if altitude:
+                altitudes.append({"instance": str(inst.name), "altitude": str(altitude)})
+        if altitudes:
+            reader.fact(
+                "minifilter",
+                {
+                    "name": str(sk.name),
+                    "image_path": vals.get("ImagePath"),
+                    "start": start,
+                    "instances": altitudes,
+                    "altitude": altitudes[0]["altitude"],
+                },
+                path,
+                locator + "\\Instances",
+            )
+    for cls in _subkeys(_key(hive, cs + "\\Control\\Class")):
+        cvals = _values(cls)
+        for kind in ("UpperFilters", "LowerFilters"):
+            names = cvals.get(kind)
+            if isinstance(names, str):
+                names = [names]
+            if isinstance(names, list) and names:
+                reader.fact(
+                    "class_filter",
+                    {
+                        "class_guid": str(cls.name),
+                        "class": cvals.get("Class"),
+                        "position": kind[:5].lower(),
+                        "filters": [str(n) for n in names],
+                    },
+                    path,
+                    f"key:{cs}\\Control\\Class\\{cls.name}",
+                )
     safeboot = {}
     for mode in ("Minimal", "Network"):
         safeboot[f"{mode.lower()}_msiserver"] = (
@@ -584,6 +620,61 @@ def _package_manifests(reader: _Reader) -> None:
         )
 
 
+WER_FOLDERS = (
+    "/ProgramData/Microsoft/Windows/WER/ReportArchive",
+    "/ProgramData/Microsoft/Windows/WER/ReportQueue",
+)
+MAX_WER_REPORTS = 2000
+
+
+def _wer(reader: _Reader) -> None:
+    """Windows Error Reporting archives: each Report.wer (UTF-16 key=value lines)."""
+    count = 0
+    for folder in WER_FOLDERS:
+        for report in reader.listdir(folder):
+            if not report.is_dir or count >= MAX_WER_REPORTS:
+                continue
+            path = report.path + "/Report.wer"
+            data = reader.read(path, MAX_SMALL)
+            if not data:
+                continue
+            count += 1
+            text = (
+                data.decode("utf-16", errors="replace")
+                if data[:2] in (b"\xff\xfe", b"\xfe\xff")
+                else data.decode("utf-8", errors="replace")
+            )
+            fields: dict[str, str] = {}
+            for line in text.splitlines():
+                key, sep, value = line.partition("=")
+                if sep and key.strip():
+                    fields[key.strip()] = value.strip()
+            sigs = {
+                fields.get(f"Sig[{i}].Name", f"sig{i}"): fields.get(f"Sig[{i}].Value", "")
+                for i in range(10)
+                if f"Sig[{i}].Value" in fields
+            }
+            reader.fact(
+                "wer_report",
+                {
+                    "folder": report.name,
+                    "event_type": fields.get("EventType"),
+                    "friendly_name": fields.get("FriendlyEventName"),
+                    "app": fields.get("AppName") or fields.get("AppPath"),
+                    "event_time": _filetime_value(fields.get("EventTime")),
+                    "signature": sigs,
+                },
+                path,
+            )
+
+
+def _filetime_value(text: str | None) -> str | None:
+    ticks = _int(text) if text else None
+    if not ticks:
+        return None
+    return _filetime(ticks >> 32, ticks & 0xFFFFFFFF)
+
+
 def _windows(reader: _Reader, tmp: str) -> None:
     os.makedirs(tmp, exist_ok=True)
     config = "/Windows/System32/config/"
@@ -598,6 +689,7 @@ def _windows(reader: _Reader, tmp: str) -> None:
     _timed(reader, "crash dumps", _dumps, reader)
     _timed(reader, "event logs", _events, reader)
     _timed(reader, ".NET folders", _dotnet, reader)
+    _timed(reader, "WER reports", _wer, reader)
 
 
 def guest_facts(path: str, search: list[str] | None = None) -> GuestResult:
