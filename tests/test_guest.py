@@ -101,6 +101,8 @@ def test_guest_reports_every_planted_fact(guest_disk: Path):
         f["attributes"]["service_name"]: f["attributes"] for f in by_kind["service_security"]
     }
     assert security["BITS"]["sddl"].startswith("D:(A;CI;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;SY)")
+    [winvol] = by_kind["windows_volume"]
+    assert winvol["attributes"] == {"partition": 2, "scheme": "gpt", "winre_drive_guess": "C"}
     [wer] = by_kind["wer_report"]
     assert wer["attributes"]["event_type"] == "BlueScreen"
     assert wer["attributes"]["signature"]["BCCode"] == "c000021a"
@@ -155,7 +157,10 @@ def test_triage_of_the_guest_disk(guest_disk: Path, tmp_path: Path):
     # The kernel dump (0xc000021a) and pending.xml give source 000's diagnosis, with WinRE steps.
     assert ids[0] == "guest.stop-0xc000021a.pending-update"
     top = r.json()["diagnoses"][0]
-    assert any("RevertPendingActions" in s["command"] for s in top["steps"])
+    # GPT: the ESP gets no letter in WinRE, so the Windows volume is C: there.
+    assert "DISM /Image:C:\\ /Cleanup-Image /RevertPendingActions" in [
+        s["command"] for s in top["steps"]
+    ]
     cited = {e["kind"] for e in top["evidence"]}
     assert {"crash_dump", "servicing_state"} <= cited
 

@@ -17,7 +17,9 @@ from hvrescue.facts.model import Fact
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 MAX_EVIDENCE_PER_BINDING = 20
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\.([a-zA-Z0-9_.|]+)(?::(digits|upper|lower))?\}")
+_PLACEHOLDER = re.compile(
+    r"\{([a-z_]+)\.([a-zA-Z0-9_.|]+)(?::(digits|upper|lower))?(?:=([^{}]*))?\}"
+)
 
 
 def get_field(attributes: dict[str, Any], path: str) -> Any:
@@ -229,6 +231,8 @@ def _fill(template: str, facts: dict[str, Fact]) -> str:
         fact = facts.get(m.group(1))
         value = None if fact is None else get_field(fact.attributes, m.group(2))
         if value is None:
+            if m.group(4) is not None:  # {binding.field=default}
+                return m.group(4)
             # Not in the evidence: say what to fill in, as the documentation would.
             return "<" + m.group(2).split("|", 1)[0] + ">"
         text = str(value)

@@ -692,12 +692,26 @@ def _windows(reader: _Reader, tmp: str) -> None:
     _timed(reader, "WER reports", _wer, reader)
 
 
+def _gets_letter(part: Any, fstype: str | None) -> bool:
+    """WinRE letters partitions with a filesystem it mounts, except EFI system, MSR and
+    recovery partitions (GPT) and hidden types (MBR 0x27)."""
+    if fstype is None:
+        return False
+    return part.type not in ("efi-system", "microsoft-reserved", "windows-recovery", "recovery")
+
+
+def _winre_letter(before: int) -> str:
+    # WinRE itself is X:; volumes are lettered from C: in partition order.
+    return chr(ord("C") + min(before, 20))
+
+
 def guest_facts(path: str, search: list[str] | None = None) -> GuestResult:
     result = GuestResult(path)
     with (
         Disk.open(path, search) as disk,
         tempfile.TemporaryDirectory(prefix="hvrescue-guest-") as tmp,
     ):
+        lettered = 0  # partitions before this one that WinRE gives a drive letter
         for part, fstype in probe(disk):
             if fstype is None:
                 continue
@@ -719,4 +733,16 @@ def guest_facts(path: str, search: list[str] | None = None) -> GuestResult:
                     os.makedirs(sub, exist_ok=True)
                     _timed(reader, "BCD", _hive_step, reader, bcd, sub, _bcd)
             result.volumes.append({**part.as_dict(), "filesystem": fstype, "roles": roles})
+            if "windows" in roles:
+                reader.fact(
+                    "windows_volume",
+                    {
+                        "partition": part.index,
+                        "scheme": part.scheme,
+                        "winre_drive_guess": _winre_letter(lettered),
+                    },
+                    "/Windows",
+                )
+            if _gets_letter(part, fstype):
+                lettered += 1
     return result
