@@ -260,3 +260,104 @@ def test_security_descriptor_as_sddl():
     }
     assert to_sddl(b"\x00\x00\x0e\x00\x01") is None  # the public hive's 5-byte CryptSvc value
     assert to_sddl(sd[:24]) is None
+
+
+class _FakeValue:
+    def __init__(self, name: str, value: object) -> None:
+        self.name, self.value = name, value
+
+
+class _FakeKey:
+    def __init__(self, name: str, values: dict | None = None, subkeys: list | None = None):
+        self.name = name
+        self.values = values or {}
+        self.subkeys = {k.name.lower(): k for k in subkeys or []}
+
+    def iter_values(self, trim_values: bool = True):
+        return iter([_FakeValue(k, v) for k, v in self.values.items()])
+
+    def iter_subkeys(self):
+        return iter(self.subkeys.values())
+
+    def get_subkey(self, name: str):
+        from regipy.exceptions import RegistryKeyNotFoundException
+
+        try:
+            return self.subkeys[name.lower()]
+        except KeyError:
+            raise RegistryKeyNotFoundException(name) from None
+
+
+class _FakeHive:
+    def __init__(self, root: _FakeKey) -> None:
+        self.root = root
+
+    def get_key(self, path: str):
+        key = self.root
+        for part in [p for p in path.split("\\") if p]:
+            key = key.get_subkey(part)
+        return key
+
+
+def test_servicing_from_a_software_hive(tmp_path: Path):
+    """No SOFTWARE hive is public: the CBS reading is checked on a hive-shaped stand-in with the
+    values Windows stores (CurrentState, InstallTimeHigh/Low, RebootPending)."""
+    from hvrescue.guest.collect import GuestResult, _Reader, _software_hive
+
+    ticks = 133_520_000_000_000_000  # 2024-02-14
+    packages = _FakeKey(
+        "Packages",
+        subkeys=[
+            _FakeKey(
+                PACKAGE,
+                {
+                    "CurrentState": 0x60,
+                    "InstallTimeHigh": ticks >> 32,
+                    "InstallTimeLow": ticks & 0xFFFFFFFF,
+                },
+            ),
+            _FakeKey(
+                "Package_for_KB5030214~31bf3856ad364e35~amd64~~17763.4851.1.7",
+                {"CurrentState": 0x70},
+            ),
+            _FakeKey(
+                "Package_for_RollupFix~31bf3856ad364e35~amd64~~17763.4377.1.4",
+                {"CurrentState": 0xFFFFFFE0},
+            ),
+        ],
+    )
+    cbs = _FakeKey("Component Based Servicing", subkeys=[packages, _FakeKey("RebootPending")])
+    nt = _FakeKey(
+        "CurrentVersion",
+        {"ProductName": "Windows Server 2019 Standard", "CurrentBuild": "17763", "UBR": 5329},
+    )
+    root = _FakeKey(
+        "",
+        subkeys=[
+            _FakeKey(
+                "Microsoft",
+                subkeys=[
+                    _FakeKey("Windows", subkeys=[_FakeKey("CurrentVersion", subkeys=[cbs])]),
+                    _FakeKey("Windows NT", subkeys=[nt]),
+                ],
+            )
+        ],
+    )
+    result = GuestResult("mem")
+    reader = _Reader(None, "mem", result)  # type: ignore[arg-type]
+    _software_hive(reader, _FakeHive(root), "/SOFTWARE")
+    packages_out = {
+        f.attributes["kb"] or f.attributes["identity"]: f.attributes
+        for f in result.facts
+        if f.kind == "package"
+    }
+    pending = packages_out["KB5034768"]
+    assert pending["state_code"] == "install_pending" and pending["identity"] == PACKAGE
+    assert pending["install_time_local"].startswith("2024-02-1")
+    assert packages_out["KB5030214"]["state_code"] == "installed"
+    rollup = next(v for k, v in packages_out.items() if "RollupFix" in k)
+    assert rollup["state_code"] == "resolved"
+    [state] = [f.attributes for f in result.facts if f.kind == "servicing_state"]
+    assert state["reboot_pending"] is True and state["packages_pending"] is False
+    [info] = [f.attributes for f in result.facts if f.kind == "system_info"]
+    assert (info["current_build"], info["ubr"]) == ("17763", 5329)
