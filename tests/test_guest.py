@@ -361,3 +361,32 @@ def test_servicing_from_a_software_hive(tmp_path: Path):
     assert state["reboot_pending"] is True and state["packages_pending"] is False
     [info] = [f.attributes for f in result.facts if f.kind == "system_info"]
     assert (info["current_build"], info["ubr"]) == ("17763", 5329)
+
+
+def test_inline_value_shortcut_reads_the_same_values(tmp_path: Path):
+    """Every value of every key of a public SYSTEM hive, read with regipy as shipped and with the
+    shortcut for inline values, is the same."""
+    from regipy import registry
+
+    from hvrescue.guest.collect import _skip_reading_inline_values
+
+    hive_path = tmp_path / "SYSTEM"
+    hive_path.write_bytes(lzma.decompress((REG / "regipy/SYSTEM_WIN_10_1709.xz").read_bytes()))
+
+    def dump() -> list:
+        hive = registry.RegistryHive(str(hive_path))
+        out = []
+        for key in hive.get_key("\\ControlSet001\\Services").iter_subkeys():
+            for sub in [key, *key.iter_subkeys()]:
+                out += [(sub.name, v.name, v.value) for v in sub.iter_values(trim_values=False)]
+        return out
+
+    _skip_reading_inline_values()
+    fast = registry.NKRecord.read_value
+    try:
+        registry.NKRecord.read_value = staticmethod(fast.original)
+        slow_values = dump()
+    finally:
+        registry.NKRecord.read_value = staticmethod(fast)
+    assert len(slow_values) > 1000
+    assert dump() == slow_values

@@ -128,10 +128,38 @@ class _Reader:
 
 
 # ---------------------------------------------------------------------------- registry
+def _skip_reading_inline_values() -> None:
+    """regipy reads ``data_size`` bytes for every value before looking at the "stored inline"
+    bit (0x80000000) of that size, so each inline value copies the rest of the hive, and then
+    does not use what it read (the data is in the record). Reading nothing for those values gives
+    the same results ~20x faster; tests compare every value of a public hive both ways."""
+    from regipy import registry
+
+    original = registry.NKRecord.read_value
+    if getattr(original, "hvrescue_inline", False):
+        return
+
+    def read_value(vk: Any, stream: Any) -> Any:
+        if vk.data_size >= 0x80000000:
+            return registry.VKRecord(
+                value_type=vk.data_type,
+                value_type_str=str(vk.data_type),
+                value=b"",
+                size=vk.data_size,
+            )
+        return original(vk, stream)  # type: ignore[no-untyped-call]
+
+    read_value.hvrescue_inline = True  # type: ignore[attr-defined]
+    read_value.original = original  # type: ignore[attr-defined]
+    registry.NKRecord.read_value = staticmethod(read_value)  # type: ignore[method-assign]
+
+
 def _open_hive(reader: _Reader, path: str, tmp: str) -> Any:
     """The hive with its transaction logs applied (in a private temporary copy)."""
     from regipy.recovery import apply_transaction_logs
     from regipy.registry import RegistryHive
+
+    _skip_reading_inline_values()
 
     data = reader.read(path, MAX_HIVE)
     if data is None:
