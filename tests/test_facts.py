@@ -407,3 +407,22 @@ def test_tasklist_filtered_through_findstr_into_a_file(tmp_path: Path):
     prose = tmp_path / "notes.txt"
     prose.write_text("We restarted the server 3 times today.\n")
     assert not collect([str(prose)]).facts
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("sc sdshow cryptsvc.txt", "cryptsvc"),
+        ("sdshow_EventSystem.log", "EventSystem"),
+        ("cryptsvc-sddl-before.txt", "cryptsvc"),
+        ("eventsystem.txt", "eventsystem"),
+    ],
+)
+def test_sdshow_service_name_from_the_file_name(tmp_path, name, expected):
+    from hvrescue.logs.collect import facts_from_file
+
+    path = tmp_path / name
+    path.write_text("\nD:(A;;CCLCSWRPWPDTLOCRRC;;;SY)S:(AU;FA;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;WD)\n")
+    [fact] = facts_from_file(str(path)).facts
+    assert fact.attributes["service_name"] == expected
+    assert fact.attributes["service_name_from"] == "file_name"

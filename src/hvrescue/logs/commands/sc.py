@@ -19,6 +19,24 @@ CODED = re.compile(r"^(?P<code>[0-9a-fA-Fx]+)\s+(?P<name>\S.*)$")
 HEX_FIELDS = {"TYPE"}
 
 
+_FILE_NAME_NOISE = {
+    "sc",
+    "sdshow",
+    "sddl",
+    "security",
+    "before",
+    "after",
+    "output",
+    "out",
+    "result",
+    "txt",
+    "log",
+    "old",
+    "new",
+    "backup",
+}
+
+
 def _coded(key: str, value: str) -> dict[str, Any] | str:
     m = CODED.match(value)
     if not m:
@@ -115,6 +133,13 @@ def _security(text: Text, index: int, sddl: str) -> Fact:
     else:
         # `sc sdshow cryptsvc > cryptsvc.txt` leaves only the name of the file.
         stem = os.path.splitext(os.path.basename(text.path.split("!/")[-1]))[0]
-        service, source = (stem or None), "file_name"
+        # "sc sdshow cryptsvc", "sdshow_EventSystem", "cryptsvc-sddl-before": the service is the
+        # word that is not part of the command or of a note about the capture.
+        words = [
+            w
+            for w in re.split(r"[\s_\-.]+", stem)
+            if w and w.lower() not in _FILE_NAME_NOISE and not w.isdigit()
+        ]
+        service, source = (words[0] if words else stem or None), "file_name"
     attrs = {"service_name": service, "service_name_from": source, **parse_sddl(sddl)}
     return Fact("service_security", attrs, Provenance(text.path, text.locator(index)))
