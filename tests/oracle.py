@@ -14,25 +14,7 @@ CHUNK = 4 * 1024 * 1024
 
 
 def pyvhdi_sha256(path: Path, parent: Path | None = None) -> str:
-    pyvhdi = pytest.importorskip("pyvhdi")
-    f = pyvhdi.file()
-    f.open(str(path))
-    opened = [f]
-    if parent is not None:
-        p = pyvhdi.file()
-        p.open(str(parent))
-        opened.append(p)
-        f.set_parent(p)
-    h = hashlib.sha256()
-    size = f.get_media_size()
-    pos = 0
-    while pos < size:
-        n = min(CHUNK, size - pos)
-        h.update(f.read_buffer_at_offset(n, pos))
-        pos += n
-    for x in opened:
-        x.close()
-    return h.hexdigest()
+    return pyvhdi_chain_sha256([path] if parent is None else [path, parent])
 
 
 def qemu_img() -> str:

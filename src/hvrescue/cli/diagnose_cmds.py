@@ -21,6 +21,7 @@ from hvrescue.cli.main import (
     cli,
     json_option,
     pass_ctx,
+    search_option,
 )
 from hvrescue.cli.output import console, emit_json
 from hvrescue.diagnose.engine import SEVERITY_ORDER
@@ -218,13 +219,7 @@ def explain(c: Ctx, code: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("disk", type=click.Path(dir_okay=False))
-@click.option(
-    "--search",
-    "search",
-    multiple=True,
-    type=click.Path(file_okay=False, exists=True),
-    help="Directory to search for parents by identity (repeatable).",
-)
+@search_option
 @json_option
 @pass_ctx
 @audited("disk")

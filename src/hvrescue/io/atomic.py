@@ -10,6 +10,23 @@ from contextlib import contextmanager
 from hvrescue.errors import InputError
 
 
+def link_into_place(tmp: str, target: str) -> None:
+    """Give the finished file ``tmp`` the name ``target``, never replacing an existing file:
+    link() refuses an existing target, so a file that appeared meanwhile is not replaced. Where
+    the filesystem has no hard links (FAT/exFAT), a rename after checking is the best there is.
+    ``tmp`` is gone afterwards."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError as exc:
+        raise InputError("error.output.exists", path=target) from exc
+    except OSError:
+        if os.path.lexists(target):
+            raise InputError("error.output.exists", path=target) from None
+        os.rename(tmp, target)
+        return
+    os.unlink(tmp)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[int]:
     """Yield a writable file descriptor; on success the file becomes ``path`` atomically."""
@@ -24,15 +41,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[int]:
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        # link() refuses an existing target, so a file that appeared meanwhile is not replaced.
         try:
-            os.link(tmp, target)
-        except FileExistsError as exc:
-            raise InputError("error.output.exists", path=target) from exc
-        except OSError:
-            if os.path.lexists(target):
-                raise InputError("error.output.exists", path=target) from None
-            os.replace(tmp, target)
+            link_into_place(tmp, target)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)

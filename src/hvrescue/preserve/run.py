@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import HvrescueError, InputError
+from hvrescue.io.atomic import link_into_place
 from hvrescue.preserve.case import CASE_FILE, CaseRecord
 from hvrescue.preserve.copy import ALGORITHMS, copy_file, hash_file
 from hvrescue.preserve.manifest import (
@@ -125,17 +126,7 @@ def check_space(dest: str, needed: int) -> None:
 def publish(tmp: str, final: str) -> None:
     """Give ``tmp`` its final name without ever replacing an existing file."""
     os.makedirs(os.path.dirname(final), exist_ok=True)
-    try:
-        os.link(tmp, final)
-    except FileExistsError as exc:
-        raise InputError("error.output.exists", path=final) from exc
-    except OSError:
-        # No hard links (FAT/exFAT): a rename after checking, the best those filesystems offer.
-        if os.path.lexists(final):
-            raise InputError("error.output.exists", path=final) from None
-        os.rename(tmp, final)
-        return
-    os.unlink(tmp)
+    link_into_place(tmp, final)
 
 
 class _Journal:
