@@ -20,6 +20,8 @@ from hvrescue.errors import InputError, UnreadableRangeError
 DEFAULT_RETRIES = 3
 # Reads are split so that one failing sector does not poison a whole multi-MiB request.
 RETRY_GRANULE = 64 * 1024
+# A granule that fails is read again in units of this size: the smallest a disk can lose.
+SECTOR = 512
 _HAVE_PREAD = hasattr(os, "pread")
 _HAVE_PREADV = hasattr(os, "preadv")
 
@@ -31,6 +33,16 @@ class BadRange:
     errno: int | None
 
 
+def _append(ranges: list[BadRange], offset: int, length: int, err: int | None) -> None:
+    """Add a bad range, extending the last one where it continues it."""
+    if ranges:
+        last = ranges[-1]
+        if last.offset + last.length == offset and last.errno == err:
+            ranges[-1] = BadRange(last.offset, last.length + length, err)
+            return
+    ranges.append(BadRange(offset, length, err))
+
+
 class ReadOnlySource:
     """A file opened read-only, read only with positioned reads."""
 
@@ -39,6 +51,7 @@ class ReadOnlySource:
         self.retries = max(0, retries)
         self.bad_ranges: list[BadRange] = []
         self._lock = threading.Lock()
+        self._bad_lock = threading.Lock()
         self._fd = self._open(self.path)
         try:
             st = os.fstat(self._fd)
@@ -114,31 +127,66 @@ class ReadOnlySource:
     def read(self, offset: int, length: int, *, tolerant: bool = False) -> bytes:
         """Read up to ``length`` bytes at ``offset``; short only at end of file.
 
-        With ``tolerant`` a persistently failing granule is zero-filled and recorded; without
+        With ``tolerant`` every persistently failing sector is zero-filled and recorded; without
         it, :class:`UnreadableRangeError` is raised after recording.
         """
+        data, _bad = self.read_checked(offset, length, tolerant=tolerant)
+        return data
+
+    def read_checked(
+        self, offset: int, length: int, *, tolerant: bool = True
+    ) -> tuple[bytes, list[BadRange]]:
+        """Like :meth:`read`, and the exact ranges of *this* read that failed (zero-filled).
+
+        A granule that fails after the retries is read again sector by sector, so that one bad
+        sector costs one sector, never its neighbours; the ranges are exact to the sector.
+        """
         if length <= 0 or offset >= self.size:
-            return b""
+            return b"", []
         length = min(length, self.size - offset)
         try:
-            return self._read_full(offset, length)
+            return self._read_full(offset, length), []
         except OSError:
             pass
         # Slow path: granule by granule, so that good data around the bad range survives.
         out = bytearray()
+        bad: list[BadRange] = []
         pos = offset
         end = offset + length
         while pos < end:
             n = min(RETRY_GRANULE - (pos % RETRY_GRANULE), end - pos)
             try:
                 out += self._read_full(pos, n)
+            except OSError:
+                out += self._read_sectors(pos, n, bad, tolerant)
+            pos += n
+        return bytes(out), bad
+
+    def _read_sectors(self, offset: int, length: int, bad: list[BadRange], tolerant: bool) -> bytes:
+        """A failed granule read sector by sector (one attempt each: the granule was retried)."""
+        out = bytearray()
+        pos = offset
+        end = offset + length
+        while pos < end:
+            n = min(SECTOR - (pos % SECTOR), end - pos)
+            try:
+                out += self._pread_once(pos, n)
             except OSError as exc:
                 self._record(pos, n, exc.errno)
+                _append(bad, pos, n, exc.errno)
                 if not tolerant:
                     raise UnreadableRangeError(self.path, pos, n, exc.errno) from exc
                 out += bytes(n)
             pos += n
         return bytes(out)
+
+    def _pread_once(self, offset: int, length: int) -> bytes:
+        data = self._pread(length, offset)
+        if len(data) < length:
+            # A short read inside the file: the rest of the sector comes next (or is EOF).
+            more = self._pread(length - len(data), offset + len(data)) if data else b""
+            data += more
+        return data
 
     def _read_full(self, offset: int, length: int) -> bytes:
         data = self._pread_retry(offset, length)
@@ -156,12 +204,8 @@ class ReadOnlySource:
         return b"".join(parts)
 
     def _record(self, offset: int, length: int, err: int | None) -> None:
-        if self.bad_ranges:
-            last = self.bad_ranges[-1]
-            if last.offset + last.length == offset and last.errno == err:
-                self.bad_ranges[-1] = BadRange(last.offset, last.length + length, err)
-                return
-        self.bad_ranges.append(BadRange(offset, length, err))
+        with self._bad_lock:
+            _append(self.bad_ranges, offset, length, err)
 
     def data_segments(self, start: int = 0, end: int | None = None) -> list[tuple[int, int, bool]]:
         """``(offset, length, is_data)`` runs covering ``[start, end)``: holes of a sparse file
@@ -205,9 +249,16 @@ class ReadOnlySource:
         """Fill ``view`` from ``offset`` without allocating (preadv into a reused buffer);
         returns the bytes placed, short only at end of file. Errors take :meth:`read`'s path,
         so retries, recording and zero-filling behave the same."""
+        got, _bad = self.read_into_checked(offset, view, tolerant=tolerant)
+        return got
+
+    def read_into_checked(
+        self, offset: int, view: memoryview, *, tolerant: bool = True
+    ) -> tuple[int, list[BadRange]]:
+        """:meth:`read_into` and the exact ranges of this read that failed (zero-filled)."""
         length = min(len(view), max(0, self.size - offset))
         if length <= 0:
-            return 0
+            return 0, []
         if _HAVE_PREADV:
             got = 0
             try:
@@ -216,9 +267,9 @@ class ReadOnlySource:
                     if n <= 0:
                         break
                     got += n
-                return got
+                return got, []
             except OSError:
                 pass  # the careful path below retries, records and zero-fills
-        data = self.read(offset, length, tolerant=tolerant)
+        data, bad = self.read_checked(offset, length, tolerant=tolerant)
         view[: len(data)] = data
-        return len(data)
+        return len(data), bad

@@ -1,7 +1,10 @@
 """What every disk format provides to the chain and read layers.
 
 A layer maps a virtual range to runs: bytes that live in this file (DATA), bytes that are zero
-(ZERO), or bytes that this file does not hold and the parent must supply (PARENT).
+(ZERO), bytes that this file does not hold and the parent must supply (PARENT), or bytes whose
+content nobody can know (UNDEFINED, with its cause): a block past the end of the file, an
+invalid BAT state, a lost or contradicting sector bitmap, an unreadable BAT. Undefined bytes read
+as zeros, and every reader is told where they are: they are never content.
 """
 
 from __future__ import annotations
@@ -18,6 +21,28 @@ class RunKind(Enum):
     DATA = "data"
     ZERO = "zero"
     PARENT = "parent"
+    UNDEFINED = "undefined"
+
+
+# Why a range is undefined (the ``cause`` of an UNDEFINED run and of a Gap).
+READ_ERROR = "read-error"  # the file's bytes could not be read
+BEYOND_EOF = "beyond-eof"  # the BAT points at a block that starts past the end of the file
+TRUNCATED = "truncated"  # the block starts inside the file but the file ends within it
+INVALID_STATE = "invalid-state"  # a BAT state the format does not define (for this disk)
+BITMAP_LOST = "bitmap-lost"  # a sector bitmap that is absent, past the end or unreadable
+BITMAP_CONTRADICTS = "bitmap-contradicts-data"  # sectors marked unwritten hold data
+METADATA_UNREADABLE = "metadata-unreadable"  # the BAT entries themselves could not be read
+PARENT_MISSING = "parent-missing"  # left to a parent that is missing or unreadable
+CAUSES = (
+    READ_ERROR,
+    BEYOND_EOF,
+    TRUNCATED,
+    INVALID_STATE,
+    BITMAP_LOST,
+    BITMAP_CONTRADICTS,
+    METADATA_UNREADABLE,
+    PARENT_MISSING,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +51,38 @@ class Run:
     length: int
     kind: RunKind
     file_offset: int = -1
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A virtual range whose content is undefined, why, and which file is responsible."""
+
+    offset: int
+    length: int
+    cause: str
+    path: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "length": self.length,
+            "cause": self.cause,
+            "path": self.path,
+        }
+
+
+def clip_to_file(
+    run_offset: int, length: int, file_offset: int, file_end: int, block_file: int
+) -> Iterator[Run]:
+    """A DATA run, with whatever lies past the end of the file as UNDEFINED (``block_file``:
+    where the run's block starts in the file, to tell a cut block from one wholly past EOF)."""
+    have = max(0, min(length, file_end - file_offset))
+    if have:
+        yield Run(run_offset, have, RunKind.DATA, file_offset)
+    if have < length:
+        cause = TRUNCATED if block_file < file_end else BEYOND_EOF
+        yield Run(run_offset + have, length - have, RunKind.UNDEFINED, cause=cause)
 
 
 @dataclass(frozen=True)
@@ -71,6 +128,17 @@ class Layer(Protocol):
 
     def allocated(self) -> Iterator[tuple[int, int]]:
         """Virtual ranges this file holds data for (DATA runs), ascending, maybe adjacent."""
+        ...
+
+    def suspect(self) -> Iterator[tuple[int, int]]:
+        """Virtual ranges that may map to UNDEFINED runs, ascending (a superset: ``map`` says
+        exactly); found from the metadata alone, without reading data."""
+        ...
+
+    def read_file_checked(
+        self, file_offset: int, length: int
+    ) -> tuple[bytes, list[tuple[int, int]]]:
+        """File bytes (zeros where unreadable) and the file ranges that could not be read."""
         ...
 
     def describe(self) -> dict[str, Any]: ...

@@ -6,13 +6,25 @@ As for VHDX, damage becomes findings; ``readable`` says whether reading can go o
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from hvrescue.findings import Severity
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.vdisk.base import ImageBase
-from hvrescue.vdisk.layer import ParentRef, Run, RunKind, bitmap_runs
+from hvrescue.vdisk.layer import (
+    BEYOND_EOF,
+    BITMAP_CONTRADICTS,
+    BITMAP_LOST,
+    METADATA_UNREADABLE,
+    TRUNCATED,
+    ParentRef,
+    Run,
+    RunKind,
+    bitmap_runs,
+    clip_to_file,
+)
 from hvrescue.vdisk.vhd import structures as s
 from hvrescue.vdisk.vhd.describe import describe as describe_image
 
@@ -34,6 +46,13 @@ class VhdImage(ImageBase):
         self.bat: tuple[int, ...] = ()
         self.locators: list[dict[str, Any]] = []
         self.allocated_blocks = 0
+        # BAT entries whose bytes could not be read, and the blocks the BAT should cover but
+        # the file cuts off: what those blocks hold is unknown.
+        self.bat_unreadable: set[int] = set()
+        self.bat_cut = 0  # blocks [len(bat), bat_cut) have no BAT entry in the file
+        # Per block: (sector bitmap, whether it could not be read, non-zero sectors whose
+        # bitmap bit says "never written" as (first sector, count) runs).
+        self._blocks: OrderedDict[int, tuple[bytes, bool, list[tuple[int, int]]]] = OrderedDict()
         self._parse()
 
     @classmethod
@@ -43,6 +62,19 @@ class VhdImage(ImageBase):
     def read_file(self, file_offset: int, length: int) -> bytes:
         data = self.source.read(file_offset, length, tolerant=True)
         return data if len(data) == length else data + bytes(length - len(data))
+
+    def read_file_checked(
+        self, file_offset: int, length: int
+    ) -> tuple[bytes, list[tuple[int, int]]]:
+        data, bad = self.source.read_checked(file_offset, length)
+        if len(data) < length:
+            data += bytes(length - len(data))
+        return data, [(r.offset, r.length) for r in bad]
+
+    @property
+    def data_end(self) -> int:
+        """Where block data may end: the footer at the end of the file, or the end itself."""
+        return self.footer_offset if self.footer_offset is not None else self.source.size
 
     # ------------------------------------------------------------------ parsing
     def _parse(self) -> None:
@@ -225,8 +257,23 @@ class VhdImage(ImageBase):
                 expected=hdr.table_offset + entries * 4,
                 structure="bat",
             )
+            cut_at = entries
             entries = max(0, min(entries, (size - hdr.table_offset) // 4))
-        raw_bat = self._raw(hdr.table_offset, entries * 4)
+            self.bat_cut = cut_at
+        raw_bat, bad = self.source.read_checked(hdr.table_offset, entries * 4)
+        raw_bat += bytes(entries * 4 - len(raw_bat))
+        for r in bad:
+            self._add(
+                "io.read-error",
+                Severity.ERROR,
+                r.offset,
+                length=r.length,
+                errno=r.errno,
+                structure="bat",
+            )
+            first = (r.offset - hdr.table_offset) // 4
+            last = (r.offset + r.length - hdr.table_offset - 1) // 4
+            self.bat_unreadable.update(range(max(0, first), min(entries, last + 1)))
         self.bat = struct.unpack(f">{entries}I", raw_bat)
         self._validate_bat(hdr)
         if footer.disk_type == 4:
@@ -237,7 +284,7 @@ class VhdImage(ImageBase):
         limit = self.footer_offset if self.footer_offset is not None else self.source.size
         spans: list[tuple[int, int, int]] = []
         for block, sector in enumerate(self.bat):
-            if sector == s.UNUSED_BAT:
+            if sector == s.UNUSED_BAT or block in self.bat_unreadable:
                 continue
             self.allocated_blocks += 1
             start = sector * s.SECTOR
@@ -370,7 +417,7 @@ class VhdImage(ImageBase):
         end = min(offset + length, self.size)
         if self.footer.disk_type == 2:
             if offset < end:
-                yield Run(offset, end - offset, RunKind.DATA, offset)
+                yield from clip_to_file(offset, end - offset, offset, self.data_end, 0)
             return
         bs = self.block_size
         diff = self.footer.disk_type == 4
@@ -379,30 +426,89 @@ class VhdImage(ImageBase):
             block = pos // bs
             within = pos - block * bs
             n = min(bs - within, end - pos)
-            sector = self.bat[block] if block < len(self.bat) else s.UNUSED_BAT
-            if sector == s.UNUSED_BAT:
-                yield Run(pos, n, RunKind.PARENT if diff else RunKind.ZERO)
-            elif not diff:
-                yield Run(pos, n, RunKind.DATA, sector * s.SECTOR + self.bitmap_size + within)
+            if block in self.bat_unreadable:
+                yield Run(pos, n, RunKind.UNDEFINED, cause=METADATA_UNREADABLE)
+            elif block >= len(self.bat) and block < self.bat_cut:
+                yield Run(pos, n, RunKind.UNDEFINED, cause=TRUNCATED)
             else:
-                yield from self._bitmap_runs(sector * s.SECTOR, pos, within, n)
+                sector = self.bat[block] if block < len(self.bat) else s.UNUSED_BAT
+                if sector == s.UNUSED_BAT:
+                    yield Run(pos, n, RunKind.PARENT if diff else RunKind.ZERO)
+                else:
+                    yield from self._block_runs(block, sector * s.SECTOR, pos, within, n, diff)
             pos += n
 
-    def _bitmap_runs(self, block_file: int, pos: int, within: int, n: int) -> Iterator[Run]:
-        bitmap = self.read_file(block_file, self.bitmap_size)
+    def _block(self, block: int, block_file: int) -> tuple[bytes, bool, list[tuple[int, int]]]:
+        """The block's sector bitmap, whether it was unreadable, and (for a disk without parent)
+        the non-zero sectors the bitmap marks as never written."""
+        cached = self._blocks.get(block)
+        if cached is not None:
+            self._blocks.move_to_end(block)
+            return cached
+        bitmap, bad = self.read_file_checked(block_file, self.bitmap_size)
+        contradicting: list[tuple[int, int]] = []
+        if not bad and self.footer is not None and self.footer.disk_type == 3:
+            contradicting = self._contradictions(block, block_file, bitmap)
+        entry = (bitmap, bool(bad), contradicting)
+        self._blocks[block] = entry
+        if len(self._blocks) > 256:
+            self._blocks.popitem(last=False)
+        return entry
+
+    def _contradictions(self, block: int, block_file: int, bitmap: bytes) -> list[tuple[int, int]]:
+        nsect = min(self.block_size, self.size - block * self.block_size) // s.SECTOR
+        if bitmap[: nsect // 8] == b"\xff" * (nsect // 8) and nsect % 8 == 0:
+            return []
+        data_file = block_file + self.bitmap_size
+        out: list[tuple[int, int]] = []
+        for start, count, present in bitmap_runs(bitmap, 0, nsect, False):
+            if present:
+                continue
+            lo = data_file + start * s.SECTOR
+            hi = min(lo + count * s.SECTOR, self.data_end)
+            if hi <= lo:
+                continue
+            data, _bad = self.read_file_checked(lo, hi - lo)
+            for i in range(0, len(data), s.SECTOR):
+                if data.count(0, i, i + s.SECTOR) == s.SECTOR:
+                    continue
+                sector = start + i // s.SECTOR
+                if out and out[-1][0] + out[-1][1] == sector:
+                    out[-1] = (out[-1][0], out[-1][1] + 1)
+                else:
+                    out.append((sector, 1))
+        return out
+
+    def _block_runs(
+        self, block: int, block_file: int, pos: int, within: int, n: int, diff: bool
+    ) -> Iterator[Run]:
+        limit = self.data_end
+        data_file = block_file + self.bitmap_size
+        if data_file > limit:
+            # Not even the sector bitmap is in the file: nothing of this block is known.
+            cause = BEYOND_EOF if block_file >= limit else TRUNCATED
+            yield Run(pos, n, RunKind.UNDEFINED, cause=cause)
+            return
+        bitmap, unreadable, contradicting = self._block(block, block_file)
+        if unreadable:
+            yield Run(pos, n, RunKind.UNDEFINED, cause=BITMAP_LOST)
+            return
         first = within // s.SECTOR
         last = (within + n + s.SECTOR - 1) // s.SECTOR
         block_start = pos - within
-        data_file = block_file + self.bitmap_size
         for start_bit, count, present in bitmap_runs(bitmap, first, last - first, False):
             lo = max(block_start + (first + start_bit) * s.SECTOR, pos)
             hi = min(block_start + (first + start_bit + count) * s.SECTOR, pos + n)
             if hi <= lo:
                 continue
             if present:
-                yield Run(lo, hi - lo, RunKind.DATA, data_file + (lo - block_start))
-            else:
+                yield from clip_to_file(
+                    lo, hi - lo, data_file + (lo - block_start), limit, block_file
+                )
+            elif diff:
                 yield Run(lo, hi - lo, RunKind.PARENT)
+            else:
+                yield from _zero_or_contradicting(lo, hi, block_start, contradicting)
 
     def allocated(self) -> Iterator[tuple[int, int]]:
         if not self.readable or self.footer is None:
@@ -413,9 +519,60 @@ class VhdImage(ImageBase):
             return
         bs = self.block_size
         for block, sector in enumerate(self.bat):
-            if sector != s.UNUSED_BAT:
+            if sector != s.UNUSED_BAT and block not in self.bat_unreadable:
                 lo = block * bs
                 yield lo, min(bs, self.size - lo)
 
+    def suspect(self) -> Iterator[tuple[int, int]]:
+        if not self.readable or self.footer is None:
+            return
+        limit = self.data_end
+        if self.footer.disk_type == 2:
+            if self.size > limit:
+                yield limit, self.size - limit
+            return
+        bs = self.block_size
+        for block in range(min(len(self.bat), -(-self.size // bs))):
+            sector = self.bat[block]
+            lo = block * bs
+            n = min(bs, self.size - lo)
+            if block in self.bat_unreadable:
+                yield lo, n
+                continue
+            if sector == s.UNUSED_BAT:
+                continue
+            start = sector * s.SECTOR
+            if start + self.bitmap_size + n > limit:
+                yield lo, n
+            elif self.footer.disk_type == 3:
+                bitmap = self.source.read(start, self.bitmap_size, tolerant=True)
+                nbytes = n // s.SECTOR // 8
+                if bitmap[:nbytes] != b"\xff" * nbytes or (n // s.SECTOR) % 8:
+                    yield lo, n
+            else:
+                yield lo, n  # a differencing block's bitmap may be unreadable
+        if self.bat_cut > len(self.bat):
+            lo = len(self.bat) * bs
+            yield lo, min(self.size, self.bat_cut * bs) - lo
+
     def describe(self) -> dict[str, Any]:
         return describe_image(self)
+
+
+def _zero_or_contradicting(
+    lo: int, hi: int, block_start: int, contradicting: list[tuple[int, int]]
+) -> Iterator[Run]:
+    """Sectors the bitmap marks as never written read as zeros (the specification), except
+    those whose data is not zero: which of the two is right cannot be known."""
+    pos = lo
+    for first, count in contradicting:
+        a = max(lo, block_start + first * s.SECTOR)
+        b = min(hi, block_start + (first + count) * s.SECTOR)
+        if b <= a:
+            continue
+        if a > pos:
+            yield Run(pos, a - pos, RunKind.ZERO)
+        yield Run(a, b - a, RunKind.UNDEFINED, cause=BITMAP_CONTRADICTS)
+        pos = b
+    if pos < hi:
+        yield Run(pos, hi - pos, RunKind.ZERO)

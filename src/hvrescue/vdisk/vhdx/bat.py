@@ -32,7 +32,16 @@ def parse_bat(img: VhdxImage) -> None:
     # entries past the end read as NOT_PRESENT (and the truncation is reported).
     held = max(0, img.file_size - region.file_offset) // 8
     count = min(needed, region.length // 8, held)
-    raw = img.read_file(region.file_offset, count * 8)
+    if count < needed:
+        # The blocks past the BAT's end have no entry: unknown, not absent.
+        cause = "truncated" if count == held and held < needed else "invalid-state"
+        img.bat_short = (count, cause)
+    raw, bad = img.read_file_checked(region.file_offset, count * 8)
+    for lo, n in bad:
+        img._add("io.read-error", Severity.ERROR, lo, length=n, structure="bat")
+        first = (lo - region.file_offset) // 8
+        last = (lo + n - region.file_offset - 1) // 8
+        img.bat_unreadable.update(range(max(0, first), min(count, last + 1)))
     img.bat = memoryview(raw).cast("Q")
     validate_bat(img, region.file_offset)
 

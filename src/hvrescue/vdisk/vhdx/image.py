@@ -14,7 +14,16 @@ from typing import Any
 from hvrescue.findings import Severity
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.vdisk.base import ImageBase
-from hvrescue.vdisk.layer import ParentRef, Run, RunKind, bitmap_runs
+from hvrescue.vdisk.layer import (
+    BITMAP_LOST,
+    INVALID_STATE,
+    METADATA_UNREADABLE,
+    ParentRef,
+    Run,
+    RunKind,
+    bitmap_runs,
+    clip_to_file,
+)
 from hvrescue.vdisk.vhdx import bat, metadata, regions
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.bat import BAT_SCAN_CHUNK
@@ -48,7 +57,11 @@ class VhdxImage(ImageBase):
         self.data_blocks = 0
         self.bat: memoryview | None = None
         self.bat_counts: dict[str, int] = {}
-        self._bitmap_cache: OrderedDict[int, bytes] = OrderedDict()
+        # BAT entries whose bytes could not be read, and where the BAT stops short of what the
+        # disk needs (with why): the blocks they govern are undefined, never zero.
+        self.bat_unreadable: set[int] = set()
+        self.bat_short: tuple[int, str] | None = None
+        self._bitmap_cache: OrderedDict[int, bytes | None] = OrderedDict()
         self._parse()
 
     # ------------------------------------------------------------------ reading the file
@@ -60,6 +73,27 @@ class VhdxImage(ImageBase):
     def file_size(self) -> int:
         # After replay the file is as long as the log says it must be (LastFileOffset).
         return max(self.source.size, self.overlay.extent)
+
+    def read_file_checked(
+        self, file_offset: int, length: int
+    ) -> tuple[bytes, list[tuple[int, int]]]:
+        """:meth:`read_file` and the file ranges that could not be read (those the log rewrites
+        are not lost: their bytes come from the log)."""
+        data, bad = self.source.read_checked(file_offset, length)
+        if not bad and self.overlay.empty and len(data) == length:
+            return data, []
+        buf = bytearray(data)
+        if len(buf) < length:
+            buf += bytes(length - len(buf))
+        self.overlay.patch(file_offset, buf)
+        lost: list[tuple[int, int]] = []
+        for r in bad:
+            lost.extend(
+                self.overlay.uncovered(r.offset, r.length)
+                if not self.overlay.empty
+                else [(r.offset, r.length)]
+            )
+        return bytes(buf), lost
 
     def read_file(self, file_offset: int, length: int) -> bytes:
         """File bytes as they are after log replay; beyond the end of file reads as zeros."""
@@ -156,37 +190,65 @@ class VhdxImage(ImageBase):
         pos = offset
         bs = self.block_size
         cr = self.chunk_ratio
+        fend = self.file_size
         while pos < end:
             block = pos // bs
             within = pos - block * bs
             n = min(bs - within, end - pos)
-            entry = self.bat_entry(block + block // cr)
+            index = block + block // cr
+            cause = self._entry_undefined(index)
+            if cause:
+                yield Run(pos, n, RunKind.UNDEFINED, cause=cause)
+                pos += n
+                continue
+            entry = self.bat_entry(index)
             state = entry & 7
+            block_file = (entry >> 20) << 20
             if state == s.PAYLOAD_FULLY_PRESENT:
-                yield Run(pos, n, RunKind.DATA, ((entry >> 20) << 20) + within)
+                yield from clip_to_file(pos, n, block_file + within, fend, block_file)
             elif state == s.PAYLOAD_PARTIALLY_PRESENT and self.has_parent:
                 yield from self._partial_runs(block, entry, pos, within, n)
-            elif state in (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED) and self.has_parent:
-                yield Run(pos, n, RunKind.PARENT)
-            else:
-                # ZERO, UNMAPPED, invalid states, and absent blocks of a disk without parent.
+            elif state in (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED):
+                yield Run(pos, n, RunKind.PARENT if self.has_parent else RunKind.ZERO)
+            elif state in (s.PAYLOAD_ZERO, s.PAYLOAD_UNMAPPED):
                 yield Run(pos, n, RunKind.ZERO)
+            else:
+                # States 4 and 5, and PARTIALLY_PRESENT without a parent: the format does not
+                # say what such a block holds.
+                yield Run(pos, n, RunKind.UNDEFINED, cause=INVALID_STATE)
             pos += n
 
-    def _block_bitmap(self, block: int) -> bytes:
-        cached = self._bitmap_cache.get(block)
-        if cached is not None:
+    def _entry_undefined(self, index: int) -> str:
+        if index in self.bat_unreadable:
+            return METADATA_UNREADABLE
+        if self.bat_short is not None and index >= self.bat_short[0]:
+            return self.bat_short[1]
+        return ""
+
+    def _block_bitmap(self, block: int) -> bytes | None:
+        """The block's sector bitmap, or None where it is lost (its bitmap block is absent,
+        lies past the end of the file, or cannot be read)."""
+        if block in self._bitmap_cache:
             self._bitmap_cache.move_to_end(block)
-            return cached
+            return self._bitmap_cache[block]
         cr = self.chunk_ratio
-        sb_entry = self.bat_entry((block // cr) * (cr + 1) + cr)
+        sb_index = (block // cr) * (cr + 1) + cr
+        sb_entry = self.bat_entry(sb_index)
         sectors = self.block_size // self.logical_sector_size
         nbytes = sectors // 8
-        if sb_entry & 7 != s.SB_PRESENT:
-            bitmap = bytes(nbytes)  # no bitmap: nothing of this block is in this file
+        bitmap: bytes | None
+        sb_offset = (sb_entry >> 20) << 20
+        at = sb_offset + (block % cr) * nbytes
+        if (
+            self._entry_undefined(sb_index)
+            or sb_entry & 7 != s.SB_PRESENT
+            or at + nbytes > self.file_size
+        ):
+            bitmap = None
         else:
-            sb_offset = (sb_entry >> 20) << 20
-            bitmap = self.read_file(sb_offset + (block % cr) * nbytes, nbytes)
+            bitmap, bad = self.read_file_checked(at, nbytes)
+            if bad:
+                bitmap = None
         self._bitmap_cache[block] = bitmap
         if len(self._bitmap_cache) > 256:
             self._bitmap_cache.popitem(last=False)
@@ -195,17 +257,24 @@ class VhdxImage(ImageBase):
     def _partial_runs(self, block: int, entry: int, pos: int, within: int, n: int) -> Iterator[Run]:
         lss = self.logical_sector_size
         bitmap = self._block_bitmap(block)
+        if bitmap is None:
+            # Which sectors are this file's and which the parent's cannot be known.
+            yield Run(pos, n, RunKind.UNDEFINED, cause=BITMAP_LOST)
+            return
         first = within // lss
         last = (within + n + lss - 1) // lss
         block_file = (entry >> 20) << 20
         block_start = pos - within
+        fend = self.file_size
         for start_bit, count, present in bitmap_runs(bitmap, first, last - first, True):
             lo = max(block_start + (first + start_bit) * lss, pos)
             hi = min(block_start + (first + start_bit + count) * lss, pos + n)
             if hi <= lo:
                 continue
             if present:
-                yield Run(lo, hi - lo, RunKind.DATA, block_file + (lo - block_start))
+                yield from clip_to_file(
+                    lo, hi - lo, block_file + (lo - block_start), fend, block_file
+                )
             else:
                 yield Run(lo, hi - lo, RunKind.PARENT)
 
@@ -228,10 +297,54 @@ class VhdxImage(ImageBase):
                     s.PAYLOAD_PARTIALLY_PRESENT,
                 ):
                     continue
+                if index in self.bat_unreadable:
+                    continue
                 block = index - index // cr1
                 if block < self.data_blocks:
                     lo = block * bs
                     yield lo, min(bs, self.size - lo)
+
+    def suspect(self) -> Iterator[tuple[int, int]]:
+        if not self.readable or self.bat is None:
+            return
+        bs = self.block_size
+        cr1 = self.chunk_ratio + 1
+        fend = self.file_size
+        blocks: set[int] = set()
+        for index in self.bat_unreadable:
+            if index % cr1 == cr1 - 1:  # a bitmap entry: all blocks of its chunk
+                first = (index // cr1) * self.chunk_ratio
+                blocks.update(range(first, first + self.chunk_ratio))
+            else:
+                blocks.add(index - index // cr1)
+        bat = self.bat
+        raw = bat.cast("B")
+        zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
+        for start in range(0, len(bat), BAT_SCAN_CHUNK):
+            stop = min(start + BAT_SCAN_CHUNK, len(bat))
+            if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
+                continue
+            for index in range(start, stop):
+                if index % cr1 == cr1 - 1:
+                    continue
+                entry = int(bat[index])
+                state = entry & 7
+                if state in (
+                    s.PAYLOAD_NOT_PRESENT,
+                    s.PAYLOAD_UNDEFINED,
+                    s.PAYLOAD_ZERO,
+                    s.PAYLOAD_UNMAPPED,
+                ):
+                    continue
+                block = index - index // cr1
+                if state != s.PAYLOAD_FULLY_PRESENT or ((entry >> 20) << 20) + bs > fend:
+                    blocks.add(block)  # partial (bitmap may be lost), invalid, or cut off
+        if self.bat_short is not None:
+            first_block = self.bat_short[0] - self.bat_short[0] // cr1
+            blocks.update(range(max(0, first_block - 1), self.data_blocks))
+        for block in sorted(b for b in blocks if b < self.data_blocks):
+            lo = block * bs
+            yield lo, min(bs, self.size - lo)
 
     def describe(self) -> dict[str, Any]:
         return describe_image(self)

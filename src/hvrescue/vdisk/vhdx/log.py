@@ -229,6 +229,28 @@ class Overlay:
     def empty(self) -> bool:
         return not self._sectors and not self._zero_starts
 
+    def uncovered(self, offset: int, length: int) -> list[tuple[int, int]]:
+        """The parts of the file range [offset, offset+length) that the log does not rewrite
+        (the parts whose bytes come from the file itself)."""
+        out: list[tuple[int, int]] = []
+        pos, end = offset, offset + length
+        while pos < end:
+            if self._zeroed(pos):
+                i = bisect.bisect_right(self._zero_starts, pos) - 1
+                pos = min(end, self._zero_ends[i])
+                continue
+            key = pos - pos % LOG_SECTOR
+            if key in self._sectors:
+                pos = min(end, key + LOG_SECTOR)
+                continue
+            nxt = min(end, key + LOG_SECTOR)
+            if out and out[-1][0] + out[-1][1] == pos:
+                out[-1] = (out[-1][0], out[-1][1] + nxt - pos)
+            else:
+                out.append((pos, nxt - pos))
+            pos = nxt
+        return out
+
     @property
     def touched_offsets(self) -> list[int]:
         return list(self._keys)
