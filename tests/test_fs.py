@@ -242,3 +242,104 @@ def test_mount_shows_the_flattened_disk_and_unmounts_on_ctrl_c(guest, tmp_path: 
     assert proc.returncode == 0, err
     assert not os.path.ismount(mnt)
     snap.assert_untouched()
+
+
+def _damage_block_of(tmp_path: Path, base: Path, guest_path: str) -> tuple[Path, int]:
+    """A copy of ``base`` whose BAT entry for the block holding the first data run of
+    ``guest_path`` points past the end of the file; (the copy, that block's virtual offset)."""
+    import struct
+
+    from hvrescue.fs import open_path
+    from hvrescue.vdisk.disk import Disk
+    from hvrescue.vdisk.vhdx.image import VhdxImage
+    from tests.builders import patch
+
+    damaged = tmp_path / "damaged.vhdx"
+    shutil.copyfile(base, damaged)
+    with Disk.open(str(damaged)) as d:
+        volume, inner = open_path(d, "2:" + guest_path)
+        runs = volume.data_runs(volume.stat(inner))
+    assert runs, "the file's data must lie in runs of its own"
+    img = VhdxImage.open(str(damaged))
+    try:
+        block = runs[0][0] // img.block_size
+        index = block + block // img.chunk_ratio
+        at = img.regions["bat"].file_offset + 8 * index
+        far = ((damaged.stat().st_size >> 20) + 64) << 20 | 6
+    finally:
+        img.close()
+    patch(damaged, at, struct.pack("<Q", far))
+    return damaged, block * img.block_size
+
+
+def test_files_in_undefined_ranges_are_never_handed_out_as_whole(guest, tmp_path: Path):
+    damaged, _vblock = _damage_block_of(
+        tmp_path, guest["gpt"]["base"], "/Windows/System32/config/SYSTEM"
+    )
+    listing = run_cli("ls", damaged, "2:/Windows/System32/config", "--json", evidence=[damaged])
+    assert listing.rc == 1
+    [system] = [e for e in listing.json()["entries"] if e["name"] == "SYSTEM"]
+    assert system["complete"] is False
+    assert {g["cause"] for g in system["undefined"]} == {"beyond-eof"}
+    fine = run_cli("ls", damaged, "2:/Windows", "--json").json()["entries"]
+    assert all(e.get("complete", True) for e in fine if e["name"] == "notes.txt")
+    out = tmp_path / "out"
+    result = run_cli(
+        "extract",
+        damaged,
+        "2:/Windows/System32/config/SYSTEM",
+        "2:/Windows/notes.txt",
+        "--to",
+        out,
+        "--json",
+        evidence=[damaged],
+    )
+    assert result.rc == 1
+    data = result.json()
+    assert [i["source"] for i in data["incomplete"]] == ["2:/Windows/System32/config/SYSTEM"]
+    assert not (out / "p2/Windows/System32/config/SYSTEM").exists()
+    assert (out / "p2/Windows/System32/config/SYSTEM.incomplete").exists()
+    manifest = json.loads(Path(data["manifests"][0]).read_text())
+    records = {r["source"]: r for r in manifest["files"]}
+    assert records["2:/Windows/System32/config/SYSTEM"]["complete"] is False
+    assert records["2:/Windows/System32/config/SYSTEM"]["undefined"]
+    assert "complete" not in records["2:/Windows/notes.txt"]  # whole: nothing to say
+    assert (out / "p2/Windows/notes.txt").read_bytes() == guest["files"]["Windows/notes.txt"]
+
+
+def test_mount_answers_undefined_ranges_with_eio(guest, tmp_path: Path):
+    import errno
+    import signal
+    import sys
+    import time
+
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    damaged, vblock = _damage_block_of(
+        tmp_path, guest["gpt"]["base"], "/Windows/System32/config/SYSTEM"
+    )
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hvrescue", "mount", str(damaged), str(mnt)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (mnt / "disk.raw").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("FUSE mount refused here: " + proc.stderr.read()[-300:])
+            time.sleep(0.1)
+        with open(mnt / "disk.raw", "rb") as f:
+            f.seek(vblock - 4096)
+            assert len(f.read(4096)) == 4096  # what precedes the damage reads
+            f.seek(vblock)
+            with pytest.raises(OSError) as caught:
+                f.read(4096)
+            assert caught.value.errno == errno.EIO
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert not os.path.ismount(mnt)

@@ -272,8 +272,18 @@ def test_repair_rebuilds_damaged_twins_and_extends_for_blocks_past_eof(tmp_path:
         f.truncate(size - 3 * MiB)  # the last blocks now lie past the end of the file
     damaged = content_sha256(path)
     out = tmp_path / "fixed.vhdx"
-    r = run_cli("repair", path, out, "--json", evidence=[path])
-    assert r.rc == 0, r.stdout
+    # Room for the cut blocks would be zeros presented as data: refused unless allowed.
+    refused = run_cli("repair", path, out, "--json", evidence=[path])
+    assert refused.rc == 2 and refused.json()["error"]["key"] == "error.rewrite.undefined"
+    assert not out.exists()
+    r = run_cli("repair", path, out, "--allow-gaps", "--json", evidence=[path])
+    assert r.rc == 1, r.stdout
+    assert r.json()["status"] == "written-with-gaps"
+    ranges = [line.split() for line in Path(r.json()["map"]).read_text().splitlines()]
+    gaps = refused.json()["error"]["params"]["undefined"]
+    assert [(int(w[0], 16), int(w[1], 16)) for w in ranges if len(w) == 3 and w[2] == "-"] == [
+        (gaps[0]["offset"], sum(g["length"] for g in gaps))  # touching ranges, one map line
+    ]
     codes = [c["code"] for c in r.json()["changes"]]
     assert "rewrite.header-rebuilt" in codes and "rewrite.region-table-rebuilt" in codes
     assert "rewrite.file-extended" in codes
@@ -326,24 +336,26 @@ def test_salvage_with_read_errors_then_a_second_run_fills_them(tmp_path: Path, m
         run = next(
             r for r in leaf.map(0, 64 * MiB) if r.kind.name == "DATA" and r.length >= 256 * 1024
         )
-    granule = 65536  # the source layer retries and zero-fills in 64 KiB file granules
+    granule = 65536  # the source layer reads in 64 KiB granules, then a failing one by sector
     aligned = -(-(run.file_offset + 1) // granule) * granule
     fault = FaultyDisk(monkeypatch, child, aligned + 100, aligned + 5100)
     out, mapfile = tmp_path / "out.raw", tmp_path / "out.map"
     result = run_salvage(str(child), str(out), str(mapfile), ["t"])
     assert fault.attempts > 0
     lo_v = run.offset + (aligned - run.file_offset)
-    assert result.bad == [(lo_v, granule)]  # the whole granule holding the bad bytes, nothing more
+    bad = 5120  # the 10 sectors holding the bad bytes, nothing more
+    assert result.bad == [(lo_v, bad)]
+    assert [g.cause for g in result.gaps] == ["read-error"]
     copy = out.read_bytes()
-    assert copy[:lo_v] == expected[:lo_v] and copy[lo_v + granule :] == expected[lo_v + granule :]
-    assert copy[lo_v : lo_v + granule] == bytes(granule)
+    assert copy[:lo_v] == expected[:lo_v] and copy[lo_v + bad :] == expected[lo_v + bad :]
+    assert copy[lo_v : lo_v + bad] == bytes(bad)
     size, entries = read_map(str(mapfile))
     assert size == 64 * MiB
-    assert [(p, n) for p, n, st in entries if st == "-"] == [(lo_v, granule)]
+    assert [(p, n) for p, n, st in entries if st == "-"] == [(lo_v, bad)]
     # The fault is gone: the second run reads only the bad range and fills it.
     monkeypatch.undo()
     again = run_salvage(str(child), str(out), str(mapfile), ["t"])
-    assert again.bad == [] and again.retried and again.recovered == granule
+    assert again.bad == [] and again.retried and again.recovered == bad
     assert out.read_bytes() == expected
     assert [st for _p, _n, st in read_map(str(mapfile))[1]] == ["+"]
 

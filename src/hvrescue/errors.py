@@ -43,3 +43,27 @@ class ChainError(HvrescueError):
     """The chain cannot be read as a whole (a parent is missing or does not match)."""
 
     key = "error.chain"
+
+
+class OutputError(HvrescueError):
+    """One of our own outputs could not be written (folder missing, read-only location, disk
+    full, quota, permission denied). Nothing is left under the output's final name."""
+
+    key = "error.output.write"
+
+
+class UndefinedContentError(HvrescueError):
+    """The source has ranges whose content is undefined (damage, truncation, read errors, a
+    missing parent) and the command would present them as content: refused."""
+
+    key = "error.undefined-content"
+
+    def __init__(self, key: str | None = None, gaps: list[Any] | None = None, **params: Any):
+        self.gaps = list(gaps or [])
+        params.setdefault("count", len(self.gaps))
+        params.setdefault("bytes", sum(g.length for g in self.gaps))
+        if self.gaps:
+            first = self.gaps[0]
+            params.setdefault("first", f"{first.offset:#x}+{first.length:#x} ({first.cause})")
+        super().__init__(key, **params)
+        self.params["undefined"] = [g.as_dict() for g in self.gaps[:1000]]

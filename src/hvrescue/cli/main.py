@@ -7,6 +7,8 @@ internal error). No traceback reaches the user unless --debug is given.
 from __future__ import annotations
 
 import functools
+import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,14 +24,42 @@ from hvrescue.cli.output import (
     finding_json,
     findings_table,
     flatten,
+    gaps_table,
     kv_table,
     transfer_progress,
 )
-from hvrescue.errors import HvrescueError
-from hvrescue.findings import Severity
+from hvrescue.errors import HvrescueError, InputError, NotADiskError, OutputError
+from hvrescue.findings import Finding, Severity
 from hvrescue.report.i18n import Messages, detect_language
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+# Stopped by Ctrl-C (SIGINT), as shells report it (128 + 2).
+EXIT_INTERRUPTED = 130
+# Commands that write nothing: when Ctrl-C stops them there is nothing to clean up or resume.
+READ_ONLY_COMMANDS = frozenset(
+    {
+        "info",
+        "chain",
+        "check",
+        "hash",
+        "facts",
+        "inventory",
+        "verify",
+        "explain",
+        "ls",
+        "guest",
+        "mount",
+    }
+)
+# What to tell the user if Ctrl-C stops the running command: a catalogue key and parameters,
+# set per command (see on_interrupt) and printed by main().
+_interrupt_note: dict[str, Any] = {"key": "ui.interrupted", "params": {"command": "hvrescue"}}
+
+
+def on_interrupt(key: str, **params: Any) -> None:
+    """Say what an interruption leaves behind from here on (the message main() prints)."""
+    _interrupt_note["key"] = key
+    _interrupt_note["params"] = {"command": _interrupt_note["params"].get("command"), **params}
 
 
 class Ctx:
@@ -70,6 +100,55 @@ search_option = click.option(
 def cli(ctx: click.Context, lang: str | None, debug: bool, case: str | None) -> None:
     """First response and recovery for Hyper-V virtual disks. Inputs are only ever read."""
     ctx.obj = Ctx(detect_language(lang), debug, case)
+    command = ctx.invoked_subcommand
+    if command is None:
+        return
+    key = "ui.interrupted.read-only" if command in READ_ONLY_COMMANDS else "ui.interrupted"
+    _interrupt_note.update(key=key, params={"command": command})
+    if case:
+        # Before the command runs: a mistyped --case must not cost a long run, nor create a
+        # new case record that nobody will find. Only preserve starts a case.
+        check_case_record(case, may_create=command == "preserve")
+
+
+CASE_TABLES = frozenset({"meta", "actions", "files"})
+
+
+def check_case_record(path: str, may_create: bool = False) -> None:
+    """Refuse a --case path that is not an existing, writable case database (its folder missing,
+    a file of another kind, not yet created outside preserve)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError("error.case.folder-missing", path=path, folder=folder)
+    if not os.path.lexists(path):
+        if not may_create:
+            raise InputError("error.case.missing", path=path)
+        from hvrescue.io.atomic import check_output_folder
+
+        check_output_folder(path)
+        return
+    if not os.path.isfile(path):
+        raise InputError("error.case.not-a-case", path=path, reason="not a regular file")
+    from pathlib import Path
+
+    try:
+        # Read-only and never created: looking must not change the file or make one.
+        uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            tables = {str(r[0]) for r in rows}
+            schema = None
+            if tables >= CASE_TABLES:
+                schema = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise InputError("error.case.not-a-case", path=path, reason=str(exc)) from exc
+    if schema is None:
+        raise InputError("error.case.not-a-case", path=path, reason="no case record tables")
+    if not os.access(path, os.W_OK) or not os.access(folder, os.W_OK):
+        raise InputError("error.case.read-only", path=path)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,18 +171,29 @@ def audited(*input_params: str) -> Callable[[F], F]:
                     inputs.append(value)
                 elif isinstance(value, (tuple, list)):
                     inputs.extend(str(v) for v in value)
-            code: Any = 0
+            name = click.get_current_context().info_name or fn.__name__
+
+            def record(code: Any) -> None:
+                assert c.case is not None
+                try:
+                    record_command(
+                        c.case, name, sys.argv, inputs, code if isinstance(code, int) else 2
+                    )
+                except (OSError, sqlite3.Error) as exc:
+                    raise OutputError("error.case.write", path=c.case, reason=str(exc)) from exc
+
             try:
                 fn(c, *args, **kwargs)
             except SystemExit as exc:
-                code = exc.code
+                record(exc.code)
+                raise
+            except (KeyboardInterrupt, click.exceptions.Abort):
+                record(EXIT_INTERRUPTED)
                 raise
             except BaseException:
-                code = EXIT_ERROR
+                record(EXIT_INTERRUPTED if _interrupt_note.get("seen") else EXIT_ERROR)
                 raise
-            finally:
-                name = click.get_current_context().info_name or fn.__name__
-                record_command(c.case, name, sys.argv, inputs, code if isinstance(code, int) else 2)
+            record(EXIT_OK)
             return None
 
         return inner  # type: ignore[return-value]
@@ -122,6 +212,28 @@ def fail(c: Ctx, exc: HvrescueError, as_json: bool) -> None:
     sys.exit(EXIT_ERROR)
 
 
+def not_a_disk(c: Ctx, file: str, exc: NotADiskError, as_json: bool) -> None:
+    """A file that is no disk at all: the error and its finding (`file.empty` for 0 bytes,
+    `file.not-a-disk` otherwise, as `check` reports it), exit 2."""
+    code = "file.empty" if exc.key == "error.not-a-disk.empty" else "file.not-a-disk"
+    finding = Finding(code, Severity.CRITICAL, file, 0)
+    text = c.msg(exc.key, **exc.params)
+    if as_json:
+        emit_json(
+            {
+                "status": "error",
+                "path": file,
+                "error": {"key": exc.key, "message": text, "params": exc.params},
+                "findings": [finding_json(finding, c.msg)],
+            }
+        )
+    else:
+        err = console(stderr=True)
+        err.print(Text(text, style="red"))
+        err.print(findings_table([finding], c.msg, show_file=False))
+    sys.exit(EXIT_ERROR)
+
+
 # ---------------------------------------------------------------- info
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -134,6 +246,9 @@ def info(c: Ctx, file: str, as_json: bool) -> None:
 
     try:
         image = open_image(file)
+    except NotADiskError as exc:
+        not_a_disk(c, file, exc, as_json)
+        return
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
@@ -168,6 +283,9 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
 
     try:
         ch = resolve_chain(file, list(search))
+    except NotADiskError as exc:
+        not_a_disk(c, file, exc, as_json)
+        return
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
@@ -274,6 +392,7 @@ def check(
                         "chain": r.chain,
                         "complete": r.complete,
                         "unreadable": r.unreadable,
+                        "undefined": r.undefined,
                         "error": None
                         if r.error is None
                         else {"key": r.error.key, "message": c.msg(r.error.key, **r.error.params)},
@@ -321,15 +440,17 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     with disk:
         err = console(stderr=True)
         bar = transfer_progress(as_json)
+        gaps: list[Any] = []
         if bar is not None:
             with bar:
                 task = bar.add_task(c.msg("ui.hash.progress"), total=disk.size)
-                digest = disk.sha256(lambda n: bar.advance(task, n))
+                digest = disk.sha256(lambda n: bar.advance(task, n), gaps=gaps)
         else:
-            digest = disk.sha256()
+            digest = disk.sha256(gaps=gaps)
         bad = disk.bad_ranges
         findings = disk.findings
-    complete = not bad
+    # Complete means every byte hashed is content: no read error, no undefined range.
+    complete = not bad and not gaps
     if as_json:
         emit_json(
             {
@@ -337,20 +458,37 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
                 "size": disk.size,
                 "complete": complete,
                 "chain": [layer.path for layer in disk.layers],
-                "unreadable": [{"path": p, "offset": r.offset, "length": r.length} for p, r in bad],
+                "unreadable": [
+                    {"path": p, "offset": r.offset, "length": r.length, "errno": r.errno}
+                    for p, r in bad
+                ],
+                "undefined": [g.as_dict() for g in gaps],
+                "undefined_bytes": sum(g.length for g in gaps),
                 "findings": [finding_json(f, c.msg) for f in findings],
             }
         )
     else:
         out = console()
         out.print(Text(c.msg("ui.hash.result", size=disk.size, sha256=digest)))
-        if bad:
+        if gaps:
+            err.print(
+                Text(
+                    c.msg(
+                        "ui.hash.undefined",
+                        count=len(gaps),
+                        bytes=sum(g.length for g in gaps),
+                    ),
+                    style="red",
+                )
+            )
+            err.print(gaps_table(gaps, c.msg))
+        elif bad:
             err.print(Text(c.msg("ui.hash.unreadable", count=len(bad)), style="red"))
         warn = [f for f in findings if f.severity >= Severity.WARNING]
         if warn:
             err.print(findings_table(warn, c.msg))
-    # Structural findings are shown but do not change the answer; zero-filled ranges do.
-    sys.exit(EXIT_FINDINGS if bad else EXIT_OK)
+    # Structural findings are shown but do not change the answer; undefined ranges do.
+    sys.exit(EXIT_OK if complete else EXIT_FINDINGS)
 
 
 # ---------------------------------------------------------------- facts
@@ -412,8 +550,67 @@ def fact_summary(attributes: dict[str, Any], limit: int = 6) -> str:
 from hvrescue.cli import diagnose_cmds, preserve_cmds, recover_cmds  # noqa: E402,F401
 
 
+def _messages() -> Messages:
+    """The catalogue of --lang (click's context is gone when main() reports an error)."""
+    args = sys.argv[1:]
+    lang = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--lang"), None)
+    lang = next((a.split("=", 1)[1] for a in args if a.startswith("--lang=")), lang)
+    return Messages(detect_language(lang))
+
+
+def _report_error(key: str, params: dict[str, Any], status: str = "error") -> None:
+    """An error that ended the command, as text on stderr, and as JSON on stdout for --json."""
+    msg = _messages()
+    text = msg(key, **params)
+    console(stderr=True).print(Text(text, style="red"))
+    if "--json" in sys.argv[1:]:
+        emit_json({"status": status, "error": {"key": key, "message": text, "params": params}})
+
+
+def _os_error(exc: OSError) -> tuple[str, dict[str, Any]]:
+    """A message for an OSError no command turned into a domain error: the file system refused
+    something (writing an output, mostly); never an internal error."""
+    import errno as errno_
+
+    from hvrescue.io.atomic import is_write_failure, output_error
+
+    path = os.fsdecode(exc.filename) if exc.filename is not None else None
+    if is_write_failure(exc):
+        if path is not None:
+            err = output_error(exc, path)
+            return err.key, err.params
+        return "error.output.failed", {
+            "errno": errno_.errorcode.get(exc.errno or 0, str(exc.errno)),
+            "reason": exc.strerror or str(exc),
+        }
+    return "error.file-system", {
+        "path": path or "-",
+        "errno": errno_.errorcode.get(exc.errno or 0, str(exc.errno)),
+        "reason": exc.strerror or str(exc),
+    }
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    # As Python's own handler, and remembered: a library that turns the KeyboardInterrupt
+    # into another exception (pytsk3 makes it a RuntimeError) must not hide the interruption.
+    _interrupt_note["seen"] = True
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    """Temporary outputs are already removed by then (every writer cleans up on the way out);
+    say so, and what was kept."""
+    _report_error(_interrupt_note["key"], dict(_interrupt_note["params"]), "interrupted")
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def main() -> None:
+    import signal
+
     debug = "--debug" in sys.argv[1:]
+    # Only where Ctrl-C is not ignored (a background job started by a shell ignores it).
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -421,15 +618,33 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_ERROR)
-    except click.exceptions.Abort:
-        sys.exit(EXIT_ERROR)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _interrupted()  # click turns Ctrl-C into Abort
+    except BrokenPipeError:
+        sys.exit(EXIT_INTERRUPTED)
     except HvrescueError as exc:
-        msg = Messages(detect_language(None))
-        console(stderr=True).print(Text(msg(exc.key, **exc.params)))
+        if _interrupt_note.get("seen"):
+            _interrupted()
+        _report_error(exc.key, exc.params)
         sys.exit(EXIT_ERROR)
-    except (KeyboardInterrupt, BrokenPipeError):
-        sys.exit(130)
+    except OSError as exc:
+        if _interrupt_note.get("seen"):
+            _interrupted()
+        if debug:
+            raise
+        key, params = _os_error(exc)
+        _report_error(key, params)
+        sys.exit(EXIT_ERROR)
+    except sqlite3.Error as exc:
+        if _interrupt_note.get("seen"):
+            _interrupted()
+        if debug:
+            raise
+        _report_error("error.database", {"reason": str(exc)})
+        sys.exit(EXIT_ERROR)
     except Exception as exc:
+        if _interrupt_note.get("seen"):
+            _interrupted()
         if debug:
             raise
         msg = Messages(detect_language(None))

@@ -90,3 +90,17 @@ def transfer_progress(as_json: bool) -> Any:
         console=err,
         transient=True,
     )
+
+
+MAX_GAP_LINES = 20
+
+
+def gaps_table(gaps: list[Any], msg: Messages) -> Text:
+    """Undefined ranges, one line each (the first few; the count of the rest)."""
+    text = Text()
+    for g in gaps[:MAX_GAP_LINES]:
+        text.append(f"  {g.offset:#x}+{g.length:#x}", style="red")
+        text.append(f"  {msg('gap.cause.' + g.cause)}  {g.path}\n")
+    if len(gaps) > MAX_GAP_LINES:
+        text.append(msg("ui.gaps.more", count=len(gaps) - MAX_GAP_LINES) + "\n")
+    return text

@@ -11,6 +11,7 @@ import click
 from rich.text import Text
 
 from hvrescue.cli.main import (
+    EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
     Ctx,
@@ -26,9 +27,10 @@ from hvrescue.cli.output import (
     emit_json,
     finding_json,
     findings_table,
+    gaps_table,
     transfer_progress,
 )
-from hvrescue.errors import HvrescueError, InputError
+from hvrescue.errors import HvrescueError, InputError, UndefinedContentError
 from hvrescue.findings import Severity
 
 out_argument = click.argument("out", type=click.Path(dir_okay=False))
@@ -39,6 +41,15 @@ def _changes_text(c: Ctx, changes: list[dict[str, Any]]) -> Text:
     for change in changes:
         text.append("  - " + c.msg(change["code"], **change["params"]) + "\n")
     return text
+
+
+def _with_gaps(changes: list[Any]) -> dict[str, Any] | None:
+    """The written-with-gaps record among a rewrite's changes, if it wrote any gap."""
+    for change in changes:
+        if change.code == "rewrite.written-with-gaps":
+            params: dict[str, Any] = change.params
+            return params
+    return None
 
 
 def _check_after(path: str, search: list[str] | None = None) -> list[Any]:
@@ -62,6 +73,11 @@ def _check_after(path: str, search: list[str] | None = None) -> list[Any]:
     default=None,
     help="Block size of the VHDX output in MiB (default: the base disk's).",
 )
+@click.option(
+    "--allow-gaps",
+    is_flag=True,
+    help="Write zeros where the chain's content is undefined, with a ddrescue map beside OUT.",
+)
 @search_option
 @json_option
 @pass_ctx
@@ -72,16 +88,23 @@ def merge(
     out: str,
     fmt: str,
     block_mib: int | None,
+    allow_gaps: bool,
     search: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Flatten a whole chain into one new standalone disk, then verify it.
 
-    Exit 0 written and verified, 1 written but its content differs from the chain, 2 not done."""
+    Exit 0 written and verified, 1 written with gaps (--allow-gaps) or its content differs
+    from the chain, 2 not done (a chain with undefined ranges is refused)."""
+    from hvrescue.io.atomic import check_output_folder
     from hvrescue.recover.merge import merge as run
+    from hvrescue.recover.names import check_output_name
 
     bar = transfer_progress(as_json)
+    block = block_mib * 1024 * 1024 if block_mib else None
     try:
+        check_output_name(out, fmt, like=leaf, merge=True)
+        check_output_folder(out)
         if bar is not None:
             with bar:
                 task = bar.add_task(c.msg("ui.merge.progress"), total=None)
@@ -89,20 +112,23 @@ def merge(
                     leaf,
                     out,
                     fmt,
-                    block_mib * 1024 * 1024 if block_mib else None,
+                    block,
                     list(search),
                     lambda d, t: bar.update(task, completed=d, total=t),
+                    allow_gaps=allow_gaps,
+                    argv=sys.argv,
                 )
         else:
-            result = run(
-                leaf, out, fmt, block_mib * 1024 * 1024 if block_mib else None, list(search)
-            )
+            result = run(leaf, out, fmt, block, list(search), allow_gaps=allow_gaps, argv=sys.argv)
+    except UndefinedContentError as exc:
+        fail_undefined(c, exc, as_json)
+        return
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
     code = EXIT_OK if result.verified else EXIT_FINDINGS
     if as_json:
-        emit_json({"status": "verified" if result.verified else "mismatch", **result.as_dict()})
+        emit_json(result.as_dict())
         sys.exit(code)
     out_con = console()
     out_con.print(
@@ -118,43 +144,80 @@ def merge(
             style="bold",
         )
     )
-    key = "ui.merge.verified" if result.verified else "ui.merge.mismatch"
-    out_con.print(
-        Text(c.msg(key, digest=result.output_digest), style="green" if result.verified else "red")
-    )
+    if result.status == "written-with-gaps":
+        out_con.print(
+            Text(
+                c.msg(
+                    "ui.merge.with-gaps",
+                    count=len(result.gaps),
+                    bytes=sum(g.length for g in result.gaps),
+                    map=result.map,
+                ),
+                style="yellow",
+            )
+        )
+        out_con.print(gaps_table(result.gaps, c.msg))
+    else:
+        key = "ui.merge.verified" if result.verified else "ui.merge.mismatch"
+        style = "green" if result.verified else "red"
+        out_con.print(Text(c.msg(key, digest=result.output_digest), style=style))
     sys.exit(code)
+
+
+def fail_undefined(c: Ctx, exc: UndefinedContentError, as_json: bool) -> None:
+    """Refused because the source has undefined ranges: say which, and the way on (salvage)."""
+    if not as_json:
+        err = console(stderr=True)
+        err.print(Text(c.msg(exc.key, **exc.params), style="red"))
+        err.print(gaps_table(exc.gaps, c.msg))
+        sys.exit(EXIT_ERROR)
+    fail(c, exc, as_json)
 
 
 # ---------------------------------------------------------------- replay-log
 @cli.command("replay-log")
 @click.argument("disk", type=click.Path(dir_okay=False))
 @out_argument
+@click.option(
+    "--allow-gaps",
+    is_flag=True,
+    help="Go ahead where content is undefined (zeros in the copy, a ddrescue map beside it).",
+)
 @json_option
 @pass_ctx
 @audited("disk")
-def replay_log(c: Ctx, disk: str, out: str, as_json: bool) -> None:
+def replay_log(c: Ctx, disk: str, out: str, allow_gaps: bool, as_json: bool) -> None:
     """A copy of a VHDX with its log applied and cleared, as Hyper-V would leave it.
 
     Exit 0 written (and the copy checks clean), 1 written with findings left, 2 not done."""
-    _rewrite(c, disk, out, as_json, repair=False)
+    _rewrite(c, disk, out, as_json, repair=False, allow_gaps=allow_gaps)
 
 
 # ---------------------------------------------------------------- repair
 @cli.command()
 @click.argument("disk", type=click.Path(dir_okay=False))
 @out_argument
+@click.option(
+    "--allow-gaps",
+    is_flag=True,
+    help="Go ahead where content is undefined (zeros in the copy, a ddrescue map beside it).",
+)
 @json_option
 @pass_ctx
 @audited("disk")
-def repair(c: Ctx, disk: str, out: str, as_json: bool) -> None:
+def repair(c: Ctx, disk: str, out: str, allow_gaps: bool, as_json: bool) -> None:
     """A copy with damaged headers and region tables rebuilt from their valid twins, the log
     applied, and blocks past the end of file given room; says what changed.
 
     Exit 0 written and clean, 1 written with findings left, 2 not done."""
-    _rewrite(c, disk, out, as_json, repair=True)
+    _rewrite(c, disk, out, as_json, repair=True, allow_gaps=allow_gaps)
 
 
-def _rewrite(c: Ctx, disk: str, out: str, as_json: bool, repair: bool) -> None:
+def _rewrite(
+    c: Ctx, disk: str, out: str, as_json: bool, repair: bool, allow_gaps: bool = False
+) -> None:
+    from hvrescue.io.atomic import check_output_folder
+    from hvrescue.recover.names import check_output_name
     from hvrescue.recover.rewrite import rewrite_vhdx
     from hvrescue.vdisk.detect import open_image
 
@@ -162,24 +225,31 @@ def _rewrite(c: Ctx, disk: str, out: str, as_json: bool, repair: bool) -> None:
         image = open_image(disk)
         fmt = image.format
         image.close()
+        check_output_name(out, fmt, like=disk)
+        check_output_folder(out)
         if fmt != "vhdx":
             if repair:
                 from hvrescue.recover.vhd_fix import repair_vhd
 
-                changes = repair_vhd(disk, out)
+                changes = repair_vhd(disk, out, allow_gaps, sys.argv)
             else:
                 raise InputError("error.rewrite.not-vhdx", path=disk)
         else:
-            changes = rewrite_vhdx(disk, out, repair=repair)
+            changes = rewrite_vhdx(disk, out, repair=repair, allow_gaps=allow_gaps, argv=sys.argv)
+    except UndefinedContentError as exc:
+        fail_undefined(c, exc, as_json)
+        return
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
     left = _check_after(out)
-    code = EXIT_FINDINGS if left else EXIT_OK
+    gaps = _with_gaps(changes)
+    code = EXIT_FINDINGS if left or gaps else EXIT_OK
     if as_json:
         emit_json(
             {
-                "status": "clean" if not left else "findings",
+                "status": "written-with-gaps" if gaps else "clean" if not left else "findings",
+                "map": gaps["map"] if gaps else None,
                 "out": out,
                 "changes": [ch.as_dict() for ch in changes],
                 "findings": [finding_json(f, c.msg) for f in left],
@@ -214,6 +284,11 @@ def _rewrite(c: Ctx, disk: str, out: str, as_json: bool, repair: bool) -> None:
     default=None,
     help="Absolute Windows path of the parent where the disk will be used (C:\\...\\base.vhdx).",
 )
+@click.option(
+    "--allow-gaps",
+    is_flag=True,
+    help="Go ahead where content is undefined (zeros in the copy, a ddrescue map beside it).",
+)
 @json_option
 @pass_ctx
 @audited("child", "parent")
@@ -224,11 +299,14 @@ def reparent(
     out: str,
     ignore_id_mismatch: bool,
     parent_windows_path: str | None,
+    allow_gaps: bool,
     as_json: bool,
 ) -> None:
     """A copy of CHILD whose parent locator points at PARENT (relative to OUT, and absolute).
 
     Exit 0 written and the new chain checks clean, 1 written with findings, 2 refused."""
+    from hvrescue.io.atomic import check_output_folder
+    from hvrescue.recover.names import check_output_name
     from hvrescue.recover.rewrite import NewParent, relative_windows_path, rewrite_vhdx
     from hvrescue.vdisk.chain import resolve_chain
     from hvrescue.vdisk.detect import open_image
@@ -254,6 +332,8 @@ def reparent(
             size, sector = kid.size, kid.logical_sector_size
         finally:
             kid.close()
+        check_output_name(out, kid_format, like=child)
+        check_output_folder(out)
         par = open_image(parent)
         try:
             if not par.readable or par.identity is None:
@@ -307,9 +387,20 @@ def reparent(
                 parent_timestamp=parent_time,
                 relative=relative,
                 absolute=absolute,
+                allow_gaps=allow_gaps,
+                argv=sys.argv,
             )
         else:
-            changes = rewrite_vhdx(child, out, parent=NewParent(identity, relative, absolute or ""))
+            changes = rewrite_vhdx(
+                child,
+                out,
+                parent=NewParent(identity, relative, absolute or ""),
+                allow_gaps=allow_gaps,
+                argv=sys.argv,
+            )
+    except UndefinedContentError as exc:
+        fail_undefined(c, exc, as_json)
+        return
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
@@ -323,11 +414,17 @@ def reparent(
     left = _check_after(out)
     if not linked:
         left = left or []
-    code = EXIT_OK if linked and not left else EXIT_FINDINGS
+    gaps = _with_gaps(changes)
+    code = EXIT_OK if linked and not left and not gaps else EXIT_FINDINGS
     if as_json:
         emit_json(
             {
-                "status": "clean" if code == EXIT_OK else "findings",
+                "status": "written-with-gaps"
+                if gaps
+                else "clean"
+                if code == EXIT_OK
+                else "findings",
+                "map": gaps["map"] if gaps else None,
                 "out": out,
                 "parent": parent,
                 "parent_found": found,
@@ -374,10 +471,18 @@ def salvage(
     zeros in OUT and listed in the map. Run again with the same map to retry only those ranges.
 
     Exit 0 everything read, 1 bad ranges remain, 2 not done."""
+    from hvrescue.cli.main import on_interrupt
+    from hvrescue.io.atomic import check_output_folder
+    from hvrescue.recover.names import check_output_name
     from hvrescue.recover.salvage import salvage as run
 
     bar = transfer_progress(as_json)
     try:
+        # Both the image and its map must be writable before hours of reading begin.
+        check_output_name(out, "raw")
+        check_output_folder(out)
+        check_output_folder(map_path)
+        on_interrupt("ui.interrupted.salvage", out=out, map=map_path)
         if bar is not None:
             with bar:
                 task = bar.add_task(c.msg("ui.salvage.progress"), total=None)
@@ -407,10 +512,12 @@ def salvage(
             style="bold",
         )
     )
+    if result.resumed:
+        con.print(Text(c.msg("ui.salvage.resumed")))
     if result.retried:
         con.print(Text(c.msg("ui.salvage.recovered", bytes=result.recovered)))
-    for lo, n in result.bad[:50]:
-        con.print(Text(c.msg("ui.salvage.bad", offset=lo, length=n), style="red"))
+    if result.gaps:
+        con.print(gaps_table(result.gaps, c.msg))
     sys.exit(code)
 
 
@@ -460,26 +567,62 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                 sys.exit(EXIT_OK)
             volume, inner = open_path(d, path)
             entries = volume.listdir(inner)
+            # Files whose data touches undefined ranges of the disk are said to be so.
+            undefined = d.undefined()
+            touched: dict[str, list[Any]] = {}
+            if undefined:
+                for e in entries:
+                    if not e.is_dir:
+                        gaps = volume.file_gaps(e)
+                        if gaps:
+                            touched[e.path] = gaps
+            code = EXIT_FINDINGS if touched else EXIT_OK
             if as_json:
+                rows = []
+                for e in entries:
+                    row = e.as_dict()
+                    if not e.is_dir:
+                        gaps = touched.get(e.path, [])
+                        row["complete"] = not gaps
+                        row["undefined"] = [g.as_dict() for g in gaps[:100]]
+                    rows.append(row)
                 emit_json(
                     {
                         "disk": disk,
                         "partition": volume.partition.index,
                         "filesystem": volume.type,
                         "path": inner,
-                        "entries": [e.as_dict() for e in entries],
+                        "entries": rows,
+                        "disk_undefined": [g.as_dict() for g in undefined[:1000]],
                     }
                 )
-                sys.exit(EXIT_OK)
+                sys.exit(code)
             table = Table(show_header=True)
             for col in ("type", "bytes", "mtime", "name"):
                 table.add_column(c.msg(f"ui.col.{col}" if col != "type" else "ui.col.kind"))
             for e in entries:
                 kind = c.msg("ui.ls.dir") if e.is_dir else ""
                 names = e.name + "".join(f"  [:{s.name}]" for s in e.streams if s.name)
-                table.add_row(Text(kind), str(e.size), Text(e.modified or ""), Text(names))
+                style = ""
+                if e.path in touched:
+                    names += "  " + c.msg("ui.ls.incomplete")
+                    style = "red"
+                table.add_row(
+                    Text(kind), str(e.size), Text(e.modified or ""), Text(names, style=style)
+                )
             console().print(table)
-            sys.exit(EXIT_OK)
+            if undefined:
+                console(stderr=True).print(
+                    Text(
+                        c.msg(
+                            "ui.ls.disk-undefined",
+                            count=len(undefined),
+                            bytes=sum(g.length for g in undefined),
+                        ),
+                        style="yellow",
+                    )
+                )
+            sys.exit(code)
     except HvrescueError as exc:
         fail(c, exc, as_json)
 
@@ -504,12 +647,15 @@ def extract(
 ) -> None:
     """Copy files and folders out of a disk or chain into DIR (names made safe, times kept,
     never overwriting), with a manifest of hashes. Exit 0 all copied, 1 some skipped, 2 error."""
+    from hvrescue.cli.main import on_interrupt
     from hvrescue.fs import open_path
     from hvrescue.fs.extract import Extractor
+    from hvrescue.io.atomic import prepare_output_folder
     from hvrescue.vdisk.disk import Disk
 
-    os.makedirs(to_dir, exist_ok=True)
     try:
+        prepare_output_folder(to_dir)
+        on_interrupt("ui.interrupted.extract", to=to_dir)
         with Disk.open(disk, list(search)) as d:
             extractors: dict[int, Extractor] = {}
             for spec in paths:
@@ -525,15 +671,31 @@ def extract(
         return
     files = [f for ex in extractors.values() for f in ex.result.files]
     skipped = [s for ex in extractors.values() for s in ex.result.skipped]
-    code = EXIT_FINDINGS if skipped else EXIT_OK
+    incomplete = [s for ex in extractors.values() for s in ex.result.incomplete]
+    code = EXIT_FINDINGS if skipped or incomplete else EXIT_OK
     if as_json:
-        emit_json({"to": to_dir, "manifests": manifests, "files": files, "skipped": skipped})
+        emit_json(
+            {
+                "to": to_dir,
+                "manifests": manifests,
+                "files": files,
+                "skipped": skipped,
+                "incomplete": incomplete,
+            }
+        )
         sys.exit(code)
     con = console()
     con.print(Text(c.msg("ui.extract.done", count=len(files), to=to_dir), style="bold"))
     for s in skipped:
         con.print(
             Text(c.msg("ui.extract.skipped", source=s["source"], reason=s["reason"]), style="red")
+        )
+    for s in incomplete:
+        con.print(
+            Text(
+                c.msg("ui.extract.incomplete", source=s["source"], path=s["path"]),
+                style="red",
+            )
         )
     for m in manifests:
         con.print(Text(c.msg("ui.extract.manifest", path=m)))

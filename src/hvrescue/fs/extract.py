@@ -50,10 +50,15 @@ def safe_name(name: str) -> str:
     return out
 
 
+# The suffix of a file whose data touches undefined ranges of the disk (see the manifest).
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
 @dataclass
 class Extracted:
     files: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -112,11 +117,15 @@ class Extractor:
             "changed": entry.changed,
             "renamed": renamed,
         }
+        mark = len(self.volume.disk.touched)
         try:
             record["sha256"] = self._write(target, self.volume.read(entry))
         except InputError as exc:
             self.result.skipped.append({"source": entry.path, "path": target, "reason": exc.key})
             return
+        gaps = self.volume.file_gaps(entry, since=mark)
+        if gaps:
+            target = self._mark_incomplete(target, record, gaps)
         _set_times(target, entry)
         if self.streams:
             record["streams"] = []
@@ -126,17 +135,38 @@ class Extractor:
                 spath = target + ".stream-" + safe_name(stream.name)
                 if os.path.lexists(spath):
                     continue
+                mark = len(self.volume.disk.touched)
                 digest = self._write(spath, self.volume.read(entry, stream))
+                srecord: dict[str, Any] = {
+                    "name": stream.name,
+                    "size": stream.size,
+                    "sha256": digest,
+                }
+                sgaps = self.volume.file_gaps(entry, stream, since=mark)
+                if sgaps:
+                    spath = self._mark_incomplete(spath, srecord, sgaps)
+                srecord["path"] = os.path.relpath(spath, self.root).replace(os.sep, "/")
                 _set_times(spath, entry)
-                record["streams"].append(
-                    {
-                        "name": stream.name,
-                        "path": os.path.relpath(spath, self.root).replace(os.sep, "/"),
-                        "size": stream.size,
-                        "sha256": digest,
-                    }
-                )
+                record["streams"].append(srecord)
         self.result.files.append(record)
+
+    def _mark_incomplete(self, target: str, record: dict[str, Any], gaps: list[Any]) -> str:
+        """A file whose data touches undefined ranges is never handed out as if whole: it is
+        renamed ``NAME.incomplete`` and its manifest record says which disk ranges and why."""
+        new = target + INCOMPLETE_SUFFIX
+        n = 1
+        while os.path.lexists(new):
+            n += 1
+            new = f"{target}{INCOMPLETE_SUFFIX}-{n}"
+        os.rename(target, new)
+        record["complete"] = False
+        record["undefined"] = [g.as_dict() for g in gaps[:1000]]
+        record["undefined_bytes"] = sum(g.length for g in gaps)
+        record["path"] = os.path.relpath(new, self.root).replace(os.sep, "/")
+        self.result.incomplete.append(
+            {"source": record["source"], "path": record["path"], "undefined": len(gaps)}
+        )
+        return new
 
     @staticmethod
     def _write(target: str, chunks: Any) -> str:
@@ -158,6 +188,7 @@ class Extractor:
         data = {
             "files": self.result.files,
             "skipped": self.result.skipped,
+            "incomplete": self.result.incomplete,
             "partition": self.volume.partition.as_dict(),
             "filesystem": self.volume.type,
             **base_record(argv),

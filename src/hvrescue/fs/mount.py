@@ -4,8 +4,10 @@ so that people can use their own tools on it (`ntfs-3g -o ro`, `photorec`, `fls`
     MOUNTPOINT/disk.raw   the whole virtual disk as the guest sees it (log replayed, chain read)
     MOUNTPOINT/p1.raw ... each partition of its MBR or GPT
 
-Every write is refused (EROFS). The filesystem runs in the foreground, single-threaded (the
-engine's caches are not shared between threads), and Ctrl-C unmounts it cleanly.
+Every write is refused (EROFS). A read that reaches a range without defined content (see
+``Disk.undefined``) fails with EIO at its first byte, as a bad sector would. The filesystem
+runs in the foreground, single-threaded (the engine's caches are not shared between threads),
+and Ctrl-C unmounts it cleanly.
 """
 
 from __future__ import annotations
@@ -83,9 +85,18 @@ def mount(disk: Disk, mountpoint: str, debug: bool = False) -> None:
             if offset >= length:
                 return b""
             try:
-                return disk.read(start + offset, min(size, length - offset))
+                data, gaps = disk.read_checked(start + offset, min(size, length - offset))
             except Exception as exc:  # a read error must reach the reader as EIO, not kill us
                 raise fuse.FuseOSError(errno.EIO) from exc
+            if gaps:
+                # Undefined content (damage, truncation, read errors, a missing parent) is
+                # never handed out as data: the reader gets what a bad sector gives, EIO, for
+                # the first undefined byte; what lies before it is returned.
+                first = gaps[0].offset - (start + offset)
+                if first <= 0:
+                    raise fuse.FuseOSError(errno.EIO)
+                return data[:first]
+            return data
 
         def statfs(self, path: str) -> dict[str, int]:
             return {

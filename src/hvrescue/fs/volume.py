@@ -11,7 +11,8 @@ from typing import Any
 
 from hvrescue.errors import HvrescueError, InputError
 from hvrescue.fs.partitions import Partition
-from hvrescue.vdisk.disk import Disk
+from hvrescue.vdisk.disk import Disk, merge_gaps
+from hvrescue.vdisk.layer import Gap
 
 CHUNK = 4 * 1024 * 1024
 MAX_WALK = 5_000_000
@@ -231,6 +232,61 @@ class Volume:
                 if child.is_dir and depth < MAX_DEPTH and child.inode not in seen:
                     seen.add(child.inode)
                     stack.append((child.path, depth + 1))
+
+    def data_runs(self, entry: Entry, stream: Stream | None = None) -> list[tuple[int, int]] | None:
+        """Where a file's (or stream's) data lies on the disk, as (disk offset, length); None
+        when the data has no runs of its own (resident in its metadata record) or they cannot
+        be read."""
+        tsk = self._tsk
+        try:
+            f = self._open(entry.path)
+            block = int(self.fs.info.block_size)
+            size = stream.size if stream is not None else entry.size
+            runs: list[tuple[int, int]] = []
+            for attr in f:
+                info = attr.info
+                if stream is not None:
+                    if int(info.type) != stream.attr_type or int(info.id) != stream.attr_id:
+                        continue
+                elif int(info.type) not in (
+                    int(tsk.TSK_FS_ATTR_TYPE_NTFS_DATA),
+                    int(tsk.TSK_FS_ATTR_TYPE_DEFAULT),
+                ) or (info.name and info.name not in (b"", b"$Data")):
+                    continue
+                if not int(info.flags) & int(tsk.TSK_FS_ATTR_NONRES):
+                    return None
+                holes = int(tsk.TSK_FS_ATTR_RUN_FLAG_SPARSE | tsk.TSK_FS_ATTR_RUN_FLAG_FILLER)
+                for run in attr:
+                    if int(run.flags) & holes:
+                        continue
+                    start = int(run.offset) * block
+                    if start >= size:
+                        continue
+                    length = min(int(run.len) * block, size - start)
+                    runs.append((self.partition.offset + int(run.addr) * block, length))
+                return runs
+        except (OSError, HvrescueError):
+            return None
+        return None
+
+    def file_gaps(
+        self, entry: Entry, stream: Stream | None = None, since: int | None = None
+    ) -> list[Gap]:
+        """The undefined ranges of the disk that the file's data touches: those the metadata
+        names, and those reading met (read errors). For data without runs of its own, whatever
+        undefined range was met since ``since`` (an index into ``disk.touched``)."""
+        known = self.disk.undefined() + self.disk.touched
+        runs = self.data_runs(entry, stream)
+        if runs is None:
+            met = self.disk.touched[since:] if since is not None else []
+            return merge_gaps(met)
+        out = []
+        for g in known:
+            for lo, n in runs:
+                a, b = max(lo, g.offset), min(lo + n, g.offset + g.length)
+                if b > a:
+                    out.append(Gap(a, b - a, g.cause, g.path))
+        return merge_gaps(out)
 
     def read(self, entry: Entry, stream: Stream | None = None) -> Iterator[bytes]:
         """The content of a file (or one of its streams), in chunks."""

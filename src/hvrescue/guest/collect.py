@@ -114,11 +114,19 @@ class _Reader:
         if entry.size > limit:
             self.problem(path, "guest.too-large", str(entry.size))
             return None
+        mark = len(self.volume.disk.touched)
         try:
-            return b"".join(self.volume.read(entry))
+            data = b"".join(self.volume.read(entry))
         except HvrescueError as exc:
             self.problem(path, "guest.unreadable", exc.key)
             return None
+        gaps = self.volume.file_gaps(entry, since=mark)
+        if gaps:
+            # Zeros standing for unknown bytes are not evidence: the artefact is not read.
+            causes = ", ".join(sorted({g.cause for g in gaps}))
+            self.problem(path, "guest.undefined-content", causes)
+            return None
+        return data
 
     def listdir(self, path: str) -> list[Entry]:
         try:

@@ -2,9 +2,14 @@
 
 Only blocks that hold data somewhere in the chain are read; a block whose merged content is all
 zeros stays unallocated in the output. The output is a dynamic VHDX (block size as the base's
-unless given) or a sparse raw image, written under a temporary name and renamed when complete.
-Afterwards the output is opened again with the engine and its content digest compared with the
-chain's.
+unless given) or a sparse raw image, written under a temporary name. The written file is opened
+again with the engine and its content digest compared with the chain's; only then does it get
+its final name, so a name never stands for an output that was not checked.
+
+A chain with undefined ranges (see :meth:`Disk.undefined`) is refused: its output would present
+unknown bytes as content. ``allow_gaps`` writes zeros there instead, writes a GNU ddrescue map
+beside the output naming them, and the result's status is ``written-with-gaps``. "verified"
+means exactly: the output equals the chain's content and the chain had no undefined range.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hvrescue.errors import InputError
+from hvrescue.errors import InputError, UndefinedContentError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
+from hvrescue.recover import ddmap
 from hvrescue.recover.digest import KIND, UNIT, ContentDigest, nonzero_units, unit_ranges
-from hvrescue.vdisk.disk import Disk
+from hvrescue.vdisk.disk import Disk, gap_ranges, merge_gaps
+from hvrescue.vdisk.layer import Gap
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.builder import VhdxBuilder
 from hvrescue.vdisk.vhdx.writer import VhdxSpec
@@ -41,14 +48,27 @@ class MergeResult:
     file_size: int
     digest: str
     output_digest: str
+    gaps: list[Gap]
+    map: str | None = None
 
     @property
     def verified(self) -> bool:
-        return self.digest == self.output_digest
+        """The output equals the chain's content, and all of that content was defined."""
+        return self.digest == self.output_digest and not self.gaps
+
+    @property
+    def status(self) -> str:
+        if self.digest != self.output_digest:
+            return "mismatch"
+        return "written-with-gaps" if self.gaps else "verified"
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "status": self.status,
             "out": self.out,
+            "map": self.map,
+            "undefined": [g.as_dict() for g in self.gaps],
+            "undefined_bytes": sum(g.length for g in self.gaps),
             "format": self.format,
             "virtual_size": self.virtual_size,
             "block_size": self.block_size,
@@ -86,6 +106,11 @@ def data_blocks(disk: Disk, block_size: int) -> Iterator[int]:
         last = max(last, end)
 
 
+def map_path_for(out: str) -> str:
+    """Where merge writes the ddrescue map of an output with gaps: beside it."""
+    return out + ".map"
+
+
 def merge(
     leaf: str,
     out: str,
@@ -93,12 +118,20 @@ def merge(
     block_size: int | None = None,
     search: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    allow_gaps: bool = False,
+    argv: list[str] | None = None,
 ) -> MergeResult:
     if fmt not in FORMATS:
         raise InputError("error.merge.format", value=fmt)
     if os.path.lexists(out):
         raise InputError("error.output.exists", path=out)
+    map_path = map_path_for(out)
+    if allow_gaps and os.path.lexists(map_path):
+        raise InputError("error.output.exists", path=map_path)
     with Disk.open(leaf, search) as disk:
+        undefined = disk.undefined()
+        if undefined and not allow_gaps:
+            raise UndefinedContentError("error.merge.undefined", gaps=undefined, leaf=leaf)
         bs = choose_block_size(disk, block_size)
         base = disk.layers[-1]
         spec = VhdxSpec(
@@ -116,42 +149,82 @@ def merge(
         total = disk.allocated_bytes()
         done = 0
         written = data_bytes = 0
-        with atomic_output(out) as fd:
-            builder = VhdxBuilder(fd, spec) if fmt == "vhdx" else None
-            if builder is None:
-                os.ftruncate(fd, disk.size)
-            hasher = _DigestThread(digest, bs)
-            try:
-                for block in data_blocks(disk, bs):
-                    offset = block * bs
-                    buffer = hasher.buffer()
-                    n = disk.read_into(offset, memoryview(buffer)[: min(bs, disk.size - offset)])
-                    data = memoryview(buffer)[:n]
-                    flags = nonzero_units(buffer, n)
-                    hasher.add(offset, data, flags, buffer)
-                    done += len(data)
-                    if progress:
-                        progress(min(done, total), total)
-                    if not any(flags):
-                        continue
-                    if builder is not None:
-                        builder.add_block(block, data)
-                    else:
-                        view = memoryview(data)
-                        pos = 0
-                        while pos < len(view):
-                            pos += os.pwrite(fd, view[pos:], offset + pos)
-                    written += 1
-                    data_bytes += len(data)
-            finally:
-                hasher.finish()
-            file_size = builder.finish() if builder is not None else disk.size
+        found: list[Gap] = list(undefined)
+        size = disk.size
+        outcome: dict[str, str] = {}
+
+        def check_output(tmp: str) -> None:
+            # Runs before the output gets its name: read it back and compare; with gaps, the
+            # map goes beside it first, so the output never stands without it.
+            outcome["digest"] = digest_of(tmp, fmt, size)
+            if gaps:
+                ddmap.write_map(
+                    map_path,
+                    ddmap.entries_for(size, gap_ranges(gaps)),
+                    argv or ["hvrescue", "merge", leaf, out],
+                )
+
+        gaps: list[Gap] = []
+        try:
+            with atomic_output(out, check=check_output) as fd:
+                builder = VhdxBuilder(fd, spec) if fmt == "vhdx" else None
+                if builder is None:
+                    os.ftruncate(fd, disk.size)
+                hasher = _DigestThread(digest, bs)
+                try:
+                    for block in data_blocks(disk, bs):
+                        offset = block * bs
+                        buffer = hasher.buffer()
+                        view = memoryview(buffer)[: min(bs, disk.size - offset)]
+                        n, block_gaps = disk.read_into_checked(offset, view)
+                        if block_gaps:
+                            found.extend(block_gaps)
+                            if not allow_gaps:
+                                raise UndefinedContentError(
+                                    "error.merge.undefined",
+                                    gaps=merge_gaps(found),
+                                    leaf=leaf,
+                                )
+                        data = memoryview(buffer)[:n]
+                        flags = nonzero_units(buffer, n)
+                        hasher.add(offset, data, flags, buffer)
+                        done += len(data)
+                        if progress:
+                            progress(min(done, total), total)
+                        if not any(flags):
+                            continue
+                        if builder is not None:
+                            builder.add_block(block, data)
+                        else:
+                            view = memoryview(data)
+                            pos = 0
+                            while pos < len(view):
+                                pos += os.pwrite(fd, view[pos:], offset + pos)
+                        written += 1
+                        data_bytes += len(data)
+                finally:
+                    hasher.finish()
+                file_size = builder.finish() if builder is not None else disk.size
+                gaps[:] = merge_gaps(found)
+        except BaseException:
+            if gaps and os.path.lexists(map_path) and not os.path.lexists(out):
+                os.unlink(map_path)  # a map without its output would mislead
+            raise
         chain = [layer.path for layer in disk.layers]
         chain_digest = digest.hexdigest()
-        size = disk.size
-    output_digest = digest_of(out, fmt, size)
     return MergeResult(
-        out, fmt, size, bs, chain, written, data_bytes, file_size, chain_digest, output_digest
+        out,
+        fmt,
+        size,
+        bs,
+        chain,
+        written,
+        data_bytes,
+        file_size,
+        chain_digest,
+        outcome["digest"],
+        gaps,
+        map_path if gaps else None,
     )
 
 

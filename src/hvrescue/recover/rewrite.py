@@ -20,6 +20,7 @@ from typing import Any
 
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
+from hvrescue.recover.guard import ContentGuard
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.image import VhdxImage
@@ -106,7 +107,7 @@ def _open(path: str) -> VhdxImage:
     return img
 
 
-def _copy_replayed(img: VhdxImage, fd: int, size: int) -> None:
+def _copy_replayed(img: VhdxImage, fd: int, size: int, guard: ContentGuard) -> None:
     """The file's bytes after log replay, holes of the source kept as holes."""
     segments = img.source.data_segments(0, min(size, img.source.size))
     covered = 0
@@ -117,7 +118,7 @@ def _copy_replayed(img: VhdxImage, fd: int, size: int) -> None:
         pos, end = offset, offset + length
         while pos < end:
             n = min(CHUNK, end - pos)
-            data = img.read_file(pos, n)
+            data = guard.read(pos, n)
             if is_data or data.count(0) != len(data):
                 os.pwrite(fd, data, pos)
             pos += n
@@ -125,7 +126,7 @@ def _copy_replayed(img: VhdxImage, fd: int, size: int) -> None:
     pos = covered
     while pos < size:
         n = min(CHUNK, size - pos)
-        data = img.read_file(pos, n)
+        data = guard.read(pos, n)
         if data.count(0) != len(data):
             os.pwrite(fd, data, pos)
         pos += n
@@ -176,9 +177,14 @@ def rewrite_vhdx(
     *,
     parent: NewParent | None = None,
     repair: bool = False,
+    allow_gaps: bool = False,
+    argv: list[str] | None = None,
 ) -> list[Change]:
     """Write ``out``: ``path`` with its log applied and cleared, and optionally a new parent
-    locator or repairs. Returns what was changed."""
+    locator or repairs. Returns what was changed.
+
+    Undefined content is never copied as content (see :class:`ContentGuard`): read errors,
+    and for ``repair`` the blocks it gives room, refuse the copy unless ``allow_gaps``."""
     if os.path.lexists(out):
         raise InputError("error.output.exists", path=out)
     img = _open(path)
@@ -192,10 +198,11 @@ def rewrite_vhdx(
         elif hdr.log_guid != s.ZERO_GUID:
             changes.append(Change("rewrite.log-cleared", {}))
         bat_fixes: list[tuple[int, int]] = []
+        guard = ContentGuard(img, allow_gaps, static=repair)
         if repair:
             size, bat_fixes = _repair_bat(img, size, changes)
-        with atomic_output(out) as fd:
-            _copy_replayed(img, fd, size)
+        with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
+            _copy_replayed(img, fd, size, guard)
             file_write = uuid.uuid4()
             seq = hdr.sequence_number
             for i, offset in enumerate(s.HEADER_OFFSETS):
@@ -246,6 +253,8 @@ def rewrite_vhdx(
                         },
                     )
                 )
+        if guard.gaps:
+            changes.append(Change("rewrite.written-with-gaps", guard.summary(out)))
         return changes
     finally:
         img.close()
@@ -289,3 +298,8 @@ def relative_windows_path(from_dir: str, to_path: str) -> str:
     parts = rel.split(os.sep)
     text = ntpath.join(*parts)
     return text if text.startswith("..") else ".\\" + text
+
+
+def guard_map(guard: ContentGuard, out: str, argv: list[str] | None) -> None:
+    """Before the output gets its name: the map of its gaps beside it (if any)."""
+    guard.write_map(out, argv or ["hvrescue", out])

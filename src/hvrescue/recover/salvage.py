@@ -1,33 +1,38 @@
 """`salvage`: read a damaged chain with error tolerance into a raw image and a ddrescue map.
 
-What cannot be read becomes zeros in OUT and a ``-`` range in the map, in virtual-disk offsets:
-read errors in any layer's file, blocks whose BAT entry points past the end of the file, and
-ranges a differencing disk leaves to a parent that is missing or unreadable. Everything else is
-``+``. The map is GNU ddrescue's format, so ddrescue's tools (ddrescuelog) read it; run again
-with the same OUT and map, only the ranges not yet ``+`` are read again, and OUT is filled in
-where they now read.
+What has no defined content becomes zeros in OUT and a ``-`` range in the map, in virtual-disk
+offsets: read errors in any layer's file (exact to the sector), blocks past the end of a file or
+cut by it, invalid BAT states, lost or contradicting sector bitmaps, unreadable BAT entries, and
+ranges a differencing disk leaves to a parent that is missing or unreadable. Everything read is
+``+``. The map is GNU ddrescue's format, so ddrescue's tools (ddrescuelog) read it.
+
+The map is written first and kept up to date as the work goes on (``?`` for what is not tried
+yet), and the image is written under ``OUT.hvrescue-partial`` until the first pass is over; an
+interrupted run (Ctrl-C, a kill, a power cut) continues where it stopped when the same command
+is given again. Once OUT exists, the same command retries only the ranges not yet ``+`` and
+fills OUT in where they now read.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import bisect
 import os
-import shlex
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from hvrescue import __version__
 from hvrescue.errors import InputError
-from hvrescue.io.atomic import atomic_output
-from hvrescue.vdisk.disk import Disk, coalesce, merge_ranges
-from hvrescue.vdisk.layer import RunKind
-from hvrescue.vdisk.vhdx.image import VhdxImage
+from hvrescue.io.atomic import check_output_folder, link_into_place, output_error
+from hvrescue.recover import ddmap
+from hvrescue.recover.ddmap import BAD, GOOD, NOT_DONE, UNTRIED, read_map, write_map
+from hvrescue.vdisk.disk import Disk, merge_gaps
+from hvrescue.vdisk.layer import Gap
 
 CHUNK = 4 * 1024 * 1024
-MAX_MAP_LINES = 10_000_000
-GOOD, BAD = "+", "-"
-NOT_DONE = "?*/-"
+# The map is rewritten (after the image is flushed) at most this often while reading.
+MAP_INTERVAL = 5.0
+PARTIAL_SUFFIX = ".hvrescue-partial"
 _ZERO = bytes(CHUNK)
 
 
@@ -39,6 +44,8 @@ class SalvageResult:
     bad: list[tuple[int, int]]
     retried: bool
     recovered: int  # bytes that read on this run after failing before
+    resumed: bool = False
+    gaps: list[Gap] = field(default_factory=list)
 
     @property
     def bad_bytes(self) -> int:
@@ -51,166 +58,92 @@ class SalvageResult:
             "size": self.size,
             "bad": [[o, n] for o, n in self.bad],
             "bad_bytes": self.bad_bytes,
+            "undefined": [g.as_dict() for g in self.gaps],
             "complete": not self.bad,
             "retried": self.retried,
+            "resumed": self.resumed,
             "recovered_bytes": self.recovered,
         }
 
 
-def _file_end(layer: Any) -> int:
-    return int(getattr(layer, "file_size", 0) or layer.source.size)
+class MapState:
+    """The map in memory: ranges covering [0, size), each with one status."""
 
+    def __init__(self, entries: list[tuple[int, int, str]]) -> None:
+        self.starts = [p for p, _n, _s in entries]
+        self.ends = [p + n for p, n, _s in entries]
+        self.status = [s for _p, _n, s in entries]
 
-def read_tolerant(disk: Disk, offset: int, length: int) -> tuple[bytearray, list[tuple[int, int]]]:
-    """Virtual bytes and the virtual ranges among them that could not be read (as zeros)."""
-    buf = bytearray(length)
-    bad: list[tuple[int, int]] = []
-    _resolve(disk, 0, offset, length, buf, 0, bad)
-    merged = list(merge_ranges(sorted(bad)))
-    for lo, n in merged:  # what is not known is zeros, never a guess from another layer
-        buf[lo - offset : lo - offset + n] = bytes(n)
-    return buf, merged
+    def entries(self) -> list[tuple[int, int, str]]:
+        return [(a, b - a, s) for a, b, s in zip(self.starts, self.ends, self.status, strict=True)]
 
+    def todo(self) -> list[tuple[int, int]]:
+        return [
+            (a, b - a)
+            for a, b, s in zip(self.starts, self.ends, self.status, strict=True)
+            if s in NOT_DONE
+        ]
 
-def _resolve(
-    disk: Disk,
-    level: int,
-    offset: int,
-    length: int,
-    buf: bytearray,
-    buf_off: int,
-    bad: list[tuple[int, int]],
-) -> None:
-    layer = disk.layers[level]
-    depth = disk._depth
-    bad.extend(_bitmaps_missing(layer, offset, length))
-    for run in coalesce(layer.map(offset, length)):
-        dst = buf_off + (run.offset - offset)
-        if run.kind is RunKind.DATA:
-            source = layer.source
-            before = len(source.bad_ranges)
-            data = layer.read_file(run.file_offset, run.length)
-            buf[dst : dst + run.length] = data
-            for r in source.bad_ranges[before:]:
-                lo = max(r.offset, run.file_offset)
-                hi = min(r.offset + r.length, run.file_offset + run.length)
-                if hi > lo:
-                    bad.append((run.offset + lo - run.file_offset, hi - lo))
-            end = _file_end(layer)
-            if run.file_offset + run.length > end:
-                start = max(0, end - run.file_offset)
-                bad.append((run.offset + start, run.length - start))
-        elif run.kind is RunKind.PARENT:
-            if level + 1 < depth and disk.layers[level + 1].readable:
-                _resolve(disk, level + 1, run.offset, run.length, buf, dst, bad)
+    def ranges(self, status: str) -> list[tuple[int, int]]:
+        return [
+            (a, b - a)
+            for a, b, s in zip(self.starts, self.ends, self.status, strict=True)
+            if s == status
+        ]
+
+    def mark(self, lo: int, hi: int, status: str) -> None:
+        """Give [lo, hi) one status, splitting and joining entries as needed."""
+        if hi <= lo:
+            return
+        i = bisect.bisect_right(self.starts, lo) - 1
+        j = bisect.bisect_left(self.ends, hi)
+        new_s: list[int] = []
+        new_e: list[int] = []
+        new_t: list[str] = []
+        if self.starts[i] < lo:
+            new_s.append(self.starts[i])
+            new_e.append(lo)
+            new_t.append(self.status[i])
+        new_s.append(lo)
+        new_e.append(hi)
+        new_t.append(status)
+        if self.ends[j] > hi:
+            new_s.append(hi)
+            new_e.append(self.ends[j])
+            new_t.append(self.status[j])
+        self.starts[i : j + 1] = new_s
+        self.ends[i : j + 1] = new_e
+        self.status[i : j + 1] = new_t
+        # Join equal neighbours around the change.
+        k = max(0, i - 1)
+        stop = min(len(self.starts) - 1, i + len(new_s))
+        while k < stop:
+            if self.status[k] == self.status[k + 1]:
+                self.ends[k] = self.ends[k + 1]
+                del self.starts[k + 1], self.ends[k + 1], self.status[k + 1]
+                stop -= 1
             else:
-                bad.append((run.offset, run.length))
+                k += 1
 
 
-def _bitmaps_missing(layer: Any, offset: int, length: int) -> list[tuple[int, int]]:
-    """Partly present VHDX blocks whose sector bitmap lies past the end of the file: which of
-    their sectors are the child's cannot be known, so the whole block is a gap."""
-    if not isinstance(layer, VhdxImage) or not layer.has_parent or not layer.block_size:
-        return []
-    bs, cr = layer.block_size, layer.chunk_ratio
-    end = _file_end(layer)
-    out: list[tuple[int, int]] = []
-    for block in range(offset // bs, (offset + length - 1) // bs + 1):
-        if layer.bat_entry(block + block // cr) & 7 != 7:  # PAYLOAD_BLOCK_PARTIALLY_PRESENT
-            continue
-        sb = layer.bat_entry((block // cr) * (cr + 1) + cr)
-        sb_offset = (sb >> 20) << 20
-        if sb & 7 == 6 and sb_offset + 1024 * 1024 <= end:
-            continue
-        lo = max(offset, block * bs)
-        hi = min(offset + length, (block + 1) * bs)
-        out.append((lo, hi - lo))
-    return out
-
-
-# ---------------------------------------------------------------------------- the map file
-def read_map(path: str) -> tuple[int, list[tuple[int, int, str]]]:
-    """(size covered, [(pos, size, status)]) from a ddrescue map."""
-    entries: list[tuple[int, int, str]] = []
-    seen_status_line = False
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            for count, line in enumerate(f):
-                if count > MAX_MAP_LINES:
-                    raise InputError("error.salvage.map-invalid", path=path, reason="too long")
-                text = line.split("#", 1)[0].strip()
-                if not text:
-                    continue
-                words = text.split()
-                if not seen_status_line:
-                    seen_status_line = True  # current_pos current_status [current_pass]
-                    continue
-                if len(words) != 3 or len(words[2]) != 1 or words[2] not in "?*/-+":
-                    raise InputError("error.salvage.map-invalid", path=path, reason=line.strip())
-                entries.append((int(words[0], 0), int(words[1], 0), words[2]))
-    except (OSError, ValueError) as exc:
-        raise InputError("error.salvage.map-invalid", path=path, reason=str(exc)) from exc
+def _initial_map(disk: Disk) -> list[tuple[int, int, str]]:
+    """``?`` for what has to be read (what any layer holds, every undefined range), ``+`` for
+    the zeros the format defines (nothing to read, and OUT starts as zeros)."""
+    size = disk.size
+    out: list[tuple[int, int, str]] = []
     pos = 0
-    for start, size, _st in entries:
-        if start != pos or size <= 0:
-            raise InputError("error.salvage.map-invalid", path=path, reason="gaps or overlaps")
-        pos += size
-    return pos, entries
-
-
-def write_map(path: str, size: int, bad: list[tuple[int, int]], argv: list[str]) -> None:
-    """The map (good '+' and bad '-' ranges covering [0, size)), replaced atomically."""
-    lines = [
-        f"# Mapfile. Created by hvrescue {__version__} (GNU ddrescue format)",
-        f"# Command line: {shlex.join(argv)}",
-        f"# Current time: {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}",
-        "# Finished" if not bad else f"# {len(bad)} bad area(s)",
-        "# current_pos  current_status  current_pass",
-        f"0x{0:08X}     +               1",
-        "#      pos        size  status",
-    ]
-    pos = 0
-    for lo, n in bad:
+    for lo, n in disk.read_plan():
         if lo > pos:
-            lines.append(f"0x{pos:08X}  0x{lo - pos:08X}  {GOOD}")
-        lines.append(f"0x{lo:08X}  0x{n:08X}  {BAD}")
+            out.append((pos, lo - pos, GOOD))
+        out.append((lo, n, UNTRIED))
         pos = lo + n
     if pos < size:
-        lines.append(f"0x{pos:08X}  0x{size - pos:08X}  {GOOD}")
-    text = "\n".join(lines) + "\n"
-    tmp = f"{path}.hvrescue-{os.getpid()}.part"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # the map is ours, updated run after run as ddrescue does
+        out.append((pos, size - pos, GOOD))
+    return out or [(0, size, GOOD)]
 
 
-# ---------------------------------------------------------------------------- the command
-def _read_ranges(
-    disk: Disk,
-    ranges: list[tuple[int, int]],
-    fd: int,
-    progress: Callable[[int], None] | None,
-) -> list[tuple[int, int]]:
-    bad: list[tuple[int, int]] = []
-    for lo, n in ranges:
-        pos, end = lo, lo + n
-        while pos < end:
-            step = min(CHUNK - pos % CHUNK, end - pos)
-            data, chunk_bad = read_tolerant(disk, pos, step)
-            # OUT starts as a sparse file of zeros (and a retried range was zero-filled before):
-            # zeros need no write, so a missing parent's gap costs no space.
-            if data != (_ZERO if len(data) == CHUNK else bytes(len(data))):
-                view = memoryview(data)
-                done = 0
-                while done < len(view):
-                    done += os.pwrite(fd, view[done:], pos + done)
-            bad.extend(chunk_bad)
-            pos += step
-            if progress:
-                progress(step)
-    return list(merge_ranges(sorted(bad)))
+def _open_target(path: str) -> int:
+    return os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
 
 
 def salvage(
@@ -224,34 +157,128 @@ def salvage(
     disk = Disk.open(leaf, search, allow_incomplete=True)
     try:
         size = disk.size
+        partial = out + PARTIAL_SUFFIX
+        if size == 0:
+            raise InputError("error.salvage.empty", path=leaf)
+        retried = resumed = False
         if os.path.exists(map_path):
-            if not os.path.isfile(out):
-                raise InputError("error.salvage.map-without-output", map=map_path, out=out)
             covered, entries = read_map(map_path)
-            if covered != size or os.path.getsize(out) != size:
+            if os.path.isfile(out):
+                target, retried = out, True
+            elif os.path.isfile(partial):
+                target, resumed = partial, True
+            else:
+                raise InputError("error.salvage.map-without-output", map=map_path, out=out)
+            if covered != size or os.path.getsize(target) != size:
                 raise InputError("error.salvage.map-mismatch", map=map_path, size=size)
-            todo = [(p, n) for p, n, st in entries if st in NOT_DONE]
-            before = sum(n for _p, n in todo)
-            fd = os.open(out, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            state = MapState(entries)
+            fd = _open_target(target)
+        else:
+            for path in (out, partial):
+                if os.path.lexists(path):
+                    raise InputError("error.output.exists", path=path)
+            check_output_folder(out)
+            check_output_folder(map_path)
+            state = MapState(_initial_map(disk))
+            # The map first: if it cannot be written, nothing else is.
             try:
-                bad = _read_ranges(disk, todo, fd, progress)
+                write_map(map_path, state.entries(), argv)
+            except OSError as exc:
+                raise output_error(exc, map_path) from exc
+            target = partial
+            try:
+                fd = os.open(
+                    partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644
+                )
+                os.ftruncate(fd, size)
+            except BaseException as exc:
+                os.unlink(map_path)
+                if os.path.lexists(partial):
+                    os.unlink(partial)
+                if isinstance(exc, OSError):
+                    raise output_error(exc, out) from exc
+                raise
+        before = sum(n for _p, n in state.ranges(BAD))
+        gaps: list[Gap] = []
+        try:
+            _read_todo(disk, state, fd, map_path, argv, gaps, progress)
+            os.fsync(fd)
+        except BaseException as exc:
+            # Interrupted or failed: what was written is flushed and the map says how far the
+            # work got, so the same command continues from there.
+            try:
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-            write_map(map_path, size, bad, argv)
-            recovered = before - sum(n for _o, n in bad)
-            return SalvageResult(out, map_path, size, bad, True, recovered)
-        if os.path.lexists(out):
-            raise InputError("error.output.exists", path=out)
-        # Only what some layer holds (or leaves to a parent) has to be read; the rest is zeros.
-        extents = list(disk.extents())
-        missing_parent = not disk.complete
-        if missing_parent:
-            extents = [(0, size)]  # every PARENT run of the last readable layer is a gap
-        with atomic_output(out) as fd:
-            os.ftruncate(fd, size)
-            bad = _read_ranges(disk, extents, fd, progress)
-        write_map(map_path, size, bad, argv)
-        return SalvageResult(out, map_path, size, bad, False, 0)
+                write_map(map_path, state.entries(), argv)
+            except OSError:
+                pass
+            if isinstance(exc, OSError) and not isinstance(exc, InputError):
+                raise output_error(exc, target) from exc
+            raise
+        finally:
+            os.close(fd)
+        try:
+            write_map(map_path, state.entries(), argv)
+        except OSError as exc:
+            raise output_error(exc, map_path) from exc
+        if target == partial:
+            link_into_place(partial, out)
+        bad = state.ranges(BAD)
+        recovered = max(0, before - sum(n for _o, n in bad)) if retried else 0
+        return SalvageResult(
+            out, map_path, size, bad, retried, recovered, resumed, merge_gaps(gaps)
+        )
     finally:
         disk.close()
+
+
+def _read_todo(
+    disk: Disk,
+    state: MapState,
+    fd: int,
+    map_path: str,
+    argv: list[str],
+    gaps: list[Gap],
+    progress: Callable[[int], None] | None,
+) -> None:
+    last_save = time.monotonic()
+    # What the metadata already says is undefined needs no reading (a missing parent of a
+    # 64 TiB disk costs nothing): it is marked bad at once, with its cause.
+    known = disk.undefined()
+    starts = [g.offset for g in known]
+    for lo, n in state.todo():
+        pos, end = lo, lo + n
+        while pos < end:
+            i = bisect.bisect_right(starts, pos) - 1
+            if i >= 0 and pos < known[i].offset + known[i].length:
+                g = known[i]
+                stop = min(end, g.offset + g.length)
+                state.mark(pos, stop, BAD)
+                gaps.append(Gap(pos, stop - pos, g.cause, g.path))
+                if progress:
+                    progress(stop - pos)
+                pos = stop
+                continue
+            nxt = starts[i + 1] if i + 1 < len(starts) else end
+            step = min(CHUNK - pos % CHUNK, end - pos, max(1, nxt - pos))
+            data, found = disk.read_checked(pos, step)
+            # OUT starts as a sparse file of zeros and a retried range was zero-filled before:
+            # zeros need no write, so a missing parent's gap costs no space.
+            if data != (_ZERO if len(data) == CHUNK else bytes(len(data))):
+                view = memoryview(data)
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], pos + done)
+            state.mark(pos, pos + step, GOOD)
+            for g in found:
+                state.mark(g.offset, g.offset + g.length, BAD)
+            gaps.extend(found)
+            pos += step
+            if progress:
+                progress(step)
+            if time.monotonic() - last_save >= MAP_INTERVAL:
+                os.fsync(fd)
+                write_map(map_path, state.entries(), argv, pos)
+                last_save = time.monotonic()
+
+
+__all__ = ["CHUNK", "SalvageResult", "ddmap", "read_map", "salvage"]

@@ -14,7 +14,8 @@ import struct
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
-from hvrescue.recover.rewrite import Change
+from hvrescue.recover.guard import ContentGuard
+from hvrescue.recover.rewrite import Change, guard_map
 from hvrescue.vdisk.vhd import structures as s
 from hvrescue.vdisk.vhd.image import VhdImage
 
@@ -36,7 +37,11 @@ def _intact(raw: bytes) -> bool:
     )
 
 
-def repair_vhd(path: str, out: str) -> list[Change]:
+def repair_vhd(
+    path: str, out: str, allow_gaps: bool = False, argv: list[str] | None = None
+) -> list[Change]:
+    """Write ``out``; what was changed. Blocks the file was cut inside get room as zeros in the
+    copy, so they (and read errors) refuse the repair unless ``allow_gaps``."""
     if os.path.lexists(out):
         raise InputError("error.output.exists", path=out)
     img = VhdImage.open(path)
@@ -76,14 +81,17 @@ def repair_vhd(path: str, out: str) -> list[Change]:
                 if stored != s.checksum(raw, HEADER_CHECKSUM_AT):
                     header_fix = _with_checksum(raw, HEADER_CHECKSUM_AT)
                     changes.append(Change("repair.vhd.header-checksum", {"offset": offset}))
-        with atomic_output(out) as fd:
-            _copy(src, fd)
+        guard = ContentGuard(img, allow_gaps)
+        with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
+            _copy(src, fd, guard)
             if dynamic:
                 os.pwrite(fd, good, 0)
                 if header_fix is not None:
                     os.pwrite(fd, header_fix, img.footer.data_offset)
             os.pwrite(fd, good, footer_at)
             os.ftruncate(fd, footer_at + s.FOOTER_SIZE)
+        if guard.gaps:
+            changes.append(Change("rewrite.written-with-gaps", guard.summary(out)))
         return changes
     finally:
         img.close()
@@ -100,12 +108,13 @@ def _data_end(img: VhdImage) -> int:
     return end
 
 
-def _copy(src: ReadOnlySource, fd: int) -> None:
+def _copy(src: ReadOnlySource, fd: int, guard: ContentGuard) -> None:
+    """The file's bytes, holes kept; read errors go through the guard (refused, or listed)."""
     for offset, length, is_data in src.data_segments():
         if not is_data:
             continue
         pos, end = offset, offset + length
         while pos < end:
             n = min(CHUNK, end - pos)
-            os.pwrite(fd, src.read(pos, n, tolerant=True), pos)
+            os.pwrite(fd, guard.read(pos, n), pos)
             pos += n

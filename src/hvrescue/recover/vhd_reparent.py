@@ -16,7 +16,8 @@ import uuid
 
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
-from hvrescue.recover.rewrite import Change
+from hvrescue.recover.guard import ContentGuard
+from hvrescue.recover.rewrite import Change, guard_map
 from hvrescue.recover.vhd_fix import (
     HEADER_CHECKSUM_AT,
     HEADER_SIZE,
@@ -38,6 +39,8 @@ def reparent_vhd(
     parent_timestamp: int,
     relative: str,
     absolute: str | None,
+    allow_gaps: bool = False,
+    argv: list[str] | None = None,
 ) -> list[Change]:
     if os.path.lexists(out):
         raise InputError("error.output.exists", path=out)
@@ -77,8 +80,11 @@ def reparent_vhd(
         if struct.unpack_from(">I", footer, 64)[0] != s.checksum(footer, 64):
             footer = _with_checksum(footer, 64)
             fixed_footer = True
-        with atomic_output(out) as fd:
-            _copy(src, fd)
+        # The copy is cut or extended to the data's end: blocks the file was cut inside would
+        # become zeros, so they (and read errors) refuse the copy unless allowed.
+        guard = ContentGuard(img, allow_gaps)
+        with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
+            _copy(src, fd, guard)
             os.ftruncate(fd, end)
             os.pwrite(fd, bytes(header), hdr_off)
             for offset, blob in placed:
@@ -99,6 +105,8 @@ def reparent_vhd(
             changes.append(Change("repair.vhd.footer-checksum", {}))
         if str(new_id) != old_id:
             changes.append(Change("rewrite.parent-id", {"old": old_id, "new": str(new_id)}))
+        if guard.gaps:
+            changes.append(Change("rewrite.written-with-gaps", guard.summary(out)))
         return changes
     finally:
         img.close()

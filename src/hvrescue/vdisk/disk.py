@@ -287,22 +287,24 @@ class Disk:
         candidates: list[tuple[int, int]] = []
         for layer in layers:
             candidates.extend(layer.suspect())
-        if self._depth < len(self.layers) or (
-            self._depth and self.layers[self._depth - 1].is_differencing
-        ):
-            # What the readable layers leave to a parent that cannot be read.
-            held = list(
-                merge_ranges(sorted((lo, n) for layer in layers for lo, n in layer.allocated()))
-            )
+        gaps: list[Gap] = []
+        if layers and (self._depth < len(self.layers) or layers[-1].is_differencing):
+            # The parent of the last readable layer cannot be read: whatever no readable layer
+            # holds, zeroes or names as suspect is left to it (found without walking every
+            # block); the ranges they do hold are walked, for sectors they leave to it.
+            held: list[tuple[int, int]] = []
+            for layer in layers:
+                held.extend(layer.allocated())
+                held.extend(getattr(layer, "zeroed", lambda: iter(()))())
+            held.extend(candidates)
             pos = 0
-            for lo, n in held:
+            for lo, n in merge_ranges(sorted(held)):
                 if lo > pos:
-                    candidates.append((pos, lo - pos))
+                    gaps.append(Gap(pos, lo - pos, PARENT_MISSING, layers[-1].path))
                 pos = max(pos, lo + n)
             if pos < self.size:
-                candidates.append((pos, self.size - pos))
-            candidates.extend(held)  # partly present blocks leave sectors to the parent
-        gaps: list[Gap] = []
+                gaps.append(Gap(pos, self.size - pos, PARENT_MISSING, layers[-1].path))
+            candidates.extend(held)
         for lo, n in merge_ranges(sorted(candidates)):
             end = min(lo + n, self.size)
             pos = lo
@@ -371,3 +373,16 @@ class Disk:
         if gaps is not None:
             gaps.extend(merge_gaps(found))
         return h.hexdigest()
+
+
+def layer_undefined(layer: AnyImage) -> list[Gap]:
+    """The undefined ranges of one file on its own (what it leaves to a parent is not one of
+    them): for commands that copy a file rather than read a disk."""
+    if not layer.readable:
+        return []
+    gaps = []
+    for lo, n in merge_ranges(sorted(layer.suspect())):
+        for run in coalesce(layer.map(lo, n)):
+            if run.kind is RunKind.UNDEFINED:
+                gaps.append(Gap(run.offset, run.length, run.cause, layer.path))
+    return merge_gaps(gaps)

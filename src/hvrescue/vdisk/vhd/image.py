@@ -555,6 +555,32 @@ class VhdImage(ImageBase):
             lo = len(self.bat) * bs
             yield lo, min(self.size, self.bat_cut * bs) - lo
 
+    def file_to_virtual(self, file_offset: int, length: int) -> list[tuple[int, int]]:
+        """The virtual ranges whose data lies in the file range (a block's bitmap counts for
+        the whole block); empty for structures (footer, header, BAT, locators)."""
+        if not self.readable or self.footer is None:
+            return []
+        lo, hi = file_offset, file_offset + length
+        if self.footer.disk_type == 2:
+            a, b = max(lo, 0), min(hi, self.size)
+            return [(a, b - a)] if b > a else []
+        out: list[tuple[int, int]] = []
+        bs = self.block_size
+        for block, sector in enumerate(self.bat):
+            if sector == s.UNUSED_BAT:
+                continue
+            start = sector * s.SECTOR
+            data = start + self.bitmap_size
+            if hi <= start or lo >= data + bs:
+                continue
+            vlo = block * bs
+            if lo < data:  # the bitmap: which sectors are data is lost for the whole block
+                out.append((vlo, min(bs, self.size - vlo)))
+                continue
+            a, b = max(lo, data), min(hi, data + bs)
+            out.append((vlo + a - data, b - a))
+        return [(a, n) for a, n in out if n > 0]
+
     def describe(self) -> dict[str, Any]:
         return describe_image(self)
 

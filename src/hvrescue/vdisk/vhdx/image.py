@@ -304,6 +304,31 @@ class VhdxImage(ImageBase):
                     lo = block * bs
                     yield lo, min(bs, self.size - lo)
 
+    def zeroed(self) -> Iterator[tuple[int, int]]:
+        """Virtual ranges whose blocks read as zeros by their state (ZERO, UNMAPPED) without
+        asking a parent, ascending."""
+        if not self.readable or self.bat is None:
+            return
+        bat = self.bat
+        raw = bat.cast("B")
+        cr1 = self.chunk_ratio + 1
+        bs = self.block_size
+        zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
+        for start in range(0, len(bat), BAT_SCAN_CHUNK):
+            stop = min(start + BAT_SCAN_CHUNK, len(bat))
+            if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
+                continue
+            for index in range(start, stop):
+                if index % cr1 == cr1 - 1 or bat[index] & 7 not in (
+                    s.PAYLOAD_ZERO,
+                    s.PAYLOAD_UNMAPPED,
+                ):
+                    continue
+                block = index - index // cr1
+                if block < self.data_blocks:
+                    lo = block * bs
+                    yield lo, min(bs, self.size - lo)
+
     def suspect(self) -> Iterator[tuple[int, int]]:
         if not self.readable or self.bat is None:
             return
@@ -345,6 +370,36 @@ class VhdxImage(ImageBase):
         for block in sorted(b for b in blocks if b < self.data_blocks):
             lo = block * bs
             yield lo, min(bs, self.size - lo)
+
+    def file_to_virtual(self, file_offset: int, length: int) -> list[tuple[int, int]]:
+        """The virtual ranges whose data (or sector bitmap) lies in the file range; empty for
+        structures (headers, region tables, log, BAT, metadata)."""
+        if not self.readable or self.bat is None:
+            return []
+        lo, hi = file_offset, file_offset + length
+        bs, cr = self.block_size, self.chunk_ratio
+        cr1 = cr + 1
+        out: list[tuple[int, int]] = []
+        for index in range(len(self.bat)):
+            entry = int(self.bat[index])
+            if entry & 7 not in (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT):
+                continue
+            start = (entry >> 20) << 20
+            if index % cr1 == cr:  # a sector bitmap block: the chunk's partial blocks
+                if entry & 7 == s.SB_PRESENT and start < hi and lo < start + s.MiB:
+                    first = (index // cr1) * cr
+                    for block in range(first, min(first + cr, self.data_blocks)):
+                        if self.bat_entry(block + block // cr) & 7 == s.PAYLOAD_PARTIALLY_PRESENT:
+                            vlo = block * bs
+                            out.append((vlo, min(bs, self.size - vlo)))
+                continue
+            if hi <= start or lo >= start + bs:
+                continue
+            block = index - index // cr1
+            a, b = max(lo, start), min(hi, start + bs)
+            vlo = block * bs + a - start
+            out.append((vlo, min(b - a, self.size - vlo)))
+        return sorted((a, n) for a, n in out if n > 0)
 
     def describe(self) -> dict[str, Any]:
         return describe_image(self)
