@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hvrescue.errors import HvrescueError
+from hvrescue.errors import HvrescueError, NotADiskError
 from hvrescue.findings import Finding, Severity
 from hvrescue.preserve.manifest import iso_ns
 from hvrescue.preserve.plan import (
@@ -187,6 +187,10 @@ def build_inventory(
         try:
             # One link is enough here; deeper links are resolved from their own files.
             chain = resolve_chain(info.path, search_dirs, max_depth=1)
+        except NotADiskError:
+            # Named like a disk, holding no disk: say so rather than leave it out unseen.
+            findings.append(Finding("file.not-a-disk", Severity.ERROR, info.path, 0))
+            continue
         except HvrescueError:
             continue
         try:

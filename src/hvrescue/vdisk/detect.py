@@ -1,8 +1,6 @@
-"""Recognise a virtual-disk file by content (and by name only when the content is too damaged)."""
+"""Recognise a virtual-disk file by content: a signature of the format must be in it somewhere."""
 
 from __future__ import annotations
-
-import os
 
 from hvrescue.errors import HvrescueError, NotADiskError
 from hvrescue.io.source import ReadOnlySource
@@ -40,16 +38,44 @@ def sniff(source: ReadOnlySource) -> str | None:
     return None
 
 
-def open_image(path: str) -> AnyImage:
-    """Open ``path`` read-only as a VHDX or VHD image. Raises NotADiskError if it is neither."""
-    source = ReadOnlySource(path)
+# Regions of a VHDX (log, metadata, BAT) start at multiples of 1 MiB (MS-VHDX 2.2.3); the log
+# and the metadata table begin with a signature. Looking for them at the first MiB boundaries
+# recognises a VHDX whose first MiB (identifier, headers, region tables) was overwritten.
+_MIB = 1024 * 1024
+_DEEP_MIB_POSITIONS = 256
+
+
+def sniff_deep(source: ReadOnlySource) -> str | None:
+    """Like :func:`sniff`, and also any VHDX or VHD signature that survives elsewhere: a log
+    entry or metadata table at a 1 MiB boundary, a VHD dynamic header at its usual place."""
     kind = sniff(source)
-    if kind is None:
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix in VHDX_SUFFIXES:
-            kind = "vhdx"
-        elif suffix in VHD_SUFFIXES:
-            kind = "vhd"
+    if kind is not None or source.size == 0:
+        return kind
+    size = source.size
+    if size >= 1024 and source.read(512, 8, tolerant=True) == vhd_s.DYNAMIC_COOKIE:
+        return "vhd"
+    for k in range(1, min(size // _MIB + 1, _DEEP_MIB_POSITIONS + 1)):
+        head = source.read(k * _MIB, 8, tolerant=True)
+        if head == vhdx_s.METADATA_SIGNATURE or head[:4] == vhdx_s.LOG_ENTRY_SIGNATURE:
+            return "vhdx"
+    return None
+
+
+def open_image(path: str) -> AnyImage:
+    """Open ``path`` read-only as a VHDX or VHD image. Raises NotADiskError if it is neither.
+
+    A file is taken for a disk only when some signature of the format is present in it (the
+    identifier, a header, a region table, a log entry or the metadata table; the VHD footer,
+    its copy or the dynamic header), however damaged the rest is. The name alone says only
+    which format a damaged file was meant to be: an empty file, text or random bytes named
+    ``.vhdx`` are not disks, and describing them as damaged disks would bury the user in
+    garbage structures."""
+    source = ReadOnlySource(path)
+    try:
+        kind = sniff_deep(source)
+    except BaseException:
+        source.close()
+        raise
     if kind == "vhdx":
         return VhdxImage(source)
     if kind == "vhd":
@@ -58,6 +84,8 @@ def open_image(path: str) -> AnyImage:
     source.close()
     if size == 0:
         raise NotADiskError("error.not-a-disk.empty", path=path)
+    if path.lower().endswith(DISK_SUFFIXES):
+        raise NotADiskError("error.not-a-disk.no-signature", path=path)
     raise NotADiskError("error.not-a-disk", path=path)
 
 

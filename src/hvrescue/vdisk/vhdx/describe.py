@@ -1,13 +1,29 @@
-"""Every structure of a VHDX file as plain data, for `hvrescue info`."""
+"""Every structure of a VHDX file as plain data, for `hvrescue info`.
+
+Lists read from the file (region table entries, metadata entries, log entries, parent locator
+pairs) are summarised: their count and the first ``LIST_LIMIT`` of them (``DAMAGED_LIMIT`` of
+a table that failed validation). A damaged table can declare thousands of garbage entries; a
+person needs to see that, not read them all.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hvrescue.vdisk.vhdx import structures as s
 
 if TYPE_CHECKING:
     from hvrescue.vdisk.vhdx.image import VhdxImage
+
+LIST_LIMIT = 16
+# A table that failed validation: what its first entries look like is all that helps.
+DAMAGED_LIMIT = 4
+T = TypeVar("T")
+
+
+def first(items: Sequence[T], limit: int = LIST_LIMIT) -> Sequence[T]:
+    return items[:limit]
 
 
 def describe(img: VhdxImage) -> dict[str, Any]:
@@ -17,7 +33,8 @@ def describe(img: VhdxImage) -> dict[str, Any]:
             {
                 "offset": offset,
                 "valid": not problems,
-                "problems": problems,
+                "problems": list(first(problems)),
+                "problem_count": len(problems),
                 "current": img.header is hdr and hdr is not None,
                 **(
                     {}
@@ -42,7 +59,9 @@ def describe(img: VhdxImage) -> dict[str, Any]:
             {
                 "offset": offset,
                 "valid": not problems,
-                "problems": problems,
+                "problems": list(first(problems)),
+                "problem_count": len(problems),
+                "entry_count": None if table is None else table.entry_count,
                 "entries": []
                 if table is None
                 else [
@@ -53,7 +72,7 @@ def describe(img: VhdxImage) -> dict[str, Any]:
                         "length": e.length,
                         "required": e.required,
                     }
-                    for e in table.entries
+                    for e in first(table.entries, DAMAGED_LIMIT if problems else LIST_LIMIT)
                 ],
             }
         )
@@ -68,7 +87,7 @@ def describe(img: VhdxImage) -> dict[str, Any]:
                 "is_virtual_disk": e.is_virtual_disk,
                 "is_required": e.is_required,
             }
-            for e in img.metadata_table.entries
+            for e in first(img.metadata_table.entries)
         ]
     log: dict[str, Any] = {"present": False}
     if img.log_scan is not None:
@@ -76,6 +95,7 @@ def describe(img: VhdxImage) -> dict[str, Any]:
             "present": True,
             "valid_entries": len(img.log_scan.entries),
             "invalid_entries": len(img.log_scan.invalid_entries),
+            "active_entries": len(img.log_scan.active),
             "active_sequence": [
                 {
                     "position": e.position,
@@ -86,7 +106,7 @@ def describe(img: VhdxImage) -> dict[str, Any]:
                     "flushed_file_offset": e.header.flushed_file_offset,
                     "last_file_offset": e.header.last_file_offset,
                 }
-                for e in img.log_scan.active
+                for e in first(img.log_scan.active)
             ],
             "replayed_sectors": len(img.overlay.touched_offsets),
         }
@@ -99,12 +119,17 @@ def describe(img: VhdxImage) -> dict[str, Any]:
         "current_header": None if img.header_index is None else img.header_index + 1,
         "region_tables": tables,
         "log": log,
-        "metadata": {"entries": meta_entries, "items": dict(img.metadata)},
+        "metadata": {
+            "entry_count": None if img.metadata_table is None else img.metadata_table.entry_count,
+            "entries": meta_entries,
+            "items": dict(img.metadata),
+        },
         "parent_locator": None
         if img.parent_locator is None
         else {
             "type": s.guid_str(img.parent_locator.locator_type),
-            "entries": dict(img.parent_locator.entries),
+            "entry_count": len(img.parent_locator.entries),
+            "entries": dict(first(list(img.parent_locator.entries.items()))),
         },
         "virtual_size": img.size,
         "block_size": img.block_size,
