@@ -38,6 +38,13 @@ def test_the_knowledge_base_has_the_rules_the_checks_use():
         "vdisk.merge-interrupted",
         "storage.no-room-to-merge",
         "vm.config-disk-mismatch",
+        "vdisk.chain.parent-found-elsewhere",
+        "vdisk.checked-clean",
+        "guest.bugcheck",
+        "guest.unexpected-restart",
+        "generic.disk-damage",
+        "generic.inventory",
+        "generic.evidence-unreadable",
     } <= ids
 
 
@@ -99,3 +106,74 @@ def test_rule_schema_is_enforced():
     rule = parse_rules(BASE.replace("{eq: 1}", "{eq: \"__import__('os').system('x')\"}"), "x")[0]
     fact = Fact("event", {"event_id": 1}, Provenance("p"))
     assert evaluate([rule], [fact]) == []
+
+
+def test_placeholders_take_formats_for_paths():
+    rule = parse_rules(
+        BASE.replace("where: {event_id: {eq: 1}}", "bind: e\n    where: {event_id: {eq: 1}}")
+        + """steps:
+  - text: {en: "{e.path:name} in {e.path:dir}", ja: "{e.path:stem}"}
+    command: "hvrescue check {e.path:quoted} && copy {e.path:name:quoted} {e.kb:digits}"
+""",
+        "x.yaml",
+    )[0]
+    fact = Fact(
+        "event",
+        {"event_id": 1, "path": "D:\\VMs\\Virtual Hard Disks\\web 01.vhdx", "kb": "KB50"},
+        Provenance("p"),
+    )
+    [d] = evaluate([rule], [fact])
+    en = d.as_dict("en", Messages("en"))["steps"][0]
+    assert en["text"] == "web 01.vhdx in D:\\VMs\\Virtual Hard Disks"
+    assert en["command"] == (
+        'hvrescue check "D:\\VMs\\Virtual Hard Disks\\web 01.vhdx" && copy "web 01.vhdx" 50'
+    )
+    assert d.as_dict("ja", Messages("ja"))["steps"][0]["text"] == "web 01"
+    with pytest.raises(RuleError):
+        parse_rules(BASE.replace("title: {en: t", "title: {en: '{x.path:bogus}'"), "x.yaml")
+
+
+GENERIC = """
+id: test.generic
+layer: virtual-disk
+severity: warning
+confidence: 0.5
+generic: true
+per: f.path
+title: {en: "{f.path}", ja: "{f.path}"}
+summary: {en: s, ja: s}
+require:
+  - kind: finding
+    bind: f
+    where: {severity: {in: [warning, error, critical]}}
+"""
+SPECIFIC = """
+id: test.specific
+layer: virtual-disk
+severity: error
+confidence: 0.9
+title: {en: t, ja: t}
+summary: {en: s, ja: s}
+require:
+  - kind: finding
+    where: {code: {eq: known}}
+"""
+
+
+def test_a_generic_rule_speaks_only_of_what_no_specific_rule_explains():
+    rules = parse_rules(GENERIC, "g.yaml") + parse_rules(SPECIFIC, "s.yaml")
+    facts = [
+        Fact("finding", {"code": "known", "severity": "critical", "path": "a"}, Provenance("a")),
+        Fact("finding", {"code": "odd", "severity": "warning", "path": "a"}, Provenance("a")),
+        Fact("finding", {"code": "odd", "severity": "critical", "path": "b"}, Provenance("b")),
+        Fact("finding", {"code": "odd", "severity": "error", "path": "b"}, Provenance("b")),
+        Fact("finding", {"code": "odd", "severity": "info", "path": "c"}, Provenance("c")),
+    ]
+    found = evaluate(rules, facts)
+    generic = {d.as_dict("en", Messages("en"))["title"]: d for d in found if d.rule.generic}
+    assert sorted(generic) == ["a", "b"]  # one per file; c has nothing of warning or worse
+    assert [f.attributes["code"] for f in generic["a"].bindings["f"]] == ["odd"]
+    assert generic["a"].severity == "warning" and generic["b"].severity == "critical"
+    assert found[0].rule.id == "test.specific"
+    # Explained entirely by the specific rule: no generic diagnosis at all.
+    assert [d.rule.id for d in evaluate(rules, facts[:1])] == ["test.specific"]

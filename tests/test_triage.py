@@ -99,6 +99,7 @@ def test_healthy_evidence_gives_no_warning(tmp_path: Path):
     data = r.json()
     assert not [d for d in data["diagnoses"] if d["severity"] != "info"]
     assert data["verdict"]["status"] == "no-problem-found"
+    assert data["verdict"]["state"] == "healthy" and data["verdict"]["severity"] == "ok"
     assert "No problem found" in (out / "report.html").read_text(encoding="utf-8")
 
 

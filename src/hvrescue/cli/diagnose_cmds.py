@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-import re
 import sys
 from typing import Any
 
 import click
-import yaml
 from rich.text import Text
 
 from hvrescue.cli.main import (
@@ -20,6 +19,7 @@ from hvrescue.cli.main import (
     audited,
     cli,
     json_option,
+    on_interrupt,
     pass_ctx,
     search_option,
 )
@@ -27,7 +27,7 @@ from hvrescue.cli.output import console, emit_json
 from hvrescue.diagnose.engine import SEVERITY_ORDER
 from hvrescue.diagnose.triage import SYMPTOMS
 from hvrescue.errors import InputError
-from hvrescue.io.atomic import atomic_output
+from hvrescue.io.atomic import atomic_output, check_output_dir, prepare_output_folder
 
 
 def _write(path: str, text: str) -> None:
@@ -66,6 +66,8 @@ def triage(
     from hvrescue.report.render import build, to_html, to_json, to_markdown
 
     lang = c.msg.lang
+    if out_dir is not None:
+        check_output_dir(out_dir)  # before the analysis, not after it
     result = run_triage(list(paths), list(symptoms))
     report = build(result, lang, list(symptoms))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -73,28 +75,44 @@ def triage(
     for p in paths:
         if os.path.isdir(p) and os.path.realpath(out).startswith(os.path.realpath(p) + os.sep):
             raise InputError("error.triage.out-inside", out=out, path=p)
-    os.makedirs(out, exist_ok=True)
-    written = []
-    for name, text in (
+    reports = (
         ("report.json", to_json(report)),
         ("report.md", to_markdown(report, lang)),
         ("report.html", to_html(report, lang)),
-    ):
-        target = os.path.join(out, name)
-        _write(target, text)
-        written.append(target)
+    )
+    created = not os.path.isdir(out)
+    prepare_output_folder(out)
+    on_interrupt("ui.interrupted.triage", out=out)
+    written: list[str] = []
+    try:
+        for name, text in reports:
+            target = os.path.join(out, name)
+            _write(target, text)
+            written.append(target)
+    except BaseException:
+        # Part of a report is no report (a full disk, Ctrl-C): remove what this run wrote.
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)
+        raise
+    v = report["verdict"]
+    # Exit 1 whenever anything of warning or worse was found, diagnosed or not.
     serious = any(SEVERITY_ORDER[d["severity"]] >= 1 for d in report["diagnoses"])
-    code = EXIT_FINDINGS if serious else EXIT_OK
+    code = EXIT_FINDINGS if serious or v["state"] == "problems" else EXIT_OK
     if as_json:
         emit_json({**report, "reports": written})
         sys.exit(code)
     con = console()
-    v = report["verdict"]
-    con.print(Text(f"{c.msg('ui.report.verdict')}: {v['title']}", style="bold"))
+    con.print(Text(f"{c.msg('ui.report.verdict')} · {v['state_text']}: {v['title']}", style="bold"))
     for d in report["diagnoses"][:5]:
         con.print(Text(f"  {d['confidence']:.0%}  [{d['severity']}] {d['title']}  ({d['id']})"))
+    if len(report["diagnoses"]) > 5:
+        con.print(Text(c.msg("ui.triage.more-diagnoses", count=len(report["diagnoses"]) - 5)))
     if report["diagnoses"]:
-        top = report["diagnoses"][0]
+        top = next((d for d in report["diagnoses"] if d["id"] == v["id"]), report["diagnoses"][0])
         con.print(Text(c.msg("ui.report.steps") + ":", style="bold"))
         for n, s in enumerate(top["steps"], 1):
             con.print(Text(f"  {n}. [{s['precondition_text']}] {s['text']}"))
@@ -112,56 +130,14 @@ def triage(
     sys.exit(code)
 
 
-_HEX = re.compile(r"^(0x)?[0-9a-fA-F]{8}$")
-_EVENT = re.compile(r"^(?P<provider>[^/#:]+)[/#:](?P<id>\d+)$")
-
-
-def _codes() -> dict[str, Any]:
-    from importlib import resources
-
-    text = resources.files("hvrescue.diagnose").joinpath("codes.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    return data if isinstance(data, dict) else {}
-
-
 def _lookup(code: str, lang: str, msg: Any) -> dict[str, Any] | None:
+    from hvrescue.diagnose.codes import lookup
     from hvrescue.diagnose.rules import load_rules
 
-    table = _codes()
+    found = lookup(code, lang)
+    if found is not None:
+        return found
     text = code.strip()
-    if _HEX.match(text) or text.isdigit():
-        value = int(text, 16) if _HEX.match(text) else int(text)
-        value &= 0xFFFFFFFF
-        for entry in table.get("codes", []):
-            if entry["value"] == value:
-                return {
-                    "code": f"0x{value:08X}",
-                    "name": entry["name"],
-                    "kind": "status",
-                    "layer": entry["layer"],
-                    "meaning": entry[lang],
-                }
-    for entry in table.get("codes", []):
-        if str(entry["name"]).split(" ")[0].upper() == text.upper():
-            return {
-                "code": f"0x{entry['value']:08X}",
-                "name": entry["name"],
-                "kind": "status",
-                "layer": entry["layer"],
-                "meaning": entry[lang],
-            }
-    match = _EVENT.match(text)
-    if match:
-        provider, ident = match.group("provider").lower(), int(match.group("id"))
-        for entry in table.get("events", []):
-            name = entry["provider"].lower()
-            if entry["id"] == ident and (name == provider or name.endswith(provider)):
-                return {
-                    "code": f"{entry['provider']}/{ident}",
-                    "kind": "event",
-                    "layer": entry["layer"],
-                    "meaning": entry[lang],
-                }
     for rule in load_rules():
         if rule.id == text:
             return {
@@ -182,10 +158,12 @@ def _lookup(code: str, lang: str, msg: Any) -> dict[str, Any] | None:
 
 
 def _finding_layer(code: str) -> str:
-    if code.startswith(("vm.",)):
+    if code.startswith(("vm.", "inventory.")):
         return "vm-configuration"
-    if code.startswith(("io.",)):
+    if code.startswith(("io.", "evidence.", "evtx.", "xml.", "zip.", "walk.")):
         return "storage"
+    if code.startswith("guest."):
+        return "guest-os"
     return "virtual-disk"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ntpath
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -12,14 +13,14 @@ from typing import Any
 
 import msgspec
 
+from hvrescue.diagnose.derive import derived_facts
+from hvrescue.diagnose.quote import shell_quote
 from hvrescue.diagnose.rules import Clause, Condition, Rule, Step
 from hvrescue.facts.model import Fact
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 MAX_EVIDENCE_PER_BINDING = 20
-_PLACEHOLDER = re.compile(
-    r"\{([a-z_]+)\.([a-zA-Z0-9_.|]+)(?::(digits|upper|lower))?(?:=([^{}]*))?\}"
-)
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\.([a-zA-Z0-9_.|]+)((?::[a-z]+)*)(?:=([^{}]*))?\}")
 
 
 def get_field(attributes: dict[str, Any], path: str) -> Any:
@@ -171,6 +172,12 @@ class Diagnosis:
     rule: Rule
     confidence: float
     bindings: dict[str, list[Fact]] = field(default_factory=dict)
+    # A generic rule's diagnosis takes the worst severity among the findings it cites.
+    severity_override: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return self.severity_override or self.rule.severity
 
     def render_steps(self, lang: str, msg: Any) -> list[dict[str, Any]]:
         return [s for step in self.rule.steps for s in _render_step(step, self.bindings, lang, msg)]
@@ -183,15 +190,15 @@ class Diagnosis:
             "title": _fill(getattr(rule.title, lang), firsts),
             "summary": _fill(getattr(rule.summary, lang), firsts),
             "confidence": round(self.confidence, 3),
-            "severity": rule.severity,
+            "severity": self.severity,
             "layer": rule.layer,
-            "evidence": self.evidence(),
+            "evidence": self.evidence(lang, msg),
             "steps": self.render_steps(lang, msg),
             "avoid": [getattr(a, lang) for a in rule.avoid],
             "references": list(rule.references),
         }
 
-    def evidence(self) -> list[dict[str, Any]]:
+    def evidence(self, lang: str = "en", msg: Any = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for name, facts in self.bindings.items():
             for fact in facts[:MAX_EVIDENCE_PER_BINDING]:
@@ -202,11 +209,61 @@ class Diagnosis:
                         "kind": fact.kind,
                         "path": fact.provenance.path,
                         "locator": fact.provenance.locator,
-                        "excerpt": excerpt(fact),
+                        "excerpt": explained_excerpt(fact, lang, msg),
                         "attributes": attrs,
                     }
                 )
+            if len(facts) > MAX_EVIDENCE_PER_BINDING and msg is not None:
+                out.append(
+                    {
+                        "binding": name,
+                        "kind": "more",
+                        "path": "",
+                        "locator": None,
+                        "excerpt": msg(
+                            "ui.triage.evidence-more", count=len(facts) - MAX_EVIDENCE_PER_BINDING
+                        ),
+                        "attributes": {"count": len(facts) - MAX_EVIDENCE_PER_BINDING},
+                    }
+                )
         return out
+
+
+def finding_params(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A finding fact's parameters (stored flat as ``param_<name>``)."""
+    return {k[6:]: v for k, v in attributes.items() if k.startswith("param_")}
+
+
+def explained_excerpt(fact: Fact, lang: str = "en", msg: Any = None) -> str:
+    """The excerpt a person reads: a finding or a problem with what its code means (from the
+    message catalogue, parameters filled in), a bugcheck with its stop code explained."""
+    a = fact.attributes
+    code = a.get("code")
+    if msg is not None and isinstance(code, str) and fact.kind in ("finding", "evidence_problem"):
+        key = str(a.get("message_key") or code)
+        if msg.has(key):
+            text = msg(key, **finding_params(a))
+            error_key = a.get("error_key")  # the engine's own words for why it could not read
+            if isinstance(error_key, str) and msg.has(error_key):
+                text += ": " + msg(error_key, **finding_params(a))
+            return f"[{a.get('severity')}] {code}: {text}"
+    if fact.kind == "bugcheck":
+        name = a.get("stop_name")
+        raw = a.get("meaning")
+        meaning: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        head = f"{a.get('source')}: {a.get('stop_code_hex')}" + (f" {name}" if name else "")
+        if a.get("parameters"):
+            head += " (" + ", ".join(map(str, a["parameters"])) + ")"
+        tail = f" · {a['dump_path']}" if a.get("dump_path") else ""
+        return f"{head} — {meaning.get(lang) or meaning.get('en') or ''}{tail}"
+    if fact.kind == "restart":
+        parts = [str(a.get("source")), str(a.get("time_local") or a.get("time") or "")]
+        if a.get("bugcheck_code") is not None:
+            parts.append(f"BugcheckCode {a['bugcheck_code']}")
+        if a.get("previous_shutdown"):
+            parts.append(str(a["previous_shutdown"]))
+        return " · ".join(p for p in parts if p)
+    return excerpt(fact)
 
 
 def excerpt(fact: Fact) -> str:
@@ -226,23 +283,36 @@ def excerpt(fact: Fact) -> str:
     return " ".join(parts)
 
 
+def _format(text: str, modifiers: str) -> str:
+    for modifier in modifiers.split(":")[1:]:
+        if modifier == "digits":
+            text = "".join(ch for ch in text if ch.isdigit())
+        elif modifier == "upper":
+            text = text.upper()
+        elif modifier == "lower":
+            text = text.lower()
+        elif modifier == "name":
+            text = ntpath.basename(text.rstrip("/\\")) or text
+        elif modifier == "stem":
+            text = ntpath.splitext(ntpath.basename(text.rstrip("/\\")))[0] or text
+        elif modifier == "dir":
+            text = ntpath.dirname(text.rstrip("/\\")) or text
+        elif modifier == "quoted":
+            text = shell_quote(text)
+    return text
+
+
 def _fill(template: str, facts: dict[str, Fact]) -> str:
     def sub(m: re.Match[str]) -> str:
         fact = facts.get(m.group(1))
         value = None if fact is None else get_field(fact.attributes, m.group(2))
-        if value is None:
+        if value is None or value == [] or value == {}:
             if m.group(4) is not None:  # {binding.field=default}
                 return m.group(4)
             # Not in the evidence: say what to fill in, as the documentation would.
             return "<" + m.group(2).split("|", 1)[0] + ">"
-        text = str(value)
-        if m.group(3) == "digits":
-            text = "".join(ch for ch in text if ch.isdigit())
-        elif m.group(3) == "upper":
-            text = text.upper()
-        elif m.group(3) == "lower":
-            text = text.lower()
-        return text
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        return _format(text, m.group(3) or "")
 
     return _PLACEHOLDER.sub(sub, template)
 
@@ -276,55 +346,103 @@ def _render_step(
     return out
 
 
-def evaluate(rules: Iterable[Rule], facts: Iterable[Fact]) -> list[Diagnosis]:
-    by_kind: dict[str, list[Fact]] = defaultdict(list)
-    for fact in facts:
-        by_kind[fact.kind].append(fact)
-    found: list[Diagnosis] = []
-    for rule in rules:
-        bindings: dict[str, list[Fact]] = {}
-        ok = True
-        for i, clause in enumerate(rule.require):
-            matched = [
-                f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)
-            ]
-            if not matched:
-                ok = False
-                break
-            bindings[clause.bind or f"require{i}"] = matched
-        if not ok:
-            continue
-        groups = [rule.require_one_of] if rule.require_one_of else []
-        groups += rule.require_groups
-        for g, group in enumerate(groups):
-            any_matched = False
-            for i, clause in enumerate(group):
-                matched = [
-                    f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)
-                ]
-                if matched:
-                    any_matched = True
-                    name = clause.bind or f"group{g}_{i}"
-                    bindings[name] = bindings.get(name, []) + matched
-            if not any_matched:
-                ok = False
-                break
-        if not ok:
-            continue
-        confidence = rule.confidence
-        for i, clause in enumerate(rule.support):
+def _match(rule: Rule, by_kind: dict[str, list[Fact]]) -> Diagnosis | None:
+    bindings: dict[str, list[Fact]] = {}
+    for i, clause in enumerate(rule.require):
+        matched = [f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)]
+        if not matched:
+            return None
+        bindings[clause.bind or f"require{i}"] = matched
+    groups = [rule.require_one_of] if rule.require_one_of else []
+    groups += rule.require_groups
+    for g, group in enumerate(groups):
+        any_matched = False
+        for i, clause in enumerate(group):
             matched = [
                 f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)
             ]
             if matched:
-                bindings[clause.bind or f"support{i}"] = matched
-                confidence += clause.weight
-        if any(
-            clause_matches(f, clause, bindings)
-            for clause in rule.forbid
-            for f in by_kind.get(clause.kind, [])
-        ):
-            continue
-        found.append(Diagnosis(rule, min(1.0, confidence), bindings))
-    found.sort(key=lambda d: (-d.confidence, -SEVERITY_ORDER[d.rule.severity], d.rule.id))
+                any_matched = True
+                name = clause.bind or f"group{g}_{i}"
+                bindings[name] = bindings.get(name, []) + matched
+        if not any_matched:
+            return None
+    confidence = rule.confidence
+    for i, clause in enumerate(rule.support):
+        matched = [f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)]
+        if matched:
+            bindings[clause.bind or f"support{i}"] = matched
+            confidence += clause.weight
+    if any(
+        clause_matches(f, clause, bindings)
+        for clause in rule.forbid
+        for f in by_kind.get(clause.kind, [])
+    ):
+        return None
+    return Diagnosis(rule, min(1.0, confidence), bindings)
+
+
+def _worst(rule: Rule, facts: list[Fact]) -> str | None:
+    levels = [
+        str(f.attributes.get("severity"))
+        for f in facts
+        if f.attributes.get("severity") in SEVERITY_ORDER
+    ]
+    worst = max(levels, key=SEVERITY_ORDER.__getitem__, default=rule.severity)
+    return worst if SEVERITY_ORDER[worst] > SEVERITY_ORDER[rule.severity] else None
+
+
+def _still_holds(rule: Rule, bindings: dict[str, list[Fact]]) -> bool:
+    """Whether what is left of a generic rule's bindings still meets its requirements."""
+    if any((c.bind or f"require{i}") not in bindings for i, c in enumerate(rule.require)):
+        return False
+    groups = [rule.require_one_of] if rule.require_one_of else []
+    groups += rule.require_groups
+    return all(
+        any((c.bind or f"group{g}_{i}") in bindings for i, c in enumerate(group))
+        for g, group in enumerate(groups)
+    )
+
+
+def _split(diagnosis: Diagnosis, cited: set[int]) -> list[Diagnosis]:
+    """A generic rule keeps only the facts no specific diagnosis cites; ``per`` makes one
+    diagnosis for each distinct value (one per damaged file, say)."""
+    rule = diagnosis.rule
+    bindings = diagnosis.bindings
+    if rule.generic:
+        kept = {n: [f for f in fs if id(f) not in cited] for n, fs in bindings.items()}
+        bindings = {n: fs for n, fs in kept.items() if fs}
+        if not _still_holds(rule, bindings):
+            return []
+    if not rule.per:
+        worst = _worst(rule, [f for fs in bindings.values() for f in fs]) if rule.generic else None
+        return [Diagnosis(rule, diagnosis.confidence, bindings, worst)]
+    name, _, key = rule.per.partition(".")
+    groups: dict[str, list[Fact]] = {}
+    for fact in bindings.get(name, []):
+        groups.setdefault(str(get_field(fact.attributes, key)), []).append(fact)
+    out = []
+    for group in groups.values():
+        worst = _worst(rule, group) if rule.generic else None
+        out.append(Diagnosis(rule, diagnosis.confidence, {**bindings, name: group}, worst))
+    return out
+
+
+def evaluate(rules: Iterable[Rule], facts: Iterable[Fact]) -> list[Diagnosis]:
+    """Every rule that holds, highest confidence first. Generic rules run last and speak only
+    of what no specific diagnosis explains."""
+    all_facts = list(facts)
+    all_facts += derived_facts(all_facts)
+    by_kind: dict[str, list[Fact]] = defaultdict(list)
+    for fact in all_facts:
+        by_kind[fact.kind].append(fact)
+    specific: list[Diagnosis] = []
+    generic: list[Diagnosis] = []
+    for rule in rules:
+        diagnosis = _match(rule, by_kind)
+        if diagnosis is not None:
+            (generic if rule.generic else specific).append(diagnosis)
+    cited = {id(f) for d in specific for fs in d.bindings.values() for f in fs}
+    found = [s for d in specific + generic for s in _split(d, cited)]
+    found.sort(key=lambda d: (-d.confidence, -SEVERITY_ORDER[d.severity], d.rule.id))
     return found

@@ -6,6 +6,13 @@ matches to a name. ``require`` clauses must each match at least one fact; ``supp
 raise the confidence when they match; ``forbid`` clauses must match nothing (the near miss that
 rules the diagnosis out). A clause may also relate a fact's time to the earliest fact of an
 earlier binding ("installed within N days before the first failure").
+
+A ``generic`` rule is the fallback of its layer: it cites only the facts that no specific rule's
+diagnosis cites, and fires only if some remain; its severity is the worst among them. ``per``
+(``binding.field``) makes one diagnosis for each distinct value of that field (one per file).
+Placeholders ``{binding.field}`` take formats after a colon, in order: ``digits``, ``upper``,
+``lower``, ``name`` (the last part of a path), ``stem`` (that without its extension), ``dir``
+(the folder of a path), ``quoted`` (one word for a shell): ``{finding.path:name:quoted}``.
 """
 
 from __future__ import annotations
@@ -108,8 +115,12 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     references: list[str] = []
     explain: Text | None = None
     fixtures: Fixtures | None = None
+    generic: bool = False
+    per: str = ""  # binding.field: one diagnosis per distinct value
 
 
+# Formats a placeholder may name, applied in order: {finding.path:name:quoted}.
+MODIFIERS = ("digits", "upper", "lower", "name", "stem", "dir", "quoted")
 _ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9-]+)+$")
 
 
@@ -139,6 +150,15 @@ def _validate(rule: Rule, source: str) -> None:
             raise RuleError(f"{source}: 'near' refers to {clause.near.binding!r} bound later")
         if clause.bind:
             bindings.add(clause.bind)
+    if rule.per and rule.per.partition(".")[0] not in bindings:
+        raise RuleError(f"{source}: per names an unknown binding {rule.per!r}")
+    texts = [rule.title.en, rule.title.ja, rule.summary.en, rule.summary.ja]
+    texts += [s.command + s.text.en + s.text.ja for s in rule.steps]
+    for text in texts:
+        for modifiers in re.findall(r"\{[a-z_]+\.[a-zA-Z0-9_.|]+((?::[a-z]+)*)", text):
+            for modifier in modifiers.split(":")[1:]:
+                if modifier not in MODIFIERS:
+                    raise RuleError(f"{source}: unknown placeholder format {modifier!r}")
     for text in (rule.title.en, rule.title.ja, rule.summary.en, rule.summary.ja):
         for name in re.findall(r"\{([a-z_]+)\.", text):
             if name not in bindings:

@@ -2,8 +2,15 @@
 bundles), turn it all into facts, run the rules, and keep what the report needs.
 
 Disks go through the engine (`check` with their chains) and folders holding VMs through
-`inventory`; their findings become facts of kind ``finding``. Everything else goes through the
-facts layer. Symptoms given on the command line become facts of kind ``symptom``.
+`inventory`; their findings become facts of kind ``finding`` and each disk checked a fact of
+kind ``disk_check``. Everything else goes through the facts layer. What could not be read (a
+problem of the facts layer or of the guest reader, an unreadable file, a damaged zip, a disk the
+engine could not open) becomes a fact of kind ``evidence_problem``, so that rules see it too.
+Symptoms given on the command line become facts of kind ``symptom``.
+
+The verdict has three states: ``problems`` (anything of warning or worse: a diagnosis, a
+finding, a problem, an unreadable file), ``healthy`` (evidence was read and none of that) and
+``nothing-recognised``. It never says "healthy" or "nothing recognised" over damage.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 from hvrescue.diagnose.engine import Diagnosis, evaluate
 from hvrescue.diagnose.rules import load_rules
 from hvrescue.facts.model import Fact, Problem, Provenance, Unrecognised
+from hvrescue.findings import Finding
 from hvrescue.vdisk.detect import DISK_SUFFIXES
 
 SYMPTOMS = (
@@ -28,6 +36,10 @@ SYMPTOMS = (
     "hypervisor-not-running",
 )
 MAX_DISKS = 500
+SERIOUS = ("warning", "error", "critical")
+# Reasons of the facts layer that mean a file could not be read, not just that it was foreign.
+UNREADABLE = ("unreadable", "damaged-zip")
+VERDICT_STATES = ("problems", "healthy", "nothing-recognised")
 
 
 @dataclass
@@ -41,6 +53,41 @@ class Triage:
 
     def facts_summary(self) -> dict[str, int]:
         return dict(sorted(Counter(f.kind for f in self.facts).items()))
+
+    def basis(self) -> dict[str, int]:
+        """What the verdict rests on, counted."""
+        return {
+            "serious_diagnoses": sum(1 for d in self.diagnoses if d.severity in SERIOUS),
+            "serious_findings": sum(
+                1
+                for f in self.facts
+                if f.kind == "finding" and f.attributes.get("severity") in SERIOUS
+            ),
+            "problems": len(self.problems),
+            "unreadable": sum(1 for u in self.unrecognised if u.reason in UNREADABLE),
+            "disk_errors": sum(
+                1
+                for f in self.facts
+                if f.kind == "disk_check" and f.attributes.get("status") == "error"
+            ),
+            "disks_read": sum(
+                1
+                for f in self.facts
+                if f.kind == "disk_check" and f.attributes.get("status") != "error"
+            ),
+            "facts": len(self.facts),
+        }
+
+    def verdict_state(self) -> str:
+        """``problems``, ``healthy`` or ``nothing-recognised`` (see the module's docstring)."""
+        counts = self.basis()
+        if any(counts[k] for k in ("serious_diagnoses", "serious_findings", "problems")) or any(
+            counts[k] for k in ("unreadable", "disk_errors")
+        ):
+            return "problems"
+        if self.facts or self.disks:
+            return "healthy"
+        return "nothing-recognised"
 
 
 def _disk_files(paths: list[str]) -> list[str]:
@@ -59,17 +106,54 @@ def _disk_files(paths: list[str]) -> list[str]:
     return out
 
 
-def _finding_fact(code: str, severity: str, path: str, params: dict[str, Any], offset: Any) -> Fact:
+def _finding_fact(f: Finding, root: str | None = None) -> Fact:
+    """A finding of `check` or `inventory` as a fact (``root``: the folder inventoried)."""
+    attributes: dict[str, Any] = {
+        "code": f.code,
+        "severity": f.severity.label,
+        "path": f.path,
+        "offset": f.offset,
+        **{f"param_{k}": v for k, v in dict(f.params).items()},
+    }
+    if f.message_key != f.code:
+        attributes["message_key"] = f.message_key
+    if root is not None:
+        attributes["root"] = root
     return Fact(
         "finding",
-        {
-            "code": code,
-            "severity": severity,
-            "path": path,
-            **{f"param_{k}": v for k, v in params.items()},
-        },
-        Provenance(path, f"offset:{offset}" if offset is not None else None),
+        attributes,
+        Provenance(f.path, f"offset:{f.offset}" if f.offset is not None else None),
     )
+
+
+def _reader(path: str, outer: str) -> str:
+    """The command that reads ``outer`` again: `guest` for a file inside a disk, `check` for a
+    disk, `facts` for the rest."""
+    if not outer.lower().endswith(DISK_SUFFIXES):
+        return "facts"
+    return "guest" if outer != path else "check"
+
+
+def _problem_fact(
+    code: str,
+    path: str,
+    locator: str | None,
+    params: dict[str, Any],
+    error_key: str | None = None,
+) -> Fact:
+    # The file to read again: a zip member or a file inside a disk is read through its outer file.
+    outer = path.split("!", 1)[0]
+    attributes: dict[str, Any] = {
+        "code": code,
+        "severity": "warning",
+        "path": path,
+        "file": outer,
+        "reader": _reader(path, outer),
+    }
+    attributes.update({f"param_{k}": v for k, v in params.items() if v is not None})
+    if error_key:
+        attributes["error_key"] = error_key
+    return Fact("evidence_problem", attributes, Provenance(path, locator))
 
 
 def _disk_facts(triage: Triage, disks: list[str]) -> None:
@@ -84,10 +168,30 @@ def _disk_facts(triage: Triage, disks: list[str]) -> None:
             parents.add(os.path.realpath(layer))
     findings = dedupe([f for r in results for f in r.findings])
     for f in findings:
-        triage.facts.append(
-            _finding_fact(f.code, f.severity.label, f.path, dict(f.params), f.offset)
-        )
+        triage.facts.append(_finding_fact(f))
     for r in results:
+        triage.facts.append(
+            Fact(
+                "disk_check",
+                {
+                    "path": r.path,
+                    "status": r.status,
+                    "format": r.format,
+                    "virtual_size": r.virtual_size,
+                    "chain": list(r.chain),
+                    "complete": r.complete,
+                    "error": r.error.key if r.error is not None else None,
+                },
+                Provenance(r.path),
+            )
+        )
+        if r.error is not None and not r.findings:
+            # The engine could not open it and said nothing more: it must not pass unseen.
+            triage.facts.append(
+                _problem_fact(
+                    "evidence.disk-unreadable", r.path, None, dict(r.error.params), r.error.key
+                )
+            )
         if os.path.realpath(r.path) in parents:
             continue  # shown as part of its child's chain
         triage.disks.append(
@@ -110,16 +214,26 @@ def _guest_facts(triage: Triage, disk: str) -> None:
     triage.problems.extend(found.problems)
 
 
-def _inventory_facts(triage: Triage, folders: list[str]) -> None:
+def _inventory_facts(triage: Triage, folders: list[str], disks: set[str]) -> None:
     from hvrescue.inventory import build_inventory
 
     for folder in folders:
         inv = build_inventory(folder)
         for f in inv.findings:
+            if f.code == "inventory.empty-file" and os.path.realpath(f.path) in disks:
+                continue  # `check` reported it already (file.empty)
             if f.code.startswith(("vm.", "inventory.")):
-                triage.facts.append(
-                    _finding_fact(f.code, f.severity.label, f.path, dict(f.params), f.offset)
-                )
+                triage.facts.append(_finding_fact(f, folder))
+
+
+def _problem_facts(triage: Triage) -> None:
+    for p in triage.problems:
+        triage.facts.append(_problem_fact(p.code, p.path, p.locator, dict(p.params)))
+    for u in triage.unrecognised:
+        if u.reason in UNREADABLE:
+            triage.facts.append(
+                _problem_fact(f"evidence.{u.reason}", u.path, None, {"detail": u.detail})
+            )
 
 
 def run_triage(paths: list[str], symptoms: list[str] | None = None) -> Triage:
@@ -131,17 +245,17 @@ def run_triage(paths: list[str], symptoms: list[str] | None = None) -> Triage:
     disks = _disk_files(paths)
     # Disk images are the engine's: they are not "unrecognised" here.
     disk_set = {os.path.realpath(d) for d in disks}
+    # Also those without a signature (zeroed, empty, foreign): `check` says what they are.
     triage.unrecognised = [
-        u
-        for u in found.unrecognised
-        if not (u.reason == "disk-image" and os.path.realpath(u.path) in disk_set)
+        u for u in found.unrecognised if os.path.realpath(u.path) not in disk_set
     ]
     triage.problems = list(found.problems)
     if disks:
         _disk_facts(triage, disks)
     folders = [os.path.abspath(p) for p in paths if os.path.isdir(p)]
     if folders:
-        _inventory_facts(triage, folders)
+        _inventory_facts(triage, folders, disk_set)
+    _problem_facts(triage)
     for name in symptoms or []:
         triage.facts.append(
             Fact("symptom", {"name": name}, Provenance("command line", "--symptom"))

@@ -74,23 +74,47 @@ def _timeline(triage: Triage) -> list[dict[str, Any]]:
     ]
 
 
+# The verdict's earlier field, kept for readers of report.json: one value per state.
+_STATUS = {
+    "problems": "problem",
+    "healthy": "no-problem-found",
+    "nothing-recognised": "no-evidence-recognised",
+}
+
+
+def verdict(triage: Triage, diagnoses: list[dict[str, Any]], msg: Messages) -> dict[str, Any]:
+    """``state`` is ``problems``, ``healthy`` or ``nothing-recognised``; a verdict is never
+    green, nor "nothing recognised", while anything of warning or worse was found."""
+    state = triage.verdict_state()
+    basis = triage.basis()
+    serious = [d for d in diagnoses if SEVERITY_ORDER[d["severity"]] >= 1]
+    top = serious[0] if serious and state == "problems" else None
+    if top is not None:
+        title, severity = top["title"], top["severity"]
+    elif state == "problems":  # a guard: every such input has a generic diagnosis
+        count = sum(basis[k] for k in ("serious_findings", "problems", "unreadable", "disk_errors"))
+        title, severity = msg("ui.triage.verdict.unexplained", count=count), "warning"
+    elif state == "healthy":
+        title, severity = msg("ui.report.no-problem"), "ok"
+    else:
+        title, severity = msg("ui.report.no-evidence"), "info"
+    return {
+        "status": _STATUS[state],
+        "state": state,
+        "state_text": msg(f"ui.triage.state.{state}"),
+        "title": title,
+        "severity": severity,
+        "id": top["id"] if top else None,
+        "confidence": top["confidence"] if top else None,
+        "basis": basis,
+    }
+
+
 def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
     msg = Messages(lang)
     diagnoses = [d.as_dict(lang, msg) for d in triage.diagnoses]
-    serious = [d for d in diagnoses if SEVERITY_ORDER[d["severity"]] >= 1]
-    top = diagnoses[0] if diagnoses else None
     return {
-        "verdict": {
-            "status": "problem"
-            if serious
-            else ("no-problem-found" if triage.facts else "no-evidence-recognised"),
-            "title": top["title"]
-            if top
-            else msg("ui.report.no-problem" if triage.facts else "ui.report.no-evidence"),
-            "severity": top["severity"] if top else "ok",
-            "id": top["id"] if top else None,
-            "confidence": top["confidence"] if top else None,
-        },
+        "verdict": verdict(triage, diagnoses, msg),
         "diagnoses": diagnoses,
         "facts_summary": triage.facts_summary(),
         "unrecognised": [u.as_dict() for u in triage.unrecognised],
@@ -110,7 +134,12 @@ def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
 def to_markdown(report: dict[str, Any], lang: str) -> str:
     msg = Messages(lang)
     v = report["verdict"]
-    lines = [f"# {msg('ui.report.title')}", "", f"**{msg('ui.report.verdict')}: {v['title']}**", ""]
+    lines = [
+        f"# {msg('ui.report.title')}",
+        "",
+        f"**{msg('ui.report.verdict')} · {v['state_text']}: {v['title']}**",
+        "",
+    ]
     if v["confidence"] is not None:
         lines += [f"{msg('ui.report.confidence')}: {v['confidence']:.0%} · {v['severity']}", ""]
     for i, d in enumerate(report["diagnoses"], 1):
@@ -126,6 +155,9 @@ def to_markdown(report: dict[str, Any], lang: str) -> str:
             "",
         ]
         for e in d["evidence"]:
+            if not e["path"]:
+                lines.append(f"- {e['excerpt']}")
+                continue
             where = f"{e['path']}" + (f" ({e['locator']})" if e["locator"] else "")
             lines.append(f"- `{where}`: {e['excerpt']}")
         lines += ["", f"### {msg('ui.report.steps')}", ""]
@@ -200,7 +232,7 @@ def to_html(report: dict[str, Any], lang: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(msg('ui.report.title'))}</title><style>{_CSS}</style></head><body><main>",
         f'<div class="verdict" id="verdict" style="background:{color}">',
-        f"<p>{_e(msg('ui.report.verdict'))}</p><h1>{_e(v['title'])}</h1>",
+        f"<p>{_e(msg('ui.report.verdict'))} · {_e(v['state_text'])}</p><h1>{_e(v['title'])}</h1>",
     ]
     if v["confidence"] is not None:
         parts.append(
@@ -219,6 +251,9 @@ def to_html(report: dict[str, Any], lang: str) -> str:
             f'<h3>{_e(msg("ui.report.evidence"))}</h3><ul class="evidence">',
         ]
         for e in d["evidence"]:
+            if not e["path"]:
+                parts.append(f"<li>{_e(e['excerpt'])}</li>")
+                continue
             where = e["path"] + (f" ({e['locator']})" if e["locator"] else "")
             parts.append(f"<li><code>{_e(where)}</code><br>{_e(e['excerpt'])}</li>")
         parts.append(f'</ul><h3>{_e(msg("ui.report.steps"))}</h3><ol class="steps">')
