@@ -17,6 +17,7 @@ import pytest
 
 from hvrescue.errors import InputError
 from hvrescue.preserve import run as run_mod
+from hvrescue.preserve.manifest import verify_entries
 from hvrescue.preserve.run import Options, preserve
 from tests.builders import make_chain
 from tests.helpers import CORPUS, Evidence, run_cli
@@ -215,8 +216,9 @@ def test_read_errors_are_zero_filled_recorded_and_the_rest_copied(tmp_path: Path
     assert outcome.complete is False
     entry = {f["path"]: f for f in outcome.manifest["files"]}["ev/raw.bin"]
     [[off, length]] = entry["unreadable"]
-    # Whole 64 KiB granules around the fault are lost, nothing more.
-    assert off <= bad_lo and off + length >= bad_hi and length <= bad_hi - bad_lo + 2 * 65536
+    # Exactly the sectors the fault touches are lost, not a byte of their neighbours.
+    assert off == bad_lo // 512 * 512
+    assert off + length == -(-bad_hi // 512) * 512
     expected = bytearray(data)
     expected[off : off + length] = bytes(length)
     copy = (dest / "ev/raw.bin").read_bytes()
@@ -224,6 +226,120 @@ def test_read_errors_are_zero_filled_recorded_and_the_rest_copied(tmp_path: Path
     assert entry["sha256"] == hashlib.sha256(copy).hexdigest()
     assert (dest / "ev/other.txt").read_text() == "fine"
     assert manifest_of(dest)["files"] == outcome.manifest["files"]
+
+
+def test_a_bad_range_across_chunks_is_recorded_whole_and_a_resume_fills_it(
+    tmp_path: Path, monkeypatch
+):
+    src = tmp_path / "ev"
+    src.mkdir()
+    data = os.urandom(16 * MiB)
+    disk = src / "raw.bin"
+    disk.write_bytes(data)
+    # 10 MiB from 3 MiB: the copy reads in 4 MiB chunks, so four reads each see a part of it.
+    fault = FaultyDisk(monkeypatch, disk, 3 * MiB, 13 * MiB)
+    snap = Evidence([src])
+    dest = tmp_path / "copy"
+    outcome = preserve([str(src)], str(dest), Options(allow_same_storage=True), ["t"])
+    assert outcome.complete is False
+    entry = {f["path"]: f for f in outcome.manifest["files"]}["ev/raw.bin"]
+    assert entry["unreadable"] == [[3 * MiB, 10 * MiB]]
+    gappy = data[: 3 * MiB] + bytes(10 * MiB) + data[13 * MiB :]
+    assert (dest / "ev/raw.bin").read_bytes() == gappy
+    # The copy is as recorded, and still not the evidence.
+    [result] = verify_entries(str(dest), outcome.manifest["files"])
+    assert result.status == "incomplete" and result.unreadable == [[3 * MiB, 10 * MiB]]
+
+    opts = Options(allow_same_storage=True, resume=True)
+    again = preserve([str(src)], str(dest), opts, ["t"])
+    assert again.complete is False and again.recovered == 0 and again.retried == 10 * MiB
+    assert again.manifest["files"][0]["unreadable"] == [[3 * MiB, 10 * MiB]]
+    # Part of it reads now: only what still fails stays recorded (and zeros).
+    fault.lo, fault.hi = 8 * MiB + 512, 8 * MiB + 1024
+    part = preserve([str(src)], str(dest), opts, ["t"])
+    assert part.complete is False and part.recovered == 10 * MiB - 512
+    assert part.manifest["files"][0]["unreadable"] == [[8 * MiB + 512, 512]]
+    fault.lo = fault.hi = 0
+    healed = preserve([str(src)], str(dest), opts, ["t"])
+    snap.assert_untouched()
+    assert healed.complete is True and healed.recovered == 512
+    entry = healed.manifest["files"][0]
+    assert entry["unreadable"] == [] and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (dest / "ev/raw.bin").read_bytes() == data
+    assert (dest / "ev/raw.bin").stat().st_mtime_ns == disk.stat().st_mtime_ns
+    assert manifest_of(dest) == healed.manifest
+    assert [r.status for r in verify_entries(str(dest), healed.manifest["files"])] == ["ok"]
+
+
+def test_a_copy_changed_since_it_was_recorded_is_not_refilled(tmp_path: Path, monkeypatch):
+    src = tmp_path / "ev"
+    src.mkdir()
+    data = os.urandom(6 * MiB)
+    disk = src / "raw.bin"
+    disk.write_bytes(data)
+    fault = FaultyDisk(monkeypatch, disk, MiB, MiB + 512)
+    dest = tmp_path / "copy"
+    preserve([str(src)], str(dest), Options(allow_same_storage=True), ["t"])
+    fault.lo = fault.hi = 0
+    with open(dest / "ev/raw.bin", "r+b") as f:
+        f.seek(5 * MiB)
+        f.write(b"tampered")
+    opts = Options(allow_same_storage=True, resume=True)
+    with pytest.raises(InputError) as err:
+        preserve([str(src)], str(dest), opts, ["t"])
+    assert err.value.key == "error.preserve.done-but-changed"
+
+
+def test_an_interrupted_retry_is_recognised_and_finished(tmp_path: Path, monkeypatch):
+    """A retry killed after writing what it read, before the manifest: the next one goes on."""
+    src = tmp_path / "ev"
+    src.mkdir()
+    data = os.urandom(6 * MiB)
+    disk = src / "raw.bin"
+    disk.write_bytes(data)
+    fault = FaultyDisk(monkeypatch, disk, MiB, 2 * MiB)
+    dest = tmp_path / "copy"
+    preserve([str(src)], str(dest), Options(allow_same_storage=True), ["t"])
+    fault.lo = fault.hi = 0
+    # What the killed retry left: the range written into the copy, the manifest as it was.
+    with open(dest / "ev/raw.bin", "r+b") as f:
+        f.seek(MiB)
+        f.write(data[MiB : MiB + 300_000])
+    opts = Options(allow_same_storage=True, resume=True)
+    healed = preserve([str(src)], str(dest), opts, ["t"])
+    assert healed.complete is True and healed.recovered == MiB
+    assert (dest / "ev/raw.bin").read_bytes() == data
+
+
+def test_resume_of_an_interrupted_run_retries_the_finished_files_gaps(tmp_path: Path, monkeypatch):
+    src = tmp_path / "ev"
+    src.mkdir()
+    data = os.urandom(8 * MiB)
+    disk = src / "big.bin"
+    disk.write_bytes(data)
+    (src / "small.txt").write_text("small")
+    fault = FaultyDisk(monkeypatch, disk, 4 * MiB - 512, 4 * MiB + 512)
+    real = run_mod.copy_file
+
+    def stop_at_small(source: str, *args, **kwargs):
+        if source.endswith("small.txt"):
+            raise run_mod.Cancelled()
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "copy_file", stop_at_small)
+    dest = tmp_path / "copy"
+    with pytest.raises(run_mod.Cancelled):
+        preserve([str(src)], str(dest), Options(allow_same_storage=True, jobs=1), ["t"])
+    assert not (dest / "manifest.json").exists()
+    monkeypatch.setattr(run_mod, "copy_file", real)
+    fault.lo = fault.hi = 0
+    opts = Options(allow_same_storage=True, resume=True, jobs=1)
+    healed = preserve([str(src)], str(dest), opts, ["t"])
+    assert healed.complete is True and healed.recovered == 1024
+    files = {f["path"]: f for f in healed.manifest["files"]}
+    assert files["ev/big.bin"]["unreadable"] == []
+    assert files["ev/big.bin"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (dest / "ev/big.bin").read_bytes() == data
 
 
 _KILLER = textwrap.dedent(

@@ -124,6 +124,8 @@ def preserve(
                 "status": "complete" if outcome.complete else "incomplete",
                 "manifest_path": os.path.join(outcome.dest, "manifest.json"),
                 "verified_from_previous_run": outcome.resumed_verified,
+                "retried_bytes": outcome.retried,
+                "recovered_bytes": outcome.recovered,
                 **m,
             }
         )
@@ -151,6 +153,9 @@ def preserve(
             Text(f["path"]), Text(c.msg(f"role.{f['role']}")), str(f["size"]), f["sha256"]
         )
     out.print(table)
+    if outcome.retried:
+        line = c.msg("ui.preserve.retried", bytes=outcome.retried, recovered=outcome.recovered)
+        out.print(Text(line, style="green" if outcome.recovered == outcome.retried else "yellow"))
     for f in m["files"]:
         for off, length in f["unreadable"]:
             out.print(
@@ -189,7 +194,8 @@ def preserve(
 def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
     """Re-hash a preserved copy against its manifest: verify DEST|MANIFEST.
 
-    Exit 0 when every file matches, 1 when a file is missing or differs, 2 when the manifest
+    Exit 0 when every file matches, 1 when a file is missing or differs or the preservation is
+    incomplete (ranges the original could not give are zeros in the copy), 2 when the manifest
     cannot be read."""
     from hvrescue.preserve.case import CASE_FILE, record_command
     from hvrescue.preserve.manifest import load_manifest, verify_entries
@@ -209,8 +215,13 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
             results = verify_entries(dest, entries, n_jobs, lambda n: bar.advance(task, n))
     else:
         results = verify_entries(dest, entries, n_jobs)
-    bad = [r for r in results if r.status != "ok"]
-    code = EXIT_FINDINGS if bad else EXIT_OK
+    bad = [r for r in results if r.status not in ("ok", "incomplete")]
+    # A copy as recorded is not a whole copy while its record lists unreadable ranges, nor is a
+    # preservation that could not reach every file it needed.
+    gaps = [r for r in results if r.status == "incomplete"]
+    unreached = manifest.get("complete") is False and not gaps
+    status = "mismatch" if bad else "incomplete" if gaps or unreached else "ok"
+    code = EXIT_OK if status == "ok" else EXIT_FINDINGS
     case_path = c.case or os.path.join(dest, CASE_FILE)
     # A read-only DEST (write-blocked media) can still be verified; the record is best effort.
     with contextlib.suppress(OSError, sqlite3.Error):
@@ -218,21 +229,37 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
     if as_json:
         emit_json(
             {
-                "status": "ok" if not bad else "mismatch",
+                "status": status,
+                "complete": status == "ok",
                 "dest": dest,
                 "files": [r.as_dict() for r in results],
                 "failed": [r.path for r in bad],
+                "incomplete": [{"path": r.path, "unreadable": r.unreadable} for r in gaps],
             }
         )
         sys.exit(code)
     out = console()
     for r in bad:
         out.print(Text(c.msg(f"ui.verify.{r.status}", path=r.path), style="red"))
-    partial = [r for r in results if r.unreadable_in_copy and r.status == "ok"]
-    for r in partial:
+    for r in gaps:
         out.print(Text(c.msg("ui.verify.zero-filled", path=r.path), style="yellow"))
-    key = "ui.verify.ok" if not bad else "ui.verify.failed"
-    out.print(Text(c.msg(key, count=len(results), bad=len(bad), dest=dest), style="bold"))
+        for off, length in r.unreadable:
+            line = c.msg("ui.preserve.zero-filled", path=r.path, offset=off, length=length)
+            out.print(Text(line, style="yellow"))
+    if bad:
+        summary = c.msg("ui.verify.failed", count=len(results), bad=len(bad), dest=dest)
+        out.print(Text(summary, style="bold"))
+    elif gaps:
+        size = sum(n for r in gaps for _o, n in r.unreadable)
+        summary = c.msg(
+            "ui.verify.incomplete", count=len(results), dest=dest, gaps=len(gaps), bytes=size
+        )
+        out.print(Text(summary, style="bold red"))
+    else:
+        out.print(Text(c.msg("ui.verify.ok", count=len(results), dest=dest), style="bold"))
+        if unreached:
+            count = len(manifest.get("unreachable") or [])
+            out.print(Text(c.msg("ui.verify.recorded-incomplete", count=count), style="bold red"))
     sys.exit(code)
 
 

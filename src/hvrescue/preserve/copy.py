@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,9 +97,14 @@ class _Hasher:
 
 
 def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (each output descriptor has one writer)."""
     view = memoryview(data)
     while view:
-        n = os.pwrite(fd, view, offset)
+        if sys.platform == "win32":  # no pwrite: the one writer may move the position
+            os.lseek(fd, offset, os.SEEK_SET)
+            n = os.write(fd, view)
+        else:
+            n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
 
@@ -224,14 +230,13 @@ def _verified_prefix(
     with ReadOnlySource(part) as done:
         while pos < end:
             n = min(CHUNK, end - pos)
-            before = len(src.bad_ranges)
-            expected = src.read(pos, n, tolerant=True)
+            # Read again, also where it failed before: a range that reads now differs from the
+            # zeros in the copy, so the copy goes on from here and the range is filled.
+            expected, bad_ranges = src.read_checked(pos, n, tolerant=True)
             have = done.read(pos, n)
             if have != expected or len(have) < n:
-                del src.bad_ranges[before:]
                 break
-            for bad in src.bad_ranges[before:]:
-                unreadable.append([bad.offset, bad.length])
+            unreadable.extend([bad.offset, bad.length] for bad in bad_ranges)
             hasher.update(have)
             pos += n
             if progress:
@@ -336,16 +341,16 @@ def _copy_range(
             while pos < end:
                 n = min(CHUNK, end - pos)
                 if is_data:
-                    before = len(src.bad_ranges)
                     buffer = hasher.buffer()
                     view = memoryview(buffer)[:n]
                     try:
-                        got = src.read_into(pos, view, tolerant=True)
+                        # The bad ranges of this very read, exact to the sector (the source's
+                        # own list may extend a range of an earlier chunk in place).
+                        got, bad_ranges = src.read_into_checked(pos, view, tolerant=True)
                     except BaseException:
                         hasher.free.put(buffer)
                         raise
-                    for bad in src.bad_ranges[before:]:
-                        unreadable.append([bad.offset, bad.length])
+                    unreadable.extend([bad.offset, bad.length] for bad in bad_ranges)
                     if got < n:  # the file shrank under us: the rest reads as zeros
                         unreadable.append([pos + got, n - got])
                         view[got:] = bytes(n - got)
@@ -361,7 +366,7 @@ def _copy_range(
 
 def _advise(fd: int, offset: int, length: int, advice: str) -> None:
     value = getattr(os, advice, None)
-    if value is None or length <= 0:
+    if sys.platform == "win32" or value is None or length <= 0:
         return
     with contextlib.suppress(OSError):  # advice only
         os.posix_fadvise(fd, offset, length, value)

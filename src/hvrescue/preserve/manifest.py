@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import getpass
@@ -9,14 +10,15 @@ import io
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue import __version__
 from hvrescue.errors import HvrescueError, InputError
-from hvrescue.io.atomic import atomic_output
+from hvrescue.io.atomic import atomic_output, output_error
 from hvrescue.preserve.copy import ALGORITHMS, hash_file
 
 MANIFEST = "manifest.json"
@@ -43,10 +45,11 @@ def who() -> dict[str, str | None]:
     return {"host": socket.gethostname(), "user": user}
 
 
-def write_manifest(dest: str, data: dict[str, Any]) -> None:
-    """manifest.json and manifest.csv, each appearing only when complete."""
+def write_manifest(dest: str, data: dict[str, Any], *, update: bool = False) -> None:
+    """manifest.json and manifest.csv, each appearing only when complete. With ``update`` they
+    replace the ones of this preservation (a retry that read more), each in one step."""
     payload = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-    with atomic_output(os.path.join(dest, MANIFEST)) as fd:
+    with _output(os.path.join(dest, MANIFEST), update) as fd:
         os.write(fd, payload)
     algorithms = data.get("algorithms") or ["sha256"]
     buf = io.StringIO()
@@ -67,9 +70,27 @@ def write_manifest(dest: str, data: dict[str, Any]) -> None:
                 ";".join(f"{o}+{n}" for o, n in f["unreadable"]),
             ]
         )
-    with atomic_output(os.path.join(dest, MANIFEST_CSV)) as fd:
+    with _output(os.path.join(dest, MANIFEST_CSV), update) as fd:
         # A BOM so that Excel on Japanese Windows opens UTF-8 paths correctly.
         os.write(fd, b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8"))
+
+
+@contextmanager
+def _output(path: str, update: bool) -> Iterator[int]:
+    if not update:
+        with atomic_output(path) as fd:
+            yield fd
+        return
+    # Our own manifest, replaced whole: the new one is complete under a name of ours first.
+    staged = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".update")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staged)  # left by a retry that was killed
+    with atomic_output(staged) as fd:
+        yield fd
+    try:
+        os.replace(staged, path)
+    except OSError as exc:
+        raise output_error(exc, path) from exc
 
 
 def load_manifest(path: str) -> tuple[str, dict[str, Any]]:
@@ -106,12 +127,15 @@ def safe_join(dest: str, rel: str) -> str | None:
 @dataclass
 class VerifyResult:
     path: str
-    status: str  # "ok", "mismatch", "missing", "size-mismatch", "unreadable", "invalid-path"
+    # "ok"; "incomplete": as recorded, but the record lists ranges the original could not give
+    # (zeros in the copy); "mismatch", "missing", "size-mismatch", "unreadable", "invalid-path"
+    status: str
     expected: dict[str, str]
     found: dict[str, str]
     size: int | None
     expected_size: int | None
     unreadable_in_copy: bool
+    unreadable: list[list[int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,7 +146,24 @@ class VerifyResult:
             "size": self.size,
             "expected_size": self.expected_size,
             "zero_filled_ranges": self.unreadable_in_copy,
+            "unreadable": self.unreadable,
         }
+
+
+def recorded_ranges(entry: dict[str, Any]) -> list[list[int]]:
+    """The unreadable ranges a manifest entry records, as ``[[offset, length], ...]``."""
+    raw = entry.get("unreadable")
+    if not isinstance(raw, list):
+        return []
+    out: list[list[int]] = []
+    for item in raw:
+        if (
+            isinstance(item, list | tuple)
+            and len(item) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+        ):
+            out.append([item[0], item[1]])
+    return out
 
 
 def verify_entries(
@@ -135,23 +176,35 @@ def verify_entries(
         rel = entry["path"]
         expected = {a: str(entry[a]).lower() for a in ALGORITHMS if isinstance(entry.get(a), str)}
         expected_size = entry.get("size") if isinstance(entry.get("size"), int) else None
+        ranges = recorded_ranges(entry)
         partial = bool(entry.get("unreadable"))
+
+        def result(
+            status: str, size: int | None, found: dict[str, str] | None = None
+        ) -> VerifyResult:
+            return VerifyResult(
+                rel, status, expected, found or {}, size, expected_size, partial, ranges
+            )
+
         full = safe_join(dest, rel)
         if full is None:
-            return VerifyResult(rel, "invalid-path", expected, {}, None, expected_size, partial)
+            return result("invalid-path", None)
         if not os.path.isfile(full):
-            return VerifyResult(rel, "missing", expected, {}, None, expected_size, partial)
+            return result("missing", None)
         size = os.path.getsize(full)
         if expected_size is not None and size != expected_size:
-            return VerifyResult(rel, "size-mismatch", expected, {}, size, expected_size, partial)
+            return result("size-mismatch", size)
         if not expected:
-            return VerifyResult(rel, "invalid-path", expected, {}, size, expected_size, partial)
+            return result("invalid-path", size)
         try:
             found, _ = hash_file(full, tuple(expected), progress)
         except HvrescueError:
-            return VerifyResult(rel, "unreadable", expected, {}, size, expected_size, partial)
-        status = "ok" if found == expected else "mismatch"
-        return VerifyResult(rel, status, expected, found, size, expected_size, partial)
+            return result("unreadable", size)
+        if found != expected:
+            return result("mismatch", size, found)
+        # The copy is what was recorded; where the record says the original could not be read,
+        # the copy holds zeros, not the evidence: it never passes as complete.
+        return result("incomplete" if partial else "ok", size, found)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, entries))

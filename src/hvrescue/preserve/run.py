@@ -33,11 +33,14 @@ from hvrescue.preserve.manifest import (
     write_manifest,
 )
 from hvrescue.preserve.plan import Plan, PlannedFile, Unreachable, build_plan
+from hvrescue.preserve.refill import RefillResult, refill
 
 WORK_DIR = ".hvrescue-partial"
 JOURNAL = "done.jsonl"
 SPACE_MARGIN = 64 * 1024 * 1024
 REFERENCE_ONLY = {"config-disk-missing", "config-file-missing"}
+# Problems of a retry of unreadable ranges (the original changed or is gone): the ranges stay.
+RETRY_ONLY = {"source-changed", "source-unavailable"}
 RESERVED = {WORK_DIR, "manifest.json", "manifest.csv", "case.sqlite", "case.sqlite-journal"}
 
 
@@ -61,6 +64,8 @@ class Outcome:
     manifest: dict[str, Any]
     complete: bool
     resumed_verified: int = 0
+    retried: int = 0  # bytes unreadable before that a --resume read again
+    recovered: int = 0  # bytes among them that read this time (now in the copies)
 
 
 def _existing_ancestor(path: str) -> str:
@@ -197,7 +202,7 @@ def preserve(
         raise InputError("error.input.missing", path=sources[0])
     state = check_destination(sources, dest, options.resume)
     if state == "done":
-        return _reverify_done(dest, options)
+        return _reverify_done(dest, options, argv)
 
     plan = build_plan(sources, options.search)
     if not plan.files:
@@ -242,6 +247,9 @@ def preserve(
         previous = done.get(f.rel)
         if previous is not None:
             target = final if os.path.exists(final) else part if os.path.exists(part) else None
+            if target is not None and previous.get("unreadable"):
+                _retry_finished(f, previous, target, part, final)
+                return
             if target is not None:
                 wanted = {a: previous.get(a) for a in algorithms if previous.get(a)}
                 hashes, _size = hash_file(target, tuple(wanted) or ("sha256",), tick)
@@ -273,6 +281,27 @@ def preserve(
             os.unlink(state_file)
         entries[f.rel] = entry
 
+    def _retry_finished(
+        f: PlannedFile, previous: dict[str, Any], target: str, part: str, final: str
+    ) -> None:
+        """A file finished with unreadable ranges: read those again (see refill)."""
+        result = refill(previous, target, f.source, tick)
+        if result.problem is not None:
+            with problems_lock:
+                problems.append(Unreachable(f.source, result.problem, detail=f.rel))
+            if result.problem == "copy-changed":
+                return
+        if result.changed:
+            journal.append(result.entry)
+        if target == part:
+            publish(part, final)
+        entries[f.rel] = result.entry
+        with counter_lock:
+            verified[0] += 1
+            recovered[0] += result.recovered
+            retried[0] += result.retried
+
+    recovered, retried = [0], [0]
     order = sorted(plan.files, key=lambda f: -f.size)
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         futures = [pool.submit(one, f) for f in order]
@@ -288,11 +317,7 @@ def preserve(
 
     files = [entries[f.rel] for f in plan.files if f.rel in entries]
     unreachable = plan.unreachable + problems
-    # A file the configuration names but the evidence lacks is listed, yet does not make the copy
-    # incomplete: the configuration may be stale or name another host's path. A missing chain
-    # parent does: the chain would be copied half.
-    gaps = [u for u in unreachable if u.reason not in REFERENCE_ONLY]
-    complete = not gaps and not any(e["unreadable"] for e in files)
+    complete = _complete([u.as_dict() for u in unreachable], files)
     manifest: dict[str, Any] = {
         "files": files,
         **base_record(argv),
@@ -308,7 +333,19 @@ def preserve(
     write_manifest(dest, manifest)
     _record_case(options.case or os.path.join(dest, CASE_FILE), argv, manifest, dest, complete)
     shutil.rmtree(work, ignore_errors=True)
-    return Outcome(dest, manifest, complete, verified[0])
+    return Outcome(dest, manifest, complete, verified[0], retried[0], recovered[0])
+
+
+def _complete(unreachable: list[dict[str, Any]], files: list[dict[str, Any]]) -> bool:
+    """Complete: every file copied whole, and nothing the copy needs left behind."""
+    # A file the configuration names but the evidence lacks is listed, yet does not make the copy
+    # incomplete: the configuration may be stale or name another host's path. A missing chain
+    # parent does: the chain would be copied half. A retry that could not run changes nothing
+    # by itself: the file's unreadable ranges still stand.
+    ignored = REFERENCE_ONLY | RETRY_ONLY
+    if any(u.get("reason") not in ignored for u in unreachable):
+        return False
+    return not any(e.get("unreadable") for e in files)
 
 
 def _record_case(
@@ -340,11 +377,51 @@ def _record_case(
         case.close()
 
 
-def _reverify_done(dest: str, options: Options) -> Outcome:
-    """--resume on a finished preservation: verify every copy and report."""
+def _reverify_done(dest: str, options: Options, argv: list[str]) -> Outcome:
+    """--resume on a finished preservation: verify every copy, read again every range that
+    could not be read before (into the copy, where it reads now), and report."""
     _, manifest = load_manifest(dest)
-    results = verify_entries(dest, manifest["files"], options.jobs)
-    bad = [r for r in results if r.status != "ok"]
+    files: list[dict[str, Any]] = manifest["files"]
+    gappy = [e for e in files if e.get("unreadable")]
+    whole = [e for e in files if not e.get("unreadable")]
+    results = verify_entries(dest, whole, options.jobs)
+    bad = [r.path for r in results if r.status != "ok"]
+    retried: dict[str, RefillResult] = {}
+    for e in gappy:
+        copy = safe_join(dest, e["path"])
+        if copy is None or not os.path.isfile(copy):
+            bad.append(e["path"])
+            continue
+        retried[e["path"]] = result = refill(e, copy)
+        if result.problem == "copy-changed":
+            bad.append(e["path"])
     if bad:
-        raise InputError("error.preserve.done-but-changed", dest=dest, path=bad[0].path)
-    return Outcome(dest, manifest, bool(manifest.get("complete")), len(results))
+        raise InputError("error.preserve.done-but-changed", dest=dest, path=bad[0])
+    recovered = sum(r.recovered for r in retried.values())
+    again = sum(r.retried for r in retried.values())
+    if any(r.changed for r in retried.values()):
+        manifest["files"] = [retried[e["path"]].entry if e["path"] in retried else e for e in files]
+        # What an earlier retry could not do is superseded by this one.
+        manifest["unreachable"] = [
+            u for u in manifest.get("unreachable", []) if u.get("reason") not in RETRY_ONLY
+        ]
+        manifest["complete"] = _complete(manifest["unreachable"], manifest["files"])
+        # The copy changed after the manifest was first written: when, by which command.
+        manifest.setdefault("retries", []).append(
+            {**base_record(argv), "retried_bytes": again, "recovered_bytes": recovered}
+        )
+        write_manifest(dest, manifest, update=True)
+        case = options.case or os.path.join(dest, CASE_FILE)
+        _record_case(case, argv, manifest, dest, bool(manifest["complete"]))
+    complete = bool(manifest.get("complete")) and _complete([], manifest["files"])
+    outcome = Outcome(dest, manifest, complete, len(files), again, recovered)
+    problems = [
+        Unreachable(e["source"], r.problem, detail=e["path"]).as_dict()
+        for e in gappy
+        if (r := retried[e["path"]]).problem is not None
+    ]
+    if problems:
+        # Shown with this run's answer; the manifest keeps only what the copy is.
+        shown = [*manifest.get("unreachable", []), *problems]
+        outcome.manifest = {**manifest, "unreachable": shown}
+    return outcome
