@@ -20,6 +20,7 @@ from typing import Any
 
 from hvrescue.errors import InputError
 from hvrescue.fs.partitions import partitions
+from hvrescue.platform import user_ids
 from hvrescue.vdisk.disk import Disk
 
 
@@ -46,7 +47,7 @@ def mount(disk: Disk, mountpoint: str, debug: bool = False) -> None:
         raise InputError("error.mount.not-a-folder", path=mountpoint)
     view = build_view(disk)
     now = time.time()
-    uid, gid = os.getuid(), os.getgid()
+    uid, gid = user_ids()
 
     state = {"mounted": False}
 

@@ -22,8 +22,6 @@ DEFAULT_RETRIES = 3
 RETRY_GRANULE = 64 * 1024
 # A granule that fails is read again in units of this size: the smallest a disk can lose.
 SECTOR = 512
-_HAVE_PREAD = hasattr(os, "pread")
-_HAVE_PREADV = hasattr(os, "preadv")
 
 
 @dataclass(frozen=True)
@@ -97,8 +95,10 @@ class ReadOnlySource:
         self.close()
 
     def _pread(self, length: int, offset: int) -> bytes:
-        if _HAVE_PREAD:
-            return os.pread(self._fd, length, offset)
+        pread = getattr(os, "pread", None)  # looked up per call: absent on Windows
+        if pread is not None:
+            data: bytes = pread(self._fd, length, offset)
+            return data
         # Windows has no pread: seek and read under a lock so no position is shared.
         with self._lock:
             os.lseek(self._fd, offset, os.SEEK_SET)
@@ -259,11 +259,12 @@ class ReadOnlySource:
         length = min(len(view), max(0, self.size - offset))
         if length <= 0:
             return 0, []
-        if _HAVE_PREADV:
+        preadv = getattr(os, "preadv", None)
+        if preadv is not None:
             got = 0
             try:
                 while got < length:
-                    n = os.preadv(self._fd, [view[got:length]], offset + got)
+                    n = preadv(self._fd, [view[got:length]], offset + got)
                     if n <= 0:
                         break
                     got += n

@@ -26,6 +26,7 @@ from typing import Any
 
 from hvrescue.errors import InputError
 from hvrescue.io.source import ReadOnlySource
+from hvrescue.platform import pwrite_all
 
 CHUNK = 4 * 1024 * 1024
 CHECKPOINT_EVERY = 256 * 1024 * 1024
@@ -98,15 +99,7 @@ class _Hasher:
 
 def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (each output descriptor has one writer)."""
-    view = memoryview(data)
-    while view:
-        if sys.platform == "win32":  # no pwrite: the one writer may move the position
-            os.lseek(fd, offset, os.SEEK_SET)
-            n = os.write(fd, view)
-        else:
-            n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
+    pwrite_all(fd, data, offset)
 
 
 def _save_state(state_path: str, state: dict[str, Any]) -> None:

@@ -20,6 +20,23 @@ GOOD, BAD, UNTRIED = "+", "-", "?"
 NOT_DONE = "?*/-"
 
 
+SOURCE_TAG = "# hvrescue-source:"
+
+
+def read_source_tag(path: str) -> str | None:
+    """The source a map was written for (see :func:`write_map`), or None."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for count, line in enumerate(f):
+                if line.startswith(SOURCE_TAG):
+                    return line[len(SOURCE_TAG) :].strip()
+                if count > 20:
+                    break
+    except OSError:
+        return None
+    return None
+
+
 def read_map(path: str) -> tuple[int, list[tuple[int, int, str]]]:
     """(size covered, [(pos, size, status)]) from a ddrescue map."""
     entries: list[tuple[int, int, str]] = []
@@ -83,9 +100,11 @@ def write_map(
     entries: list[tuple[int, int, str]],
     argv: list[str],
     current_pos: int = 0,
+    source: str | None = None,
 ) -> None:
     """Write the map, replacing the previous one atomically (the map is ours, updated as the
-    work goes on, as ddrescue does)."""
+    work goes on, as ddrescue does); ``source`` names what it was made from, so that a later
+    run can refuse a map of another disk."""
     bad = sum(1 for _p, _n, st in entries if st == BAD)
     untried = any(st in "?*/" for _p, _n, st in entries)
     status = UNTRIED if untried else GOOD
@@ -93,6 +112,7 @@ def write_map(
         f"# Mapfile. Created by hvrescue {__version__} (GNU ddrescue format)",
         f"# Command line: {shlex.join(argv)}",
         f"# Current time: {dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}",
+        *([f"{SOURCE_TAG} {source}"] if source else []),
         "# Finished" if not bad and not untried else f"# {bad} bad area(s)",
         "# current_pos  current_status  current_pass",
         f"0x{current_pos:08X}     {status}               1",

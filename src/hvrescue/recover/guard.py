@@ -1,5 +1,6 @@
 """What the file-copying recovery commands (`replay-log`, `repair`, `reparent`) must not do:
-copy bytes nobody can know as if they were content.
+copy bytes nobody can know as if they were content, or hand on a damaged file under a new name
+as if it were whole.
 
 A :class:`ContentGuard` watches one source file: its undefined ranges (blocks past the end of
 the file, invalid BAT states, lost sector bitmaps, an unreadable BAT) are known before anything
@@ -20,20 +21,11 @@ from hvrescue.vdisk.layer import READ_ERROR, Gap
 
 
 class ContentGuard:
-    def __init__(
-        self,
-        layer: Any,
-        allow_gaps: bool,
-        static: bool = True,
-        key: str = "error.rewrite.undefined",
-    ) -> None:
-        """``static``: whether the copy turns the file's undefined ranges into content (repair
-        gives blocks past the end room as zeros); a verbatim copy keeps them undefined, and
-        only read errors would become content."""
+    def __init__(self, layer: Any, allow_gaps: bool, key: str = "error.rewrite.undefined") -> None:
         self.layer = layer
         self.allow_gaps = allow_gaps
         self.key = key
-        self.gaps: list[Gap] = layer_undefined(layer) if static else []
+        self.gaps: list[Gap] = layer_undefined(layer)
         self.unmapped: list[tuple[int, int]] = []  # read errors outside any block (structures)
         self._check()
 

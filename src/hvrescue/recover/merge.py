@@ -24,6 +24,7 @@ from typing import Any
 from hvrescue.errors import InputError, UndefinedContentError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
+from hvrescue.platform import pwrite
 from hvrescue.recover import ddmap
 from hvrescue.recover.digest import KIND, UNIT, ContentDigest, nonzero_units, unit_ranges
 from hvrescue.vdisk.disk import Disk, gap_ranges, merge_gaps
@@ -199,7 +200,7 @@ def merge(
                             view = memoryview(data)
                             pos = 0
                             while pos < len(view):
-                                pos += os.pwrite(fd, view[pos:], offset + pos)
+                                pos += pwrite(fd, view[pos:], offset + pos)
                         written += 1
                         data_bytes += len(data)
                 finally:

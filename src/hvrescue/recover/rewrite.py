@@ -20,6 +20,7 @@ from typing import Any
 
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
+from hvrescue.platform import pwrite
 from hvrescue.recover.guard import ContentGuard
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhdx import structures as s
@@ -120,7 +121,7 @@ def _copy_replayed(img: VhdxImage, fd: int, size: int, guard: ContentGuard) -> N
             n = min(CHUNK, end - pos)
             data = guard.read(pos, n)
             if is_data or data.count(0) != len(data):
-                os.pwrite(fd, data, pos)
+                pwrite(fd, data, pos)
             pos += n
     # Beyond the source's end only the log can have put data (LastFileOffset grew the file).
     pos = covered
@@ -128,7 +129,7 @@ def _copy_replayed(img: VhdxImage, fd: int, size: int, guard: ContentGuard) -> N
         n = min(CHUNK, size - pos)
         data = guard.read(pos, n)
         if data.count(0) != len(data):
-            os.pwrite(fd, data, pos)
+            pwrite(fd, data, pos)
         pos += n
     os.ftruncate(fd, size)
 
@@ -183,8 +184,9 @@ def rewrite_vhdx(
     """Write ``out``: ``path`` with its log applied and cleared, and optionally a new parent
     locator or repairs. Returns what was changed.
 
-    Undefined content is never copied as content (see :class:`ContentGuard`): read errors,
-    and for ``repair`` the blocks it gives room, refuse the copy unless ``allow_gaps``."""
+    A source with undefined content (see :class:`ContentGuard`) is refused unless
+    ``allow_gaps``: its copy would hold zeros there (``repair`` gives cut blocks room) or carry
+    the damage on under a name that looks whole."""
     if os.path.lexists(out):
         raise InputError("error.output.exists", path=out)
     img = _open(path)
@@ -198,7 +200,7 @@ def rewrite_vhdx(
         elif hdr.log_guid != s.ZERO_GUID:
             changes.append(Change("rewrite.log-cleared", {}))
         bat_fixes: list[tuple[int, int]] = []
-        guard = ContentGuard(img, allow_gaps, static=repair)
+        guard = ContentGuard(img, allow_gaps)
         if repair:
             size, bat_fixes = _repair_bat(img, size, changes)
         with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
@@ -216,7 +218,7 @@ def rewrite_vhdx(
                     hdr.log_length,
                     hdr.log_offset,
                 )
-                os.pwrite(fd, raw, offset)
+                pwrite(fd, raw, offset)
             for i, (_off, header, problems) in enumerate(img.headers):
                 if header is None or problems:
                     changes.append(Change("rewrite.header-rebuilt", {"copy": i + 1}))
@@ -225,7 +227,7 @@ def rewrite_vhdx(
                 valid[0].entries if valid else tuple(img.regions.values())
             )
             for i, offset in enumerate(s.REGION_TABLE_OFFSETS):
-                os.pwrite(fd, table_bytes, offset)
+                pwrite(fd, table_bytes, offset)
                 damaged = i >= len(img.region_tables) or (
                     img.region_tables[i][1] is None or bool(img.region_tables[i][2])
                 )
@@ -233,7 +235,7 @@ def rewrite_vhdx(
                     changes.append(Change("rewrite.region-table-rebuilt", {"copy": i + 1}))
             bat_region = img.regions["bat"]
             for index, value in bat_fixes:
-                os.pwrite(fd, struct.pack("<Q", value), bat_region.file_offset + 8 * index)
+                pwrite(fd, struct.pack("<Q", value), bat_region.file_offset + 8 * index)
             if parent is not None:
                 pairs = [("parent_linkage", parent.linkage)]
                 old = dict(img.parent_locator.entries) if img.parent_locator else {}
@@ -243,7 +245,7 @@ def rewrite_vhdx(
                 if parent.absolute_path:
                     pairs.append(("absolute_win32_path", parent.absolute_path))
                 meta_region = img.regions["metadata"]
-                os.pwrite(fd, _metadata_region(img, pack_locator(pairs)), meta_region.file_offset)
+                pwrite(fd, _metadata_region(img, pack_locator(pairs)), meta_region.file_offset)
                 changes.append(
                     Change(
                         "rewrite.parent-locator",

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hvrescue.errors import InputError
+from hvrescue.errors import InputError, OutputError
 from hvrescue.io.atomic import check_output_folder, link_into_place, output_error
+from hvrescue.platform import pwrite
 from hvrescue.recover import ddmap
 from hvrescue.recover.ddmap import BAD, GOOD, NOT_DONE, UNTRIED, read_map, write_map
 from hvrescue.vdisk.disk import Disk, merge_gaps
@@ -142,6 +143,12 @@ def _initial_map(disk: Disk) -> list[tuple[int, int, str]]:
     return out or [(0, size, GOOD)]
 
 
+def source_tag(disk: Disk) -> str:
+    """What a map was made from: the virtual size and the identity of every layer."""
+    ids = ">".join(str(layer.identity or "-") for layer in disk.layers)
+    return f"size={disk.size} chain={ids}"
+
+
 def _open_target(path: str) -> int:
     return os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
 
@@ -161,6 +168,7 @@ def salvage(
         if size == 0:
             raise InputError("error.salvage.empty", path=leaf)
         retried = resumed = False
+        tag = source_tag(disk)
         if os.path.exists(map_path):
             covered, entries = read_map(map_path)
             if os.path.isfile(out):
@@ -171,6 +179,16 @@ def salvage(
                 raise InputError("error.salvage.map-without-output", map=map_path, out=out)
             if covered != size or os.path.getsize(target) != size:
                 raise InputError("error.salvage.map-mismatch", map=map_path, size=size)
+            made_from = ddmap.read_source_tag(map_path)
+            if made_from != tag:
+                # Another disk's map (or one not made by salvage): continuing would mix two
+                # disks' content in one image and call it complete.
+                raise InputError(
+                    "error.salvage.map-other-source",
+                    map=map_path,
+                    found=made_from or "-",
+                    expected=tag,
+                )
             state = MapState(entries)
             fd = _open_target(target)
         else:
@@ -182,7 +200,7 @@ def salvage(
             state = MapState(_initial_map(disk))
             # The map first: if it cannot be written, nothing else is.
             try:
-                write_map(map_path, state.entries(), argv)
+                write_map(map_path, state.entries(), argv, source=tag)
             except OSError as exc:
                 raise output_error(exc, map_path) from exc
             target = partial
@@ -201,23 +219,31 @@ def salvage(
         before = sum(n for _p, n in state.ranges(BAD))
         gaps: list[Gap] = []
         try:
-            _read_todo(disk, state, fd, map_path, argv, gaps, progress)
+            _read_todo(disk, state, fd, map_path, argv, gaps, progress, tag)
             os.fsync(fd)
         except BaseException as exc:
             # Interrupted or failed: what was written is flushed and the map says how far the
             # work got, so the same command continues from there.
             try:
                 os.fsync(fd)
-                write_map(map_path, state.entries(), argv)
+                write_map(map_path, state.entries(), argv, source=tag)
             except OSError:
                 pass
-            if isinstance(exc, OSError) and not isinstance(exc, InputError):
-                raise output_error(exc, target) from exc
+            if isinstance(exc, OSError):
+                # The work so far is kept (image and map) so that it can go on later.
+                failed = output_error(exc, target)
+                raise OutputError(
+                    "error.salvage.output-kept",
+                    path=target,
+                    map=map_path,
+                    reason=failed.params.get("reason", ""),
+                    errno=failed.params.get("errno", ""),
+                ) from exc
             raise
         finally:
             os.close(fd)
         try:
-            write_map(map_path, state.entries(), argv)
+            write_map(map_path, state.entries(), argv, source=tag)
         except OSError as exc:
             raise output_error(exc, map_path) from exc
         if target == partial:
@@ -239,6 +265,7 @@ def _read_todo(
     argv: list[str],
     gaps: list[Gap],
     progress: Callable[[int], None] | None,
+    tag: str,
 ) -> None:
     last_save = time.monotonic()
     # What the metadata already says is undefined needs no reading (a missing parent of a
@@ -267,7 +294,7 @@ def _read_todo(
                 view = memoryview(data)
                 done = 0
                 while done < len(view):
-                    done += os.pwrite(fd, view[done:], pos + done)
+                    done += pwrite(fd, view[done:], pos + done)
             state.mark(pos, pos + step, GOOD)
             for g in found:
                 state.mark(g.offset, g.offset + g.length, BAD)
@@ -277,7 +304,7 @@ def _read_todo(
                 progress(step)
             if time.monotonic() - last_save >= MAP_INTERVAL:
                 os.fsync(fd)
-                write_map(map_path, state.entries(), argv, pos)
+                write_map(map_path, state.entries(), argv, pos, source=tag)
                 last_save = time.monotonic()
 
 

@@ -14,6 +14,7 @@ import struct
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
+from hvrescue.platform import pwrite
 from hvrescue.recover.guard import ContentGuard
 from hvrescue.recover.rewrite import Change, guard_map
 from hvrescue.vdisk.vhd import structures as s
@@ -85,10 +86,10 @@ def repair_vhd(
         with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
             _copy(src, fd, guard)
             if dynamic:
-                os.pwrite(fd, good, 0)
+                pwrite(fd, good, 0)
                 if header_fix is not None:
-                    os.pwrite(fd, header_fix, img.footer.data_offset)
-            os.pwrite(fd, good, footer_at)
+                    pwrite(fd, header_fix, img.footer.data_offset)
+            pwrite(fd, good, footer_at)
             os.ftruncate(fd, footer_at + s.FOOTER_SIZE)
         if guard.gaps:
             changes.append(Change("rewrite.written-with-gaps", guard.summary(out)))
@@ -116,5 +117,5 @@ def _copy(src: ReadOnlySource, fd: int, guard: ContentGuard) -> None:
         pos, end = offset, offset + length
         while pos < end:
             n = min(CHUNK, end - pos)
-            os.pwrite(fd, guard.read(pos, n), pos)
+            pwrite(fd, guard.read(pos, n), pos)
             pos += n

@@ -16,6 +16,7 @@ import uuid
 
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
+from hvrescue.platform import pwrite
 from hvrescue.recover.guard import ContentGuard
 from hvrescue.recover.rewrite import Change, guard_map
 from hvrescue.recover.vhd_fix import (
@@ -86,11 +87,11 @@ def reparent_vhd(
         with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
             _copy(src, fd, guard)
             os.ftruncate(fd, end)
-            os.pwrite(fd, bytes(header), hdr_off)
+            pwrite(fd, bytes(header), hdr_off)
             for offset, blob in placed:
-                os.pwrite(fd, blob + bytes(-len(blob) % SECTOR or 0), offset)
-            os.pwrite(fd, footer, pos)
-            os.pwrite(fd, footer, 0)
+                pwrite(fd, blob + bytes(-len(blob) % SECTOR or 0), offset)
+            pwrite(fd, footer, pos)
+            pwrite(fd, footer, 0)
             os.ftruncate(fd, pos + s.FOOTER_SIZE)
         changes = [
             Change(

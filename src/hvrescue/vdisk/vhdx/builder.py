@@ -14,6 +14,7 @@ import array
 import os
 import sys
 
+from hvrescue.platform import pwrite
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.writer import (
     BAT_OFFSET,
@@ -61,7 +62,7 @@ class VhdxBuilder:
         view = memoryview(data)
         pos = 0
         while pos < len(view):
-            pos += os.pwrite(self.fd, view[pos:], offset + pos)
+            pos += pwrite(self.fd, view[pos:], offset + pos)
         self.bat[self.entry_index(block)] = offset | s.PAYLOAD_FULLY_PRESENT
         self.next_free += bs
         self.blocks_written += 1
@@ -73,18 +74,18 @@ class VhdxBuilder:
         ident[0:8] = s.FILE_SIGNATURE
         creator = spec.creator.encode("utf-16-le")[:512]
         ident[8 : 8 + len(creator)] = creator
-        os.pwrite(self.fd, bytes(ident), 0)
-        os.pwrite(self.fd, _header(spec, 1, s.ZERO_GUID), s.HEADER_OFFSETS[0])
-        os.pwrite(self.fd, _header(spec, 2, s.ZERO_GUID), s.HEADER_OFFSETS[1])
+        pwrite(self.fd, bytes(ident), 0)
+        pwrite(self.fd, _header(spec, 1, s.ZERO_GUID), s.HEADER_OFFSETS[0])
+        pwrite(self.fd, _header(spec, 2, s.ZERO_GUID), s.HEADER_OFFSETS[1])
         table = _region_table(self.bat_length)
-        os.pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[0])
-        os.pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[1])
-        os.pwrite(self.fd, _metadata(spec), METADATA_OFFSET)
+        pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[0])
+        pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[1])
+        pwrite(self.fd, _metadata(spec), METADATA_OFFSET)
         if sys.byteorder != "little":
             self.bat.byteswap()
         bat = self.bat.tobytes()
         pos = 0
         while pos < len(bat):
-            pos += os.pwrite(self.fd, bat[pos:], BAT_OFFSET + pos)
+            pos += pwrite(self.fd, bat[pos:], BAT_OFFSET + pos)
         os.ftruncate(self.fd, self.next_free)
         return self.next_free

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from hvrescue.io.atomic import atomic_output
+from hvrescue.platform import pwrite
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhdx import structures as s
 
@@ -213,13 +214,13 @@ def write_vhdx(path: str, spec: VhdxSpec, data: dict[int, bytes] | None = None) 
         ident[0:8] = s.FILE_SIGNATURE
         creator = spec.creator.encode("utf-16-le")[:512]
         ident[8 : 8 + len(creator)] = creator
-        os.pwrite(fd, bytes(ident), 0)
-        os.pwrite(fd, _header(spec, 1, log_guid), s.HEADER_OFFSETS[0])
-        os.pwrite(fd, _header(spec, 2, log_guid), s.HEADER_OFFSETS[1])
+        pwrite(fd, bytes(ident), 0)
+        pwrite(fd, _header(spec, 1, log_guid), s.HEADER_OFFSETS[0])
+        pwrite(fd, _header(spec, 2, log_guid), s.HEADER_OFFSETS[1])
         table = _region_table(bat_length)
-        os.pwrite(fd, table, s.REGION_TABLE_OFFSETS[0])
-        os.pwrite(fd, table, s.REGION_TABLE_OFFSETS[1])
-        os.pwrite(fd, _metadata(spec), METADATA_OFFSET)
+        pwrite(fd, table, s.REGION_TABLE_OFFSETS[0])
+        pwrite(fd, table, s.REGION_TABLE_OFFSETS[1])
+        pwrite(fd, _metadata(spec), METADATA_OFFSET)
         if spec.pending_log:
             # The BAT in place stays empty; only the log knows where the data is.
             changed = [
@@ -227,11 +228,11 @@ def write_vhdx(path: str, spec: VhdxSpec, data: dict[int, bytes] | None = None) 
                 for i in range(0, len(bat_bytes), s.LOG_SECTOR)
                 if bat_bytes[i : i + s.LOG_SECTOR].count(0) != s.LOG_SECTOR
             ]
-            os.pwrite(fd, _log_entry(log_guid, 1, changed, next_free), LOG_OFFSET)
+            pwrite(fd, _log_entry(log_guid, 1, changed, next_free), LOG_OFFSET)
         else:
-            os.pwrite(fd, bat_bytes, BAT_OFFSET)
+            pwrite(fd, bat_bytes, BAT_OFFSET)
         for foff, payload in writes:
-            os.pwrite(fd, payload, foff)
+            pwrite(fd, payload, foff)
         for chunk, foff in bitmap_at.items():
-            os.pwrite(fd, bytes(bitmaps[chunk]), foff)
+            pwrite(fd, bytes(bitmaps[chunk]), foff)
         os.ftruncate(fd, next_free)

@@ -1,0 +1,51 @@
+"""What differs between the platforms hvrescue runs on: positioned writes and the user ids a
+FUSE view reports (positioned reads are ``io.source``'s, which looks ``pread``/``preadv`` up per
+call and seeks under a lock where they are missing). Nothing else in the package calls a
+POSIX-only function of ``os``.
+
+Windows has no ``pwrite``: a seek and a plain write take its place; each output descriptor has
+one writer, so the moved file position is never shared.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _seek_write(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+if sys.platform == "win32":
+    pwrite = _seek_write
+else:
+
+    def pwrite(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
+        """``os.pwrite``; a seek and a write where ``os`` has none."""
+        try:
+            return os.pwrite(fd, data, offset)
+        except AttributeError:  # an os module without it (the suite's Windows simulation)
+            return _seek_write(fd, data, offset)
+
+
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (short writes continued)."""
+    view = memoryview(data)
+    while view:
+        n = pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(28, "No space left on device")
+        view = view[n:]
+        offset += n
+
+
+def user_ids() -> tuple[int, int]:
+    """(uid, gid) for files of a FUSE view: the caller's where the platform has them."""
+    getuid = getattr(os, "getuid", None)
+    getgid = getattr(os, "getgid", None)
+    try:
+        return (getuid() if getuid else 0), (getgid() if getgid else 0)
+    except AttributeError:  # simulated Windows
+        return 0, 0
