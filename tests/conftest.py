@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import CORPUS
+
+# Under ../shared/tools/winsim (os without sendfile, as on Windows) shutil, imported before the
+# simulation, would still try sendfile for the tests' own copies: make it copy as on Windows.
+if not hasattr(os, "sendfile") and hasattr(shutil, "_USE_CP_SENDFILE"):
+    shutil._USE_CP_SENDFILE = False
 
 
 def _decompress(src: Path, dest: Path) -> None:

@@ -467,3 +467,42 @@ def test_unreadable_first_bat_sector_is_never_an_all_zero_disk(
     r = run_cli("preserve", disk.parent, dest, "--resume", "--json", evidence=[src])
     assert r.rc == 0 and r.json()["status"] == "complete", r.stdout + r.stderr
     assert (dest / disk.parent.name / "disk.vhdx").read_bytes() == (src / "disk.vhdx").read_bytes()
+
+
+def test_unreadable_folder_records_are_said_by_ls_and_extract(faulty: FaultyFS, tmp_path: Path):
+    """A read error in a folder's own records hides what it lists: `ls` and `extract` say
+    which disk range they met, exactly, and never exit 0 as if the listing were whole."""
+    if not all(shutil.which(t) for t in ("mkfs.fat", "mcopy", "sfdisk", "mmd")):
+        pytest.skip("mkfs.fat, mcopy, mmd and sfdisk are needed (Debian dosfstools, mtools, fdisk)")
+    part = tmp_path / "part.img"
+    make_fat(part, 32 * MiB, {"DIR/SUB.TXT": b"inside\n", "TOP.TXT": b"top\n"})
+    raw = bytearray(34 * MiB)
+    table = tmp_path / "table.raw"
+    table.write_bytes(bytes(raw))
+    layout = b"label: dos\nstart=2048, size=65536, type=6\n"
+    subprocess.run(["sfdisk", "-q", str(table)], input=layout, check=True, capture_output=True)
+    raw[:] = table.read_bytes()
+    raw[MiB : MiB + 32 * MiB] = part.read_bytes()
+    entry = bytes(raw).find(b"SUB     TXT")  # the folder's record of its file
+    assert entry > MiB
+    src = tmp_path / "evidence"
+    src.mkdir()
+    fixed_vhd(src, bytes(raw))
+    mnt = faulty.mount(src)
+    bad = (entry - entry % SECTOR, SECTOR)
+    faulty.set_faults({"disk.vhd": [bad]})
+    listing = run_cli("ls", mnt / "disk.vhd", "1:/DIR", "--json", evidence=[src])
+    assert listing.rc == 1, listing.stdout + listing.stderr
+    met = listing.json()["undefined_met"]
+    assert sectors([(g["offset"], g["length"]) for g in met]) == [bad]
+    assert {g["cause"] for g in met} == {"read-error"}
+    out = tmp_path / "out"
+    result = run_cli("extract", mnt / "disk.vhd", "1:/DIR", "--to", out, "--json", evidence=[src])
+    assert result.rc == 1, result.stdout + result.stderr
+    data = result.json()
+    assert sectors([(g["offset"], g["length"]) for g in data["undefined_met"]]) == [bad]
+    manifest = json.loads(Path(data["manifests"][0]).read_text(encoding="utf-8"))
+    assert manifest["undefined_met"]
+    faulty.clear()
+    healed = run_cli("ls", mnt / "disk.vhd", "1:/DIR", "--json", evidence=[src])
+    assert healed.rc == 0 and [e["name"] for e in healed.json()["entries"]] == ["SUB.TXT"]

@@ -35,23 +35,35 @@ class FaultyDisk:
         self.ino = os.stat(path).st_ino
         self.lo, self.hi, self.heal_after = lo, hi, heal_after
         self.attempts = 0
+
+        def failing(fd: int, n: int, off: int) -> bool:
+            if os.fstat(fd).st_ino == self.ino and off < self.hi and off + n > self.lo:
+                self.attempts += 1
+                return self.heal_after is None or self.attempts <= self.heal_after
+            return False
+
+        if not hasattr(os, "pread"):  # Windows (or its simulation): seek and read
+            real_read = os.read
+
+            def read(fd: int, n: int) -> bytes:
+                if failing(fd, n, os.lseek(fd, 0, os.SEEK_CUR)):
+                    raise OSError(errno.EIO, "Input/output error")
+                return real_read(fd, n)
+
+            monkeypatch.setattr(source_mod.os, "read", read)
+            return
         real = os.pread
 
         def pread(fd: int, n: int, off: int) -> bytes:
-            if os.fstat(fd).st_ino == self.ino and off < self.hi and off + n > self.lo:
-                self.attempts += 1
-                if self.heal_after is None or self.attempts <= self.heal_after:
-                    raise OSError(errno.EIO, "Input/output error")
+            if failing(fd, n, off):
+                raise OSError(errno.EIO, "Input/output error")
             return real(fd, n, off)
 
         real_v = os.preadv
 
         def preadv(fd: int, buffers: list, off: int) -> int:
-            n = sum(len(b) for b in buffers)
-            if os.fstat(fd).st_ino == self.ino and off < self.hi and off + n > self.lo:
-                self.attempts += 1
-                if self.heal_after is None or self.attempts <= self.heal_after:
-                    raise OSError(errno.EIO, "Input/output error")
+            if failing(fd, sum(len(b) for b in buffers), off):
+                raise OSError(errno.EIO, "Input/output error")
             return real_v(fd, buffers, off)
 
         monkeypatch.setattr(source_mod.os, "pread", pread)
@@ -153,7 +165,8 @@ def test_atomic_output_refuses_overwrite_and_leaves_no_temp(tmp_path: Path):
 
 def test_positioned_reads_without_pread(monkeypatch, disk: Path):
     # Windows has no os.pread: the seek-and-read fallback must return the same bytes.
-    monkeypatch.setattr(source_mod, "_HAVE_PREAD", False)
+    monkeypatch.delattr(source_mod.os, "pread", raising=False)
+    monkeypatch.delattr(source_mod.os, "preadv", raising=False)
     whole = disk.read_bytes()
     with ReadOnlySource(disk) as src:
         assert src.read(3 * MiB + 5, 1000) == whole[3 * MiB + 5 : 3 * MiB + 1005]

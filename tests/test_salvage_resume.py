@@ -19,7 +19,7 @@ from hvrescue.recover.ddmap import read_map
 from tests.helpers import Evidence, run_cli
 
 MiB = 1024 * 1024
-SIZE = 1536 * MiB
+SIZE = 1024 * MiB
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def _wait_for_work(out: Path, mapfile: Path, proc: subprocess.Popen[str]) -> Non
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(1.0)
+    time.sleep(0.5)
 
 
 def _sha256(path: Path) -> str:

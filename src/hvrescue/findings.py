@@ -35,6 +35,13 @@ class Finding:
     def message_key(self) -> str:
         return self.key or self.code
 
+    @property
+    def message_params(self) -> dict[str, Any]:
+        """The parameters a message is filled from: the finding's own, and its offset."""
+        if self.offset is None or "offset" in self.params:
+            return dict(self.params)
+        return {"offset": self.offset, **self.params}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "code": self.code,

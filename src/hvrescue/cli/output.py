@@ -27,7 +27,7 @@ def emit_json(data: Any) -> None:
 
 def finding_json(f: Finding, msg: Messages) -> dict[str, Any]:
     out = f.as_dict()
-    out["message"] = msg(f.message_key, **f.params)
+    out["message"] = msg(f.message_key, **f.message_params)
     return out
 
 
@@ -42,7 +42,7 @@ def findings_table(findings: list[Finding], msg: Messages, show_file: bool = Tru
             text.append(f"  {f.path}")
         if f.offset is not None:
             text.append(f" @ {f.offset:#x}")
-        text.append("\n    " + msg(f.message_key, **f.params) + "\n")
+        text.append("\n    " + msg(f.message_key, **f.message_params) + "\n")
     return text
 
 

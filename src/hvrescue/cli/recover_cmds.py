@@ -32,6 +32,7 @@ from hvrescue.cli.output import (
 )
 from hvrescue.errors import HvrescueError, InputError, UndefinedContentError
 from hvrescue.findings import Severity
+from hvrescue.vdisk.disk import merge_gaps
 
 out_argument = click.argument("out", type=click.Path(dir_okay=False))
 
@@ -542,9 +543,17 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
             if path is None:
                 found = probe(d)
                 rows = [{**p.as_dict(), "filesystem": fs} for p, fs in found]
+                met = merge_gaps(d.touched)  # a partition table or boot sector not defined
                 if as_json:
-                    emit_json({"disk": disk, "size": d.size, "partitions": rows})
-                    sys.exit(EXIT_OK)
+                    emit_json(
+                        {
+                            "disk": disk,
+                            "size": d.size,
+                            "partitions": rows,
+                            "undefined_met": [g.as_dict() for g in met[:1000]],
+                        }
+                    )
+                    sys.exit(EXIT_FINDINGS if met else EXIT_OK)
                 table = Table(show_header=True)
                 for col in ("index", "scheme", "offset", "size", "type", "filesystem", "name"):
                     table.add_column(c.msg(f"ui.col.part-{col}"))
@@ -564,9 +573,14 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                         )
                     )
                 console().print(table)
-                sys.exit(EXIT_OK)
+                if met:
+                    err = console(stderr=True)
+                    err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
+                    err.print(gaps_table(met, c.msg))
+                sys.exit(EXIT_FINDINGS if met else EXIT_OK)
             volume, inner = open_path(d, path)
             entries = volume.listdir(inner)
+            met = merge_gaps(d.touched)  # met reading the filesystem's own structures
             # Files whose data touches undefined ranges of the disk are said to be so.
             undefined = d.undefined()
             touched: dict[str, list[Any]] = {}
@@ -576,7 +590,7 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                         gaps = volume.file_gaps(e)
                         if gaps:
                             touched[e.path] = gaps
-            code = EXIT_FINDINGS if touched else EXIT_OK
+            code = EXIT_FINDINGS if touched or met else EXIT_OK
             if as_json:
                 rows = []
                 for e in entries:
@@ -594,6 +608,7 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                         "path": inner,
                         "entries": rows,
                         "disk_undefined": [g.as_dict() for g in undefined[:1000]],
+                        "undefined_met": [g.as_dict() for g in met[:1000]],
                     }
                 )
                 sys.exit(code)
@@ -611,6 +626,10 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                     Text(kind), str(e.size), Text(e.modified or ""), Text(names, style=style)
                 )
             console().print(table)
+            if met:
+                err = console(stderr=True)
+                err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
+                err.print(gaps_table(met, c.msg))
             if undefined:
                 console(stderr=True).print(
                     Text(
@@ -658,6 +677,7 @@ def extract(
         on_interrupt("ui.interrupted.extract", to=to_dir)
         with Disk.open(disk, list(search)) as d:
             extractors: dict[int, Extractor] = {}
+            met: list[Any] = []
             for spec in paths:
                 volume, inner = open_path(d, spec)
                 ex = extractors.get(volume.partition.index)
@@ -665,6 +685,11 @@ def extract(
                     ex = Extractor(volume, to_dir, f"p{volume.partition.index}", streams)
                     extractors[volume.partition.index] = ex
                 ex.extract(inner)
+            # Undefined ranges met while reading the filesystem's own structures (folders,
+            # file records): what they hide cannot be listed, so they are said.
+            met = merge_gaps(d.touched)
+            for ex in extractors.values():
+                ex.undefined_met = met
             manifests = [ex.write_manifest(sys.argv) for ex in extractors.values()]
     except HvrescueError as exc:
         fail(c, exc, as_json)
@@ -672,7 +697,7 @@ def extract(
     files = [f for ex in extractors.values() for f in ex.result.files]
     skipped = [s for ex in extractors.values() for s in ex.result.skipped]
     incomplete = [s for ex in extractors.values() for s in ex.result.incomplete]
-    code = EXIT_FINDINGS if skipped or incomplete else EXIT_OK
+    code = EXIT_FINDINGS if skipped or incomplete or met else EXIT_OK
     if as_json:
         emit_json(
             {
@@ -681,15 +706,20 @@ def extract(
                 "files": files,
                 "skipped": skipped,
                 "incomplete": incomplete,
+                "undefined_met": [g.as_dict() for g in met[:1000]],
             }
         )
         sys.exit(code)
     con = console()
     con.print(Text(c.msg("ui.extract.done", count=len(files), to=to_dir), style="bold"))
     for s in skipped:
-        con.print(
-            Text(c.msg("ui.extract.skipped", source=s["source"], reason=s["reason"]), style="red")
-        )
+        reason = s["reason"]
+        if c.msg.has(reason):
+            reason = c.msg(reason, path=s["source"], offset=s.get("offset", ""))
+        con.print(Text(c.msg("ui.extract.skipped", source=s["source"], reason=reason), style="red"))
+    if met:
+        con.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
+        con.print(gaps_table(met, c.msg))
     for s in incomplete:
         con.print(
             Text(

@@ -230,8 +230,11 @@ class Diagnosis:
 
 
 def finding_params(attributes: dict[str, Any]) -> dict[str, Any]:
-    """A finding fact's parameters (stored flat as ``param_<name>``)."""
-    return {k[6:]: v for k, v in attributes.items() if k.startswith("param_")}
+    """A finding fact's parameters (stored flat as ``param_<name>``), and its offset."""
+    params = {k[6:]: v for k, v in attributes.items() if k.startswith("param_")}
+    if attributes.get("offset") is not None:
+        params.setdefault("offset", attributes["offset"])
+    return params
 
 
 def explained_excerpt(fact: Fact, lang: str = "en", msg: Any = None) -> str:

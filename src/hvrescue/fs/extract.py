@@ -73,6 +73,8 @@ class Extractor:
         self.streams = streams
         self.result = Extracted()
         self._dirs: list[tuple[str, Entry]] = []
+        # Undefined ranges met reading the filesystem's structures (for the manifest).
+        self.undefined_met: list[Any] = []
 
     def target(self, entry: Entry) -> tuple[str, bool]:
         parts = [p for p in entry.path.split("/") if p]
@@ -189,6 +191,7 @@ class Extractor:
             "files": self.result.files,
             "skipped": self.result.skipped,
             "incomplete": self.result.incomplete,
+            "undefined_met": [g.as_dict() for g in self.undefined_met[:1000]],
             "partition": self.volume.partition.as_dict(),
             "filesystem": self.volume.type,
             **base_record(argv),

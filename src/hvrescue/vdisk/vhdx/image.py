@@ -15,9 +15,11 @@ from hvrescue.findings import Severity
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.vdisk.base import ImageBase
 from hvrescue.vdisk.layer import (
+    BEYOND_EOF,
     BITMAP_LOST,
     INVALID_STATE,
     METADATA_UNREADABLE,
+    TRUNCATED,
     ParentRef,
     Run,
     RunKind,
@@ -190,7 +192,6 @@ class VhdxImage(ImageBase):
         pos = offset
         bs = self.block_size
         cr = self.chunk_ratio
-        fend = self.file_size
         while pos < end:
             block = pos // bs
             within = pos - block * bs
@@ -205,7 +206,7 @@ class VhdxImage(ImageBase):
             state = entry & 7
             block_file = (entry >> 20) << 20
             if state == s.PAYLOAD_FULLY_PRESENT:
-                yield from clip_to_file(pos, n, block_file + within, fend, block_file)
+                yield from self._file_data(pos, n, block_file + within, block_file)
             elif state == s.PAYLOAD_PARTIALLY_PRESENT and self.has_parent:
                 yield from self._partial_runs(block, entry, pos, within, n)
             elif state in (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED):
@@ -217,6 +218,36 @@ class VhdxImage(ImageBase):
                 # say what such a block holds.
                 yield Run(pos, n, RunKind.UNDEFINED, cause=INVALID_STATE)
             pos += n
+
+    def _file_data(self, pos: int, n: int, file_offset: int, block_file: int) -> Iterator[Run]:
+        """A DATA run of this file: what lies past the end of the file is UNDEFINED, except
+        what the replayed log writes there (the log may grow the file: LastFileOffset)."""
+        real_end = self.source.size
+        if self.overlay.empty or file_offset + n <= real_end:
+            yield from clip_to_file(pos, n, file_offset, real_end, block_file)
+            return
+        have = max(0, real_end - file_offset)
+        if have:
+            yield Run(pos, have, RunKind.DATA, file_offset)
+        cause = TRUNCATED if block_file < real_end else BEYOND_EOF
+        at = file_offset + have
+        for lo, m in self.overlay.uncovered(at, n - have):
+            if lo > at:
+                yield Run(pos + at - file_offset, lo - at, RunKind.DATA, at)
+            yield Run(pos + lo - file_offset, m, RunKind.UNDEFINED, cause=cause)
+            at = lo + m
+        if at < file_offset + n:
+            yield Run(pos + at - file_offset, file_offset + n - at, RunKind.DATA, at)
+
+    def _past_end(self, file_offset: int, length: int) -> bool:
+        """Whether some of these file bytes lie past the end with no log write to supply them."""
+        end = self.source.size
+        if file_offset + length <= end:
+            return False
+        start = max(file_offset, end)
+        return self.overlay.empty or bool(
+            self.overlay.uncovered(start, file_offset + length - start)
+        )
 
     def _entry_undefined(self, index: int) -> str:
         if index in self.bat_unreadable:
@@ -242,7 +273,7 @@ class VhdxImage(ImageBase):
         if (
             self._entry_undefined(sb_index)
             or sb_entry & 7 != s.SB_PRESENT
-            or at + nbytes > self.file_size
+            or self._past_end(at, nbytes)
         ):
             bitmap = None
         else:
@@ -265,16 +296,14 @@ class VhdxImage(ImageBase):
         last = (within + n + lss - 1) // lss
         block_file = (entry >> 20) << 20
         block_start = pos - within
-        fend = self.file_size
         for start_bit, count, present in bitmap_runs(bitmap, first, last - first, True):
             lo = max(block_start + (first + start_bit) * lss, pos)
             hi = min(block_start + (first + start_bit + count) * lss, pos + n)
             if hi <= lo:
                 continue
             if present:
-                yield from clip_to_file(
-                    lo, hi - lo, block_file + (lo - block_start), fend, block_file
-                )
+                at = block_file + (lo - block_start)
+                yield from self._file_data(lo, hi - lo, at, block_file)
             else:
                 yield Run(lo, hi - lo, RunKind.PARENT)
 
@@ -334,7 +363,7 @@ class VhdxImage(ImageBase):
             return
         bs = self.block_size
         cr1 = self.chunk_ratio + 1
-        fend = self.file_size
+        fend = self.source.size  # past it only what the log writes is defined: map says
         blocks: set[int] = set()
         for index in self.bat_unreadable:
             if index % cr1 == cr1 - 1:  # a bitmap entry: all blocks of its chunk
