@@ -206,6 +206,11 @@ class FaultyFS:
         mnt = self.base / f"mnt{n}"
         mnt.mkdir()
         log = self.base / f"faultfs{n}.log"
+        # The filesystem is the disk under test, not code under test: it runs on the real
+        # platform even when the suite runs under the Windows simulation (shared/tools/winsim).
+        env = dict(os.environ)
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and "winsim" not in p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), str(src), str(mnt), str(self.spec)],
@@ -213,6 +218,7 @@ class FaultyFS:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C of the test run reaches it only through us
+                env=env,
             )
         self._mounts.append((mnt, proc, log))
         deadline = time.monotonic() + MOUNT_TIMEOUT

@@ -158,6 +158,12 @@ def vhd_mount(faulty: FaultyFS, tmp_path: Path) -> tuple[Path, Path, bytes]:
 
 
 # ------------------------------------------------------------------ the harness itself
+def _read_at(fd: int, n: int, offset: int) -> bytes:
+    """A positioned read that also works where os has no pread (the Windows simulation)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, n)
+
+
 def test_faulty_filesystem_fails_exactly_the_chosen_sectors_and_heals(
     faulty: FaultyFS,
     tmp_path: Path,
@@ -174,14 +180,14 @@ def test_faulty_filesystem_fails_exactly_the_chosen_sectors_and_heals(
     fd = os.open(disk, os.O_RDONLY)
     try:
         with pytest.raises(OSError):
-            os.pread(fd, SECTOR, 4 * MiB - SECTOR)
+            _read_at(fd, SECTOR, 4 * MiB - SECTOR)
         with pytest.raises(OSError):
-            os.pread(fd, 1, 4 * MiB - 1)
+            _read_at(fd, 1, 4 * MiB - 1)
         # The neighbours on both sides read.
-        assert os.pread(fd, SECTOR, 4 * MiB - 2 * SECTOR) == data[4 * MiB - 1024 : 4 * MiB - 512]
-        assert os.pread(fd, SECTOR, 4 * MiB) == data[4 * MiB : 4 * MiB + SECTOR]
+        assert _read_at(fd, SECTOR, 4 * MiB - 2 * SECTOR) == data[4 * MiB - 1024 : 4 * MiB - 512]
+        assert _read_at(fd, SECTOR, 4 * MiB) == data[4 * MiB : 4 * MiB + SECTOR]
         faulty.clear()
-        assert os.pread(fd, 2 * MiB, 3 * MiB) == data[3 * MiB : 5 * MiB]
+        assert _read_at(fd, 2 * MiB, 3 * MiB) == data[3 * MiB : 5 * MiB]
     finally:
         os.close(fd)
     with pytest.raises(OSError):

@@ -206,8 +206,15 @@ def _set_times(path: str, entry: Entry) -> None:
     if entry.mtime_ns is None:
         return
     atime = entry.atime_ns if entry.atime_ns is not None else entry.mtime_ns
-    with contextlib.suppress(OSError, NotImplementedError):
+    try:
         os.utime(path, ns=(atime, entry.mtime_ns), follow_symlinks=False)
+    except NotImplementedError:
+        # Windows has no utime without following links; ``path`` is a file or folder we
+        # created ourselves, never a link, so following changes nothing.
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(atime, entry.mtime_ns))
+    except OSError:
+        pass
 
 
 def _norm(path: str) -> str:
