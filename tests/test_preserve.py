@@ -580,3 +580,15 @@ def test_other_storage_needs_no_flag(vm_folder: Path):
         assert run_cli("verify", dest, evidence=copies(dest)).rc == 0
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_a_destination_under_a_missing_folder_is_refused_not_created(tmp_path: Path):
+    """preserve makes DEST itself, never the folders above it: a mistyped path is refused."""
+    src = tmp_path / "ev"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"evidence")
+    dest = tmp_path / "typo" / "copy"
+    r = run_cli("preserve", src, dest, "--allow-same-storage", "--json", evidence=[src])
+    assert r.rc == 2
+    assert r.json()["error"]["key"] == "error.output.folder-missing"
+    assert not (tmp_path / "typo").exists()

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hvrescue.errors import HvrescueError, InputError
+from hvrescue.errors import HvrescueError, InputError, OutputError
 from hvrescue.io.atomic import link_into_place
 from hvrescue.preserve.case import CASE_FILE, CaseRecord
 from hvrescue.preserve.copy import ALGORITHMS, copy_file, hash_file
@@ -200,6 +200,10 @@ def preserve(
     sources = [os.path.abspath(s) for s in sources]
     if not any(os.path.lexists(s) for s in sources):
         raise InputError("error.input.missing", path=sources[0])
+    parent = os.path.dirname(dest.rstrip(os.sep)) or dest
+    if not os.path.isdir(parent):
+        # DEST itself is made, never the folders above it: a mistyped path is refused.
+        raise OutputError("error.output.folder-missing", path=dest, folder=parent)
     state = check_destination(sources, dest, options.resume)
     if state == "done":
         return _reverify_done(dest, options, argv)
