@@ -343,3 +343,37 @@ def test_mount_answers_undefined_ranges_with_eio(guest, tmp_path: Path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     assert not os.path.ismount(mnt)
+
+
+def test_a_filesystem_in_an_undefined_block_is_refused_with_its_cause(guest, tmp_path: Path):
+    """The block holding the NTFS boot sector has an invalid BAT state: the filesystem cannot
+    be opened, and the error names the undefined range that is why."""
+    import struct
+
+    from hvrescue.fs.partitions import partitions
+    from hvrescue.vdisk.disk import Disk
+    from hvrescue.vdisk.vhdx.image import VhdxImage
+    from tests.builders import patch
+
+    damaged = tmp_path / "boot.vhdx"
+    shutil.copyfile(guest["gpt"]["base"], damaged)
+    with Disk.open(str(damaged)) as d:
+        start = next(p for p in partitions(d) if p.index == 2).offset
+    img = VhdxImage.open(str(damaged))
+    try:
+        block = start // img.block_size
+        index = block + block // img.chunk_ratio
+        at = img.regions["bat"].file_offset + 8 * index
+        entry = int(img.bat[index]) if img.bat is not None else 0
+    finally:
+        img.close()
+    patch(damaged, at, struct.pack("<Q", (entry & ~7) | 5))  # state 5: not defined
+    r = run_cli("extract", damaged, "2:/Windows", "--to", tmp_path / "out", "--json")
+    assert r.rc == 2
+    met = r.json()["error"]["params"]["undefined_met"]
+    assert any(
+        g["cause"] == "invalid-state" and g["offset"] <= start < g["offset"] + g["length"]
+        for g in met
+    )
+    listing = run_cli("ls", damaged, "--json")
+    assert listing.rc == 1 and listing.json()["undefined_met"]

@@ -578,8 +578,12 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                     err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
                     err.print(gaps_table(met, c.msg))
                 sys.exit(EXIT_FINDINGS if met else EXIT_OK)
-            volume, inner = open_path(d, path)
-            entries = volume.listdir(inner)
+            try:
+                volume, inner = open_path(d, path)
+                entries = volume.listdir(inner)
+            except HvrescueError as exc:
+                _fail_with_met(c, exc, as_json, d)
+                return
             met = merge_gaps(d.touched)  # met reading the filesystem's own structures
             # Files whose data touches undefined ranges of the disk are said to be so.
             undefined = d.undefined()
@@ -679,7 +683,11 @@ def extract(
             extractors: dict[int, Extractor] = {}
             met: list[Any] = []
             for spec in paths:
-                volume, inner = open_path(d, spec)
+                try:
+                    volume, inner = open_path(d, spec)
+                except HvrescueError as exc:
+                    _fail_with_met(c, exc, as_json, d)
+                    return
                 ex = extractors.get(volume.partition.index)
                 if ex is None:
                     ex = Extractor(volume, to_dir, f"p{volume.partition.index}", streams)
@@ -730,6 +738,19 @@ def extract(
     for m in manifests:
         con.print(Text(c.msg("ui.extract.manifest", path=m)))
     sys.exit(code)
+
+
+def _fail_with_met(c: Ctx, exc: HvrescueError, as_json: bool, disk: Any) -> None:
+    """A filesystem that cannot be opened or walked: say so, with the undefined ranges of
+    the disk met on the way (a boot sector or folder in a damaged block is the usual cause)."""
+    met = merge_gaps(disk.touched)
+    if met:
+        exc.params["undefined_met"] = [g.as_dict() for g in met[:100]]
+        if not as_json:
+            err = console(stderr=True)
+            err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
+            err.print(gaps_table(met, c.msg))
+    fail(c, exc, as_json)
 
 
 # ---------------------------------------------------------------- mount
