@@ -283,7 +283,8 @@ def test_missing_middle_link_is_refused_or_reported(tmp_path: Path) -> None:
     _base, middle, leaf = make_chain(tmp_path / "vm", depth=3, seed=9)
     intact = _content(leaf)
     middle.unlink()
-    assert run_cli("hash", leaf, "--json").rc == 2
+    refused = run_cli("hash", leaf, "--json")
+    assert refused.rc == 2 and "salvage" in refused.json()["error"]["message"]
     assert run_cli("merge", leaf, tmp_path / "m.vhdx").rc == 2
     assert not (tmp_path / "m.vhdx").exists()
     out, mapfile = tmp_path / "s.raw", tmp_path / "s.map"
