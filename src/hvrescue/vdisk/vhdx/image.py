@@ -307,61 +307,47 @@ class VhdxImage(ImageBase):
             else:
                 yield Run(lo, hi - lo, RunKind.PARENT)
 
-    def allocated(self) -> Iterator[tuple[int, int]]:
+    def _payload_entries(self) -> Iterator[tuple[int, int, int]]:
+        """(block, BAT index, entry) of every non-zero payload entry of a block inside the
+        disk, ascending; all-zero stretches of the BAT are skipped in bulk."""
         if not self.readable or self.bat is None:
             return
         bat = self.bat
         raw = bat.cast("B")
         cr1 = self.chunk_ratio + 1
-        bs = self.block_size
         zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
         for start in range(0, len(bat), BAT_SCAN_CHUNK):
             stop = min(start + BAT_SCAN_CHUNK, len(bat))
             if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
                 continue
             for index in range(start, stop):
-                state = bat[index] & 7
-                if index % cr1 == cr1 - 1 or state not in (
-                    s.PAYLOAD_FULLY_PRESENT,
-                    s.PAYLOAD_PARTIALLY_PRESENT,
-                ):
-                    continue
-                if index in self.bat_unreadable:
+                entry = int(bat[index])
+                if not entry or index % cr1 == cr1 - 1:
                     continue
                 block = index - index // cr1
                 if block < self.data_blocks:
-                    lo = block * bs
-                    yield lo, min(bs, self.size - lo)
+                    yield block, index, entry
+
+    def _block_range(self, block: int) -> tuple[int, int]:
+        lo = block * self.block_size
+        return lo, min(self.block_size, self.size - lo)
+
+    def allocated(self) -> Iterator[tuple[int, int]]:
+        present = (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT)
+        for block, index, entry in self._payload_entries():
+            if entry & 7 in present and index not in self.bat_unreadable:
+                yield self._block_range(block)
 
     def zeroed(self) -> Iterator[tuple[int, int]]:
         """Virtual ranges whose blocks read as zeros by their state (ZERO, UNMAPPED) without
         asking a parent, ascending."""
-        if not self.readable or self.bat is None:
-            return
-        bat = self.bat
-        raw = bat.cast("B")
-        cr1 = self.chunk_ratio + 1
-        bs = self.block_size
-        zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
-        for start in range(0, len(bat), BAT_SCAN_CHUNK):
-            stop = min(start + BAT_SCAN_CHUNK, len(bat))
-            if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
-                continue
-            for index in range(start, stop):
-                if index % cr1 == cr1 - 1 or bat[index] & 7 not in (
-                    s.PAYLOAD_ZERO,
-                    s.PAYLOAD_UNMAPPED,
-                ):
-                    continue
-                block = index - index // cr1
-                if block < self.data_blocks:
-                    lo = block * bs
-                    yield lo, min(bs, self.size - lo)
+        for block, _index, entry in self._payload_entries():
+            if entry & 7 in (s.PAYLOAD_ZERO, s.PAYLOAD_UNMAPPED):
+                yield self._block_range(block)
 
     def suspect(self) -> Iterator[tuple[int, int]]:
         if not self.readable or self.bat is None:
             return
-        bs = self.block_size
         cr1 = self.chunk_ratio + 1
         fend = self.source.size  # past it only what the log writes is defined: map says
         blocks: set[int] = set()
@@ -371,34 +357,18 @@ class VhdxImage(ImageBase):
                 blocks.update(range(first, first + self.chunk_ratio))
             else:
                 blocks.add(index - index // cr1)
-        bat = self.bat
-        raw = bat.cast("B")
-        zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
-        for start in range(0, len(bat), BAT_SCAN_CHUNK):
-            stop = min(start + BAT_SCAN_CHUNK, len(bat))
-            if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
+        defined = (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED, s.PAYLOAD_ZERO, s.PAYLOAD_UNMAPPED)
+        for block, _index, entry in self._payload_entries():
+            state = entry & 7
+            if state in defined:
                 continue
-            for index in range(start, stop):
-                if index % cr1 == cr1 - 1:
-                    continue
-                entry = int(bat[index])
-                state = entry & 7
-                if state in (
-                    s.PAYLOAD_NOT_PRESENT,
-                    s.PAYLOAD_UNDEFINED,
-                    s.PAYLOAD_ZERO,
-                    s.PAYLOAD_UNMAPPED,
-                ):
-                    continue
-                block = index - index // cr1
-                if state != s.PAYLOAD_FULLY_PRESENT or ((entry >> 20) << 20) + bs > fend:
-                    blocks.add(block)  # partial (bitmap may be lost), invalid, or cut off
+            if state != s.PAYLOAD_FULLY_PRESENT or ((entry >> 20) << 20) + self.block_size > fend:
+                blocks.add(block)  # partial (bitmap may be lost), invalid, or cut off
         if self.bat_short is not None:
             first_block = self.bat_short[0] - self.bat_short[0] // cr1
             blocks.update(range(max(0, first_block - 1), self.data_blocks))
         for block in sorted(b for b in blocks if b < self.data_blocks):
-            lo = block * bs
-            yield lo, min(bs, self.size - lo)
+            yield self._block_range(block)
 
     def file_to_virtual(self, file_offset: int, length: int) -> list[tuple[int, int]]:
         """The virtual ranges whose data (or sector bitmap) lies in the file range; empty for
