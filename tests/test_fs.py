@@ -201,18 +201,13 @@ def test_long_names_are_shortened_uniquely():
     assert a != b and len(a.encode()) <= 255 and len(b.encode()) <= 255
 
 
-def test_mount_shows_the_flattened_disk_and_unmounts_on_ctrl_c(guest, tmp_path: Path):
-    import signal
+def _start_mount(disk: Path, mnt: Path) -> subprocess.Popen[str]:
+    """`hvrescue mount DISK MNT` in the background, once its view is there (skip without FUSE)."""
     import sys
     import time
 
-    from tests.helpers import Evidence
-
     if not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse")
-    disk = guest["gpt"]["child"]
-    snap = Evidence([disk, guest["gpt"]["base"]])
-    mnt = tmp_path / "mnt"
     mnt.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hvrescue", "mount", str(disk), str(mnt)],
@@ -220,12 +215,25 @@ def test_mount_shows_the_flattened_disk_and_unmounts_on_ctrl_c(guest, tmp_path: 
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 60
+    while not (mnt / "disk.raw").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.skip("FUSE mount refused here: " + proc.communicate()[1][-300:])
+        time.sleep(0.1)
+    return proc
+
+
+def test_mount_shows_the_flattened_disk_and_unmounts_on_ctrl_c(guest, tmp_path: Path):
+    import signal
+
+    from tests.helpers import Evidence
+
+    disk = guest["gpt"]["child"]
+    snap = Evidence([disk, guest["gpt"]["base"]])
+    mnt = tmp_path / "mnt"
+    proc = _start_mount(disk, mnt)
     try:
-        deadline = time.monotonic() + 60
-        while not (mnt / "disk.raw").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("FUSE mount refused here: " + proc.stderr.read()[-300:])
-            time.sleep(0.1)
         assert sorted(p.name for p in mnt.iterdir()) == ["disk.raw", "p1.raw", "p2.raw"]
         whole = hashlib.sha256((mnt / "disk.raw").read_bytes()).hexdigest()
         hashed = run_cli("hash", disk, "--json").json()["sha256"]
@@ -310,28 +318,13 @@ def test_files_in_undefined_ranges_are_never_handed_out_as_whole(guest, tmp_path
 def test_mount_answers_undefined_ranges_with_eio(guest, tmp_path: Path):
     import errno
     import signal
-    import sys
-    import time
 
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("no /dev/fuse")
     damaged, vblock = _damage_block_of(
         tmp_path, guest["gpt"]["base"], "/Windows/System32/config/SYSTEM"
     )
     mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hvrescue", "mount", str(damaged), str(mnt)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_mount(damaged, mnt)
     try:
-        deadline = time.monotonic() + 60
-        while not (mnt / "disk.raw").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("FUSE mount refused here: " + proc.stderr.read()[-300:])
-            time.sleep(0.1)
         with open(mnt / "disk.raw", "rb") as f:
             f.seek(vblock - 4096)
             assert len(f.read(4096)) == 4096  # what precedes the damage reads

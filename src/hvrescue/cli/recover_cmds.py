@@ -574,9 +574,7 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                     )
                 console().print(table)
                 if met:
-                    err = console(stderr=True)
-                    err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
-                    err.print(gaps_table(met, c.msg))
+                    _say_met(c, met, console(stderr=True))
                 sys.exit(EXIT_FINDINGS if met else EXIT_OK)
             try:
                 volume, inner = open_path(d, path)
@@ -631,9 +629,7 @@ def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: b
                 )
             console().print(table)
             if met:
-                err = console(stderr=True)
-                err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
-                err.print(gaps_table(met, c.msg))
+                _say_met(c, met, console(stderr=True))
             if undefined:
                 console(stderr=True).print(
                     Text(
@@ -726,8 +722,7 @@ def extract(
             reason = c.msg(reason, path=s["source"], offset=s.get("offset", ""))
         con.print(Text(c.msg("ui.extract.skipped", source=s["source"], reason=reason), style="red"))
     if met:
-        con.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
-        con.print(gaps_table(met, c.msg))
+        _say_met(c, met, con)
     for s in incomplete:
         con.print(
             Text(
@@ -747,10 +742,14 @@ def _fail_with_met(c: Ctx, exc: HvrescueError, as_json: bool, disk: Any) -> None
     if met:
         exc.params["undefined_met"] = [g.as_dict() for g in met[:100]]
         if not as_json:
-            err = console(stderr=True)
-            err.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
-            err.print(gaps_table(met, c.msg))
+            _say_met(c, met, console(stderr=True))
     fail(c, exc, as_json)
+
+
+def _say_met(c: Ctx, met: list[Any], out: Any) -> None:
+    """The undefined ranges met reading a filesystem's own records, for a person."""
+    out.print(Text(c.msg("ui.fs.undefined-met", count=len(met)), style="red"))
+    out.print(gaps_table(met, c.msg))
 
 
 # ---------------------------------------------------------------- mount
