@@ -1,4 +1,5 @@
-"""Message catalogues: every text a user reads comes from ``messages/<lang>.toml``."""
+"""Message catalogues: every text a user reads comes from ``messages/<lang>.toml`` and the
+per-area files ``messages/<lang>/*.toml`` (one per package, so areas are edited apart)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,28 @@ class _Keep(dict[str, Any]):
         return "{" + key + "}"
 
 
+def catalogue_files(lang: str) -> list[Any]:
+    """The catalogue files of one language: the main file first, then each area's file."""
+    root = resources.files("hvrescue.report").joinpath("messages")
+    files = [root.joinpath(f"{lang}.toml")]
+    area = root.joinpath(lang)
+    if area.is_dir():
+        files += sorted(
+            (f for f in area.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name
+        )
+    return files
+
+
 @cache
 def catalogue(lang: str) -> dict[str, str]:
-    text = (
-        resources.files("hvrescue.report")
-        .joinpath(f"messages/{lang}.toml")
-        .read_text(encoding="utf-8")
-    )
-    data = tomllib.loads(text)
-    return {str(k): str(v) for k, v in data.items()}
+    merged: dict[str, str] = {}
+    for file in catalogue_files(lang):
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        for key, value in data.items():
+            if key in merged:
+                raise ValueError(f"catalogue key {key!r} defined twice ({file.name})")
+            merged[str(key)] = str(value)
+    return merged
 
 
 def detect_language(explicit: str | None = None) -> str:
