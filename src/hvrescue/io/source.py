@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import threading
 from dataclasses import dataclass
 
 from hvrescue.errors import InputError, UnreadableRangeError
+from hvrescue.io.files import open_evidence
 
 DEFAULT_RETRIES = 3
 # Reads are split so that one failing sector does not poison a whole multi-MiB request.
@@ -50,38 +50,13 @@ class ReadOnlySource:
         self.bad_ranges: list[BadRange] = []
         self._lock = threading.Lock()
         self._bad_lock = threading.Lock()
-        self._fd = self._open(self.path)
+        self._fd = open_evidence(self.path)
         try:
             st = os.fstat(self._fd)
         except OSError as exc:
             os.close(self._fd)
             raise InputError("error.input.stat", path=self.path, reason=exc.strerror) from exc
-        if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
-            os.close(self._fd)
-            raise InputError("error.input.not-a-file", path=self.path)
-        self.size = st.st_size if stat.S_ISREG(st.st_mode) else self._block_size()
-
-    @staticmethod
-    def _open(path: str) -> int:
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-        noatime = getattr(os, "O_NOATIME", 0)
-        try:
-            if noatime:
-                try:
-                    return os.open(path, flags | noatime)
-                except PermissionError:
-                    # O_NOATIME needs ownership; fall back to a plain read-only open.
-                    pass
-            return os.open(path, flags)
-        except FileNotFoundError as exc:
-            raise InputError("error.input.missing", path=path) from exc
-        except IsADirectoryError as exc:
-            raise InputError("error.input.not-a-file", path=path) from exc
-        except OSError as exc:
-            raise InputError("error.input.open", path=path, reason=exc.strerror) from exc
-
-    def _block_size(self) -> int:
-        return os.lseek(self._fd, 0, os.SEEK_END)
+        self.size = st.st_size
 
     def close(self) -> None:
         if self._fd >= 0:
