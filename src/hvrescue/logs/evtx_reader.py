@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-import evtx
-import orjson
+import msgspec
 
+from hvrescue.deps import MissingDependencyError, require
 from hvrescue.facts.model import Fact, Problem, Provenance
 from hvrescue.logs.events import LEVEL_NAMES, as_int, normalise_utc
 
@@ -58,13 +58,16 @@ def _data_fields(event: dict[str, Any]) -> tuple[dict[str, Any] | list[Any], str
 
 
 _EMPTY: dict[str, Any] = {}
+# One reusable decoder (msgspec, already a dependency): within ~10 % of orjson end to end on
+# bench/bench_facts.py, so one JSON library fewer to install.
+_decode = msgspec.json.Decoder().decode
 
 
 def from_json(record: dict[str, Any], path: str) -> Fact:
     """One record as the event fact. This is the hot path of large logs (see
     bench/bench_facts.py): lookups are inlined and the attributes built in place, with exactly
     the keys of :func:`hvrescue.logs.events.event_fact` (a test holds the two together)."""
-    event = orjson.loads(record["data"]).get("Event") or _EMPTY
+    event = _decode(record["data"]).get("Event") or _EMPTY
     system = event.get("System") or _EMPTY
     get = system.get
     node = get("Provider")
@@ -147,6 +150,11 @@ def _read_evtx(source: str | IO[bytes], path: str) -> tuple[list[Fact], list[Pro
     facts: list[Fact] = []
     problems: list[Problem] = []
     try:
+        evtx = require("evtx", "EVTX")
+    except MissingDependencyError as exc:
+        problems.append(Problem(path, "facts.dependency-missing", None, exc.params))
+        return facts, problems
+    try:
         records = evtx.PyEvtxParser(source).records_json()
     except (OSError, RuntimeError, ValueError) as exc:
         problems.append(Problem(path, "evtx.unreadable", None, {"reason": str(exc)[:300]}))
@@ -160,13 +168,13 @@ def _read_evtx(source: str | IO[bytes], path: str) -> tuple[list[Fact], list[Pro
             for record in records:
                 errors = 0
                 try:
-                    append(from_json(record, path))  # type: ignore[arg-type]
+                    append(from_json(record, path))
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     problems.append(
                         Problem(
                             path,
                             "evtx.record-damaged",
-                            f"record:{record.get('event_record_id')}",  # type: ignore[union-attr]
+                            f"record:{record.get('event_record_id')}",
                             {"reason": str(exc)[:300]},
                         )
                     )

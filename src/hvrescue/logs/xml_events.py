@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
-
+from hvrescue.deps import MissingDependencyError, require
 from hvrescue.facts.model import Fact, Problem, Provenance
 from hvrescue.logs.events import as_int, event_fact, level_from_word, normalise_utc
 
@@ -112,14 +110,20 @@ def iter_xml_events(text: str, path: str) -> Iterator[Fact | Problem]:
     body = _DECL.sub("", text).strip()
     if not re.match(r"<(\w+:)?Events[\s>]", body):
         body = "<Events>" + body + "</Events>"  # wevtutil prints events without a root
+    try:
+        defused = require("defusedxml.ElementTree", "XML event exports")
+        rejected = require("defusedxml", "XML event exports").DefusedXmlException
+    except MissingDependencyError as exc:
+        yield Problem(path, "facts.dependency-missing", None, exc.params)
+        return
     stream = io.BytesIO(body.encode("utf-8"))
     index = 0
     try:
-        for _event, elem in iterparse(stream, events=("end",), forbid_dtd=True):
+        for _event, elem in defused.iterparse(stream, events=("end",), forbid_dtd=True):
             if _local(elem.tag) != "Event":
                 continue
             index += 1
             yield _fact(elem, path, index)
             elem.clear()
-    except (ParseError, DefusedXmlException) as exc:
+    except (ParseError, rejected) as exc:
         yield Problem(path, "xml.damaged", f"event:{index + 1}", {"reason": str(exc)[:300]})
