@@ -4,6 +4,7 @@ in a GPT disk converted to VHDX and chained; and triage of that disk."""
 
 from __future__ import annotations
 
+import json
 import lzma
 import shutil
 import struct
@@ -11,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from hvrescue.guest.collect import crash_dump_header
+from hvrescue.errors import InputError
+from hvrescue.fs.volume import Entry
+from hvrescue.guest.artefacts import ARTEFACTS, by_name, run_artefact
+from hvrescue.guest.artefacts.crash_dumps import crash_dump_header
+from hvrescue.guest.artefacts.registry_hives import SOFTWARE, SYSTEM
+from hvrescue.guest.context import GuestContext
+from hvrescue.guest.result import GuestResult
 from tests.builders import make_guest_raw, ntfs_tools, raw_to_vhdx_chain, update_ntfs
 from tests.helpers import CORPUS, run_cli
 from tests.test_fs import _fuse_works
@@ -25,6 +32,67 @@ WER = (
     "FriendlyEventName=Shut down unexpectedly\r\nSig[0].Name=BCCode\r\nSig[0].Value=c000021a\r\n"
     "Sig[1].Name=BCP1\r\nSig[1].Value=FFFFC0063C1D1A40\r\n"
 ).encode("utf-16")
+
+
+class _FakeDisk:
+    def __init__(self) -> None:
+        self.touched: list = []
+
+
+class FakeVolume:
+    """A volume in memory: ``files`` maps paths to contents; folders are implied by the paths."""
+
+    def __init__(self, files: dict[str, bytes], gaps: dict[str, list] | None = None) -> None:
+        self.files = files
+        self.gaps = gaps or {}
+        self.disk = _FakeDisk()
+
+    def _dirs(self) -> set[str]:
+        out = {"/"}
+        for path in self.files:
+            parts = path.split("/")[1:-1]
+            out.update("/" + "/".join(parts[: i + 1]) for i in range(len(parts)))
+        return out
+
+    def _entry(self, path: str, is_dir: bool) -> Entry:
+        size = 0 if is_dir else len(self.files[path])
+        name = path.rsplit("/", 1)[-1]
+        return Entry(
+            path=path,
+            name=name,
+            is_dir=is_dir,
+            size=size,
+            inode=0,
+            created=None,
+            modified=None,
+            accessed=None,
+            changed=None,
+            mtime_ns=None,
+            atime_ns=None,
+            streams=[],
+        )
+
+    def stat(self, path: str) -> Entry:
+        if path in self.files:
+            return self._entry(path, False)
+        if path in self._dirs():
+            return self._entry(path, True)
+        raise InputError("error.fs.no-such-path", path=path)
+
+    def listdir(self, path: str) -> list[Entry]:
+        prefix = path.rstrip("/") + "/"
+        children = {
+            prefix + p[len(prefix) :].split("/")[0]
+            for p in [*self.files, *self._dirs()]
+            if p.startswith(prefix) and len(p) > len(prefix)
+        }
+        return [self.stat(c) for c in sorted(children)]
+
+    def read(self, entry: Entry):
+        yield self.files[entry.path]
+
+    def file_gaps(self, entry: Entry, since: int = 0) -> list:
+        return self.gaps.get(entry.path, [])
 
 
 def kernel_dump(code: int, params: tuple[int, int, int, int]) -> bytes:
@@ -120,6 +188,17 @@ def test_guest_reports_every_planted_fact(guest_disk: Path):
         "minimal_msiserver": False,
         "network_msiserver": False,
     }
+    # One entry per reader and volume: the boot volume gets the BCD reader only.
+    runs = {(a["partition"], a["name"]): a for a in data["artefacts"]}
+    assert {name for part, name in runs if part == 1} == {"bcd"}
+    assert {name for part, name in runs if part == 2} == {a.name for a in ARTEFACTS}
+    assert all(a["status"] == "ok" and a["error"] is None for a in runs.values())
+    assert all(isinstance(a["seconds"], float) and a["seconds"] >= 0 for a in runs.values())
+    assert runs[(2, "crash-dumps")]["facts"] == 1
+    assert runs[(1, "bcd")]["facts"] == sum(
+        1 for f in by_kind["bcd_entry"] if "!p1:" in f["provenance"]["path"]
+    )
+    assert sum(a["facts"] for a in runs.values()) == len(data["facts"]) - 1  # windows_volume
 
 
 def test_an_mbr_guest(tmp_path: Path):
@@ -167,39 +246,31 @@ def test_triage_of_the_guest_disk(guest_disk: Path, tmp_path: Path):
 
 def test_dirty_hive_is_replayed_from_its_logs(tmp_path: Path):
     """SYSTEM_B is dirty (sequence numbers differ); with its .LOG1/.LOG2 the replay happens."""
-    from hvrescue.guest.collect import GuestResult, _open_hive, _Reader
-
-    class FakeVolume:
-        def __init__(self, files: dict[str, bytes]) -> None:
-            self.files = files
-
     files = {
         "/SYSTEM": lzma.decompress((REG / "regipy/SYSTEM_B.xz").read_bytes()),
         "/SYSTEM.LOG1": lzma.decompress((REG / "regipy/SYSTEM_B.LOG1.xz").read_bytes()),
         "/SYSTEM.LOG2": lzma.decompress((REG / "regipy/SYSTEM_B.LOG2.xz").read_bytes()),
     }
-    result = GuestResult("mem")
-    reader = _Reader(FakeVolume(files), "mem", result)  # type: ignore[arg-type]
-    reader.read = lambda path, limit: files.get(path)  # type: ignore[method-assign]
-    hive = _open_hive(reader, "/SYSTEM", str(tmp_path))
+    ctx = GuestContext(FakeVolume(files), "mem", GuestResult("mem"), str(tmp_path))  # type: ignore[arg-type]
+    hive = ctx.hive("/SYSTEM")
     assert hive is not None
-    assert hive.header.primary_sequence_num == hive.header.secondary_sequence_num
-    [replay] = [f for f in result.facts if f.kind == "hive_replay"]
+    assert hive.regipy.header.primary_sequence_num == hive.regipy.header.secondary_sequence_num
+    [replay] = [f for f in ctx.result.facts if f.kind == "hive_replay"]
     assert replay.attributes["recovered_pages"] > 0
+    assert ctx.hive("/SYSTEM") is hive  # opened once per volume, shared by the readers
 
 
 def test_a_damaged_hive_is_a_problem_not_a_crash(tmp_path: Path):
-    from hvrescue.guest.collect import GuestResult, _open_hive, _Reader, _system_hive
-
     data = lzma.decompress((REG / "regipy/corrupted_system_hive.xz").read_bytes())
+    volume = FakeVolume({SYSTEM: data})
     result = GuestResult("mem")
-    reader = _Reader(None, "mem", result)  # type: ignore[arg-type]
-    reader.read = lambda path, limit: data if path == "/SYSTEM" else None  # type: ignore[method-assign]
-    reader.stat = lambda path: None  # type: ignore[method-assign]
-    hive = _open_hive(reader, "/SYSTEM", str(tmp_path))
-    if hive is not None:
-        _system_hive(reader, hive, "/SYSTEM")  # reads what it can
+    ctx = GuestContext(volume, "mem", result, str(tmp_path))  # type: ignore[arg-type]
+    for name in ("registry-hives", "services-drivers", "servicing"):
+        run = run_artefact(by_name(name), ctx)
+        assert run.status == "ok", run  # damage is a problem of the hive, not of the reader
+    hive = ctx.hive(SYSTEM)
     assert (hive is None and result.problems) or hive is not None
+    json.dumps(result.as_dict())
 
 
 def test_crash_dump_headers():
@@ -302,7 +373,9 @@ class _FakeHive:
 def test_servicing_from_a_software_hive(tmp_path: Path):
     """No SOFTWARE hive is public: the CBS reading is checked on a hive-shaped stand-in with the
     values Windows stores (CurrentState, InstallTimeHigh/Low, RebootPending)."""
-    from hvrescue.guest.collect import GuestResult, _Reader, _software_hive
+    from hvrescue.guest.artefacts.registry_hives import read_hives
+    from hvrescue.guest.artefacts.servicing import cbs_packages
+    from hvrescue.guest.hive import Hive
 
     ticks = 133_520_000_000_000_000  # 2024-02-14
     packages = _FakeKey(
@@ -344,8 +417,11 @@ def test_servicing_from_a_software_hive(tmp_path: Path):
         ],
     )
     result = GuestResult("mem")
-    reader = _Reader(None, "mem", result)  # type: ignore[arg-type]
-    _software_hive(reader, _FakeHive(root), "/SOFTWARE")
+    ctx = GuestContext(None, "mem", result)  # type: ignore[arg-type]
+    ctx.set_hive(SOFTWARE, Hive(ctx, SOFTWARE, _FakeHive(root)))
+    ctx.set_hive(SYSTEM, None)
+    cbs_packages(ctx)
+    read_hives(ctx)
     packages_out = {
         f.attributes["kb"] or f.attributes["identity"]: f.attributes
         for f in result.facts
@@ -368,7 +444,7 @@ def test_inline_value_shortcut_reads_the_same_values(tmp_path: Path):
     shortcut for inline values, is the same."""
     from regipy import registry
 
-    from hvrescue.guest.collect import _skip_reading_inline_values
+    from hvrescue.guest.hive import skip_reading_inline_values
 
     hive_path = tmp_path / "SYSTEM"
     hive_path.write_bytes(lzma.decompress((REG / "regipy/SYSTEM_WIN_10_1709.xz").read_bytes()))
@@ -381,7 +457,7 @@ def test_inline_value_shortcut_reads_the_same_values(tmp_path: Path):
                 out += [(sub.name, v.name, v.value) for v in sub.iter_values(trim_values=False)]
         return out
 
-    _skip_reading_inline_values()
+    skip_reading_inline_values()
     fast = registry.NKRecord.read_value
     try:
         registry.NKRecord.read_value = staticmethod(fast.original)
@@ -390,3 +466,335 @@ def test_inline_value_shortcut_reads_the_same_values(tmp_path: Path):
         registry.NKRecord.read_value = staticmethod(fast)
     assert len(slow_values) > 1000
     assert dump() == slow_values
+
+
+# ---------------------------------------------------------------------------- artefact registry
+ARTEFACT_MODULES = {
+    "registry-hives": "registry_hives",
+    "services-drivers": "services",
+    "servicing": "servicing",
+    "bcd": "bcd",
+    "crash-dumps": "crash_dumps",
+    "event-logs": "event_logs",
+    "dotnet-folders": "dotnet",
+    "wer": "wer",
+}
+GUEST_SRC = Path(__file__).resolve().parents[1] / "src/hvrescue/guest"
+
+
+def test_every_artefact_reader_is_found_by_its_name_in_its_own_module():
+    from hvrescue.guest.artefacts import readers_for
+
+    assert sorted(a.name for a in ARTEFACTS) == sorted(ARTEFACT_MODULES)
+    for name, module in ARTEFACT_MODULES.items():
+        reader = by_name(name)
+        assert reader.name == name and reader.reads
+        assert reader.run.__module__ == f"hvrescue.guest.artefacts.{module}"
+        assert (GUEST_SRC / "artefacts" / f"{module}.py").is_file()
+    with pytest.raises(KeyError):
+        by_name("no-such-artefact")
+    assert readers_for(["boot"]) == [by_name("bcd")]
+    assert readers_for(["windows"]) == list(ARTEFACTS)
+    assert readers_for(["linux"]) == []  # no Linux reader yet
+    for source in GUEST_SRC.rglob("*.py"):
+        assert len(source.read_text().splitlines()) <= 400, source
+
+
+def _windows_volume() -> FakeVolume:
+    return FakeVolume(
+        {
+            SYSTEM: lzma.decompress((REG / "regipy/SYSTEM.xz").read_bytes()),
+            "/Windows/MEMORY.DMP": kernel_dump(0x1E, (1, 2, 3, 4)),
+            "/ProgramData/Microsoft/Windows/WER/ReportArchive/Kernel_1/Report.wer": WER,
+            "/Windows/WinSxS/pending.xml": b"<PendingTransaction/>",
+        }
+    )
+
+
+def test_a_failing_reader_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import dataclasses
+
+    import hvrescue.guest.artefacts as registry
+
+    def boom(ctx: GuestContext) -> None:
+        raise RuntimeError("boom in the reader")
+
+    broken = tuple(
+        dataclasses.replace(a, run=boom) if a.name == "services-drivers" else a
+        for a in registry.ARTEFACTS
+    )
+    monkeypatch.setattr(registry, "ARTEFACTS", broken)
+    result = GuestResult("mem")
+    ctx = GuestContext(_windows_volume(), "mem!p2", result, str(tmp_path), 2)  # type: ignore[arg-type]
+    assert registry.read_volume(ctx) == ["windows"]
+    data = json.loads(json.dumps(result.as_dict()))
+    runs = {a["name"]: a for a in data["artefacts"]}
+    assert list(runs) == [a.name for a in ARTEFACTS]
+    failed = runs.pop("services-drivers")
+    assert failed["status"] == "failed" and failed["facts"] == 0
+    assert "RuntimeError: boom in the reader" in failed["error"]["detail"]
+    assert all(a["status"] == "ok" for a in runs.values()), runs
+    kinds = {f["kind"] for f in data["facts"]}
+    assert {"crash_dump", "wer_report", "servicing_state"} <= kinds
+    assert not kinds & {"service_config", "driver", "minifilter"}
+    [problem] = [p for p in data["problems"] if p["code"] == "guest.artefact-failed"]
+    assert problem["params"]["artefact"] == "services-drivers"
+    assert problem["path"] == "mem!p2:/"
+
+
+def test_each_reader_is_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import dataclasses
+    import time
+
+    import hvrescue.guest.artefacts as registry
+
+    def slow(ctx: GuestContext) -> None:
+        time.sleep(0.2)
+
+    slowed = tuple(
+        dataclasses.replace(a, run=slow) if a.name == "wer" else a for a in registry.ARTEFACTS
+    )
+    monkeypatch.setattr(registry, "ARTEFACTS", slowed)
+    result = GuestResult("mem")
+    ctx = GuestContext(_windows_volume(), "mem", result, str(tmp_path))  # type: ignore[arg-type]
+    start = time.perf_counter()
+    registry.read_volume(ctx)
+    wall = time.perf_counter() - start
+    seconds = {a.name: a.seconds for a in result.artefacts}
+    assert seconds["wer"] >= 0.2
+    assert 0 <= sum(seconds.values()) <= wall
+    assert result.timings == pytest.approx(seconds)
+
+
+def test_a_reader_whose_package_is_missing_is_skipped_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import hvrescue.guest.artefacts.base as base
+
+    real = base.available
+    monkeypatch.setattr(base, "available", lambda m: m != "evtx" and real(m))
+    result = GuestResult("mem")
+    ctx = GuestContext(_windows_volume(), "mem", result, str(tmp_path))  # type: ignore[arg-type]
+    from hvrescue.guest.artefacts import read_volume
+
+    read_volume(ctx)
+    runs = {a.name: a for a in result.artefacts}
+    assert runs["event-logs"].status == "missing-dependency"
+    assert runs["event-logs"].error == {
+        "key": "error.dependency.missing",
+        "params": {"package": "evtx", "feature": "event-logs"},
+    }
+    assert all(r.status == "ok" for n, r in runs.items() if n != "event-logs")
+    [problem] = [p for p in result.problems if p.code == "guest.artefact-needs-package"]
+    assert problem.params == {"detail": "evtx", "artefact": "event-logs"}
+
+
+def test_a_linux_reader_can_sit_beside_the_windows_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import hvrescue.guest.artefacts as registry
+    from hvrescue.guest.artefacts.base import Artefact
+
+    def os_release(ctx: GuestContext) -> None:
+        data = ctx.read("/etc/os-release", 1 << 16) or b""
+        ctx.fact("os_release", {"text": data.decode()}, "/etc/os-release")
+
+    linux = Artefact("os-release", ("/etc/os-release",), os_release, frozenset({"linux"}))
+    monkeypatch.setattr(registry, "ARTEFACTS", (*registry.ARTEFACTS, linux))
+    monkeypatch.setattr(
+        registry,
+        "DETECTORS",
+        (*registry.DETECTORS, ("linux", lambda ctx: ctx.exists("/etc/os-release"))),
+    )
+    result = GuestResult("mem")
+    volume = FakeVolume({"/etc/os-release": b"ID=debian\n"})
+    ctx = GuestContext(volume, "mem", result, str(tmp_path))  # type: ignore[arg-type]
+    assert registry.read_volume(ctx) == ["linux"]
+    assert [a.name for a in result.artefacts] == ["os-release"]
+    assert [f.attributes for f in result.facts] == [{"text": "ID=debian\n"}]
+
+
+def test_an_artefact_over_undefined_ranges_is_not_read(tmp_path: Path):
+    """A file whose data lies in ranges of the disk with no defined content is skipped with a
+    problem, never read as zeros; the same file without gaps is read."""
+    from types import SimpleNamespace
+
+    report = "/ProgramData/Microsoft/Windows/WER/ReportArchive/Kernel_1/Report.wer"
+    for gaps, expected in (({}, 1), ({report: [SimpleNamespace(cause="missing-parent")]}, 0)):
+        result = GuestResult("mem")
+        volume = FakeVolume({report: WER}, gaps)
+        ctx = GuestContext(volume, "mem", result, str(tmp_path))  # type: ignore[arg-type]
+        assert run_artefact(by_name("wer"), ctx).status == "ok"
+        assert len([f for f in result.facts if f.kind == "wer_report"]) == expected
+        codes = [(p.code, p.params["detail"]) for p in result.problems]
+        assert codes == ([] if expected else [("guest.undefined-content", "missing-parent")])
+
+
+# ---------------------------------------------------------------------------- JSON-safe values
+def test_json_safe_turns_every_value_into_json_types():
+    import datetime as dt
+
+    from hvrescue.guest.values import json_safe
+
+    value = {
+        1: b"\x00\xff",
+        "when": dt.datetime(2024, 2, 14, 1, 2, 3),
+        "nested": [bytearray(b"\x01"), ("a", 2), {"x": {3}}],
+        "other": object,
+        "plain": [None, True, 1.5, "text"],
+    }
+    safe = json_safe(value)
+    assert json.loads(json.dumps(safe)) == safe
+    assert safe["1"] == "00ff" and safe["when"] == "2024-02-14T01:02:03"
+    assert safe["nested"] == ["01", ["a", 2], {"x": [3]}]
+    assert safe["plain"] == [None, True, 1.5, "text"]
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    json.dumps(json_safe(deep))  # bounded depth, no recursion error
+
+
+def _current_services(hive_bytes: bytes, tmp_path: Path) -> tuple[str, object]:
+    from regipy.registry import RegistryHive
+
+    path = tmp_path / "plain-SYSTEM"
+    path.write_bytes(hive_bytes)
+    hive = RegistryHive(str(path))
+    current = hive.get_key("\\Select").get_value("Current")
+    return f"\\ControlSet{current:03d}\\Services", hive
+
+
+def _undecodable_display_name(hive_bytes: bytes, tmp_path: Path) -> tuple[bytes, str]:
+    """The hive with one service's DisplayName (REG_SZ/REG_EXPAND_SZ) turned into 3 bytes that are
+    neither UTF-16 nor UTF-8: regipy then gives the value as bytes. Found and patched by the
+    hive's own offsets (cell = 0x1000 + offset, 4-byte size first; VK record layout of regf)."""
+    services, hive = _current_services(hive_bytes, tmp_path)
+    data = bytearray(hive_bytes)
+    for key in hive.get_key(services).iter_subkeys():
+        table = 0x1000 + key.header.values_list_offset + 4
+        for i in range(key.values_count):
+            vk = 0x1000 + struct.unpack_from("<I", data, table + 4 * i)[0] + 4
+            assert data[vk : vk + 2] == b"vk"
+            name_size, size, offset, kind = struct.unpack_from("<HIII", data, vk + 2)
+            if data[vk + 20 : vk + 20 + name_size] != b"DisplayName" or kind not in (1, 2):
+                continue
+            if size >= 0x80000000 or size < 4:
+                continue
+            struct.pack_into("<I", data, vk + 4, 3)
+            data[0x1000 + offset + 4 : 0x1000 + offset + 7] = b"\xff\xfe\xfd"
+            return bytes(data), str(key.name)
+    raise AssertionError("no DisplayName stored outside its record")
+
+
+def test_a_hive_value_regipy_gives_as_bytes_is_json_safe(tmp_path: Path):
+    import logging
+
+    original = lzma.decompress((REG / "regipy/SYSTEM.xz").read_bytes())
+    crafted, service = _undecodable_display_name(original, tmp_path)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger("hvrescue").addHandler(keep)
+    try:
+        result = GuestResult("mem")
+        ctx = GuestContext(FakeVolume({SYSTEM: crafted}), "mem", result, str(tmp_path / "w"))  # type: ignore[arg-type]
+        run = run_artefact(by_name("services-drivers"), ctx)
+    finally:
+        logging.getLogger("hvrescue").removeHandler(keep)
+    assert run.status == "ok"
+    text = json.dumps(result.as_dict())  # the crash of issue 12: bytes in a fact
+    assert "Traceback" not in text
+    [fact] = [
+        f
+        for f in result.facts
+        if f.kind in ("service_config", "driver") and f.attributes["service_name"] == service
+    ]
+    assert fact.attributes["display_name"] == "fffefd"
+    [note] = [p for p in result.problems if p.code == "guest.hive-value-binary"]
+    assert note.params["detail"] == "DisplayName" and service in (note.locator or "")
+    # regipy's warning about the value went to the hvrescue logger tree
+    assert any(r.name.startswith("regipy") and r.levelno >= logging.WARNING for r in records)
+
+
+def test_regipy_log_noise_does_not_reach_stderr():
+    import subprocess
+    import sys
+
+    script = (
+        "import logging\n"
+        "{route}"
+        "logging.getLogger('regipy.utils').warning('Could not parse data as string')\n"
+    )
+    route = "from hvrescue.guest.hive import route_library_logging\nroute_library_logging()\n"
+    quiet = subprocess.run(
+        [sys.executable, "-c", script.format(route=route)], capture_output=True, text=True
+    )
+    loud = subprocess.run(
+        [sys.executable, "-c", script.format(route="")], capture_output=True, text=True
+    )
+    assert "Could not parse" in loud.stderr  # Python's last-resort handler, without the route
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+# ---------------------------------------------------------------------------- dependencies
+@pytest.mark.parametrize("module", ["regipy", "pytsk3"])
+@pytest.mark.parametrize("as_json", [True, False])
+def test_guest_names_a_missing_package(tmp_path: Path, module: str, as_json: bool):
+    """Without regipy or pytsk3 `guest` stops with exit 2 naming the package, instead of
+    reporting a disk with no facts."""
+    import gzip
+    import os
+    import subprocess
+    import sys
+
+    disk = tmp_path / "dynamic.vhdx"
+    disk.write_bytes(gzip.decompress((CORPUS / "dissect-hypervisor/dynamic.vhdx.gz").read_bytes()))
+    args = ["guest", str(disk)] + (["--json"] if as_json else [])
+    script = (
+        f"import sys\nsys.modules[{module!r}] = None\n"
+        f"sys.argv = ['hvrescue', *{args!r}]\n"
+        "from hvrescue.cli.main import main\nmain()\n"
+    )
+    env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "", "COLUMNS": "200"}
+    env.pop("HVRESCUE_LANG", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    if as_json:
+        error = json.loads(proc.stdout)["error"]
+        assert error["key"] == "error.dependency.missing"
+        assert error["params"]["package"] == module
+        assert f"pip install {module}" in error["message"]
+    else:
+        assert f"pip install {module}" in " ".join(proc.stderr.split())
+
+
+def test_a_failing_reader_through_the_cli(guest_disk: Path, monkeypatch: pytest.MonkeyPatch):
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    import hvrescue.guest.artefacts as registry
+    from hvrescue.cli.main import cli
+
+    def boom(ctx: GuestContext) -> None:
+        raise ValueError("a reader's bug")
+
+    broken = tuple(
+        dataclasses.replace(a, run=boom) if a.name == "bcd" else a for a in registry.ARTEFACTS
+    )
+    monkeypatch.setattr(registry, "ARTEFACTS", broken)
+    out = CliRunner().invoke(cli, ["guest", str(guest_disk), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    failed = [(a["partition"], a["name"]) for a in data["artefacts"] if a["status"] != "ok"]
+    assert failed == [(1, "bcd"), (2, "bcd")]
+    kinds = {f["kind"] for f in data["facts"]}
+    assert "bcd_entry" not in kinds
+    assert {"crash_dump", "service_config", "event", "wer_report"} <= kinds
