@@ -41,6 +41,31 @@ def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         offset += n
 
 
+def long_path(path: str) -> str:
+    """``path`` made absolute; on Windows in its ``\\\\?\\`` form, which is not bound by the
+    260-character MAX_PATH (extracted guest trees go deeper than that)."""
+    path = os.path.abspath(path)
+    if sys.platform != "win32" or path.startswith("\\\\?\\"):
+        return path
+    if path.startswith("\\\\"):  # \\server\share\...
+        return "\\\\?\\UNC\\" + path[2:]
+    return "\\\\?\\" + path
+
+
+def path_limit(folder: str) -> int:
+    """The longest path (in bytes; UTF-16 units on Windows) that may be created in
+    ``folder`` plus one: PATH_MAX where the system says it, 4096 (Linux) otherwise; on
+    Windows the 32,767 units of a ``\\\\?\\`` path."""
+    if sys.platform == "win32":
+        return 32_767
+    pathconf = getattr(os, "pathconf", None)
+    try:
+        value = pathconf(folder, "PC_PATH_MAX") if pathconf is not None else None
+    except (OSError, ValueError):
+        value = None
+    return int(value) if value and value > 0 else 4096
+
+
 def user_ids() -> tuple[int, int]:
     """(uid, gid) for files of a FUSE view: the caller's where the platform has them."""
     getuid = getattr(os, "getuid", None)
