@@ -1,10 +1,10 @@
-"""`preserve`, `verify` and `inventory`: freeze the evidence first, prove the copy, map the VMs."""
+"""`preserve`, `verify` and `inventory`: freeze the evidence first, prove the copy, map the VMs.
+
+Each command parses its arguments, calls one library function (:mod:`hvrescue.preserve.api`,
+:mod:`hvrescue.inventory`) and renders its result."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
 import sys
 import threading
 
@@ -20,27 +20,14 @@ from hvrescue.cli.main import (
     cli,
     fail,
     json_option,
+    max_memory_option,
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import (
-    console,
-    emit_json,
-    finding_json,
-    findings_table,
-    transfer_progress,
-)
+from hvrescue.cli.output import console, emit_json, finding_json, findings_table, human_size
+from hvrescue.cli.progress import progress_bar
 from hvrescue.errors import HvrescueError
 from hvrescue.preserve.copy import ALGORITHMS
-
-
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
-        value /= 1024
-    return f"{n} B"
 
 
 # ---------------------------------------------------------------- preserve
@@ -82,33 +69,28 @@ def preserve(
 
     Exit 0 complete, 1 copied with gaps (unreadable ranges zero-filled or files unreachable),
     2 refused or failed."""
-    from hvrescue.preserve.run import Cancelled, Options
-    from hvrescue.preserve.run import preserve as run
+    from hvrescue.preserve.api import is_reference_only, preserve_to
+    from hvrescue.preserve.run import Cancelled
 
     if len(paths) < 2:
         raise click.UsageError(c.msg("error.preserve.usage"))
     sources, dest = list(paths[:-1]), paths[-1]
-    options = Options(
-        algorithms=hashes or ("sha256",),
-        allow_same_storage=allow_same_storage,
-        resume=resume,
-        jobs=jobs or max(1, min(4, os.cpu_count() or 1)),
-        search=list(search),
-        case=c.case,
-    )
     cancel = threading.Event()
-    bar = transfer_progress(as_json)
     try:
-        if bar is not None:
-            with bar:
-                task = bar.add_task(c.msg("ui.preserve.progress"), total=None)
-
-                def update(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
-
-                outcome = run(sources, dest, options, sys.argv, update, cancel)
-        else:
-            outcome = run(sources, dest, options, sys.argv, None, cancel)
+        with progress_bar(as_json, c.msg("ui.preserve.progress")) as bar:
+            result = preserve_to(
+                sources,
+                dest,
+                algorithms=hashes or ("sha256",),
+                allow_same_storage=allow_same_storage,
+                resume=resume,
+                jobs=jobs,
+                search=list(search),
+                case=c.case,
+                argv=sys.argv,
+                progress=bar.update,
+                cancel=cancel,
+            )
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
@@ -116,33 +98,19 @@ def preserve(
         cancel.set()
         console(stderr=True).print(Text(c.msg("ui.preserve.interrupted", dest=dest), style="red"))
         sys.exit(130)
-    m = outcome.manifest
-    code = EXIT_OK if outcome.complete else EXIT_FINDINGS
+    m = result.manifest
+    code = EXIT_OK if result.complete else EXIT_FINDINGS
     if as_json:
-        emit_json(
-            {
-                "status": "complete" if outcome.complete else "incomplete",
-                "manifest_path": os.path.join(outcome.dest, "manifest.json"),
-                "verified_from_previous_run": outcome.resumed_verified,
-                "retried_bytes": outcome.retried,
-                "recovered_bytes": outcome.recovered,
-                **m,
-            }
-        )
+        emit_json(result.as_dict())
         sys.exit(code)
     out = console()
-    total = sum(f["size"] for f in m["files"])
-    out.print(
-        Text(
-            c.msg(
-                "ui.preserve.done",
-                count=len(m["files"]),
-                size=_human_bytes(total),
-                dest=outcome.dest,
-            ),
-            style="bold",
-        )
+    done = c.msg(
+        "ui.preserve.done",
+        count=len(m["files"]),
+        size=human_size(result.total_bytes),
+        dest=result.dest,
     )
+    out.print(Text(done, style="bold"))
     table = Table(show_header=True)
     table.add_column(c.msg("ui.col.file"), overflow="fold")
     table.add_column(c.msg("ui.col.role"))
@@ -153,9 +121,10 @@ def preserve(
             Text(f["path"]), Text(c.msg(f"role.{f['role']}")), str(f["size"]), f["sha256"]
         )
     out.print(table)
-    if outcome.retried:
-        line = c.msg("ui.preserve.retried", bytes=outcome.retried, recovered=outcome.recovered)
-        out.print(Text(line, style="green" if outcome.recovered == outcome.retried else "yellow"))
+    retried, recovered = result.outcome.retried, result.outcome.recovered
+    if retried:
+        line = c.msg("ui.preserve.retried", bytes=retried, recovered=recovered)
+        out.print(Text(line, style="green" if recovered == retried else "yellow"))
     for f in m["files"]:
         for off, length in f["unreadable"]:
             out.print(
@@ -165,7 +134,7 @@ def preserve(
                 )
             )
     for u in m["unreachable"]:
-        reference_only = u["reason"] in ("config-disk-missing", "config-file-missing")
+        reference_only = is_reference_only(u)
         out.print(
             Text(
                 c.msg(
@@ -181,7 +150,7 @@ def preserve(
         out.print(Text(c.msg(note["key"], path=note["path"]), style="yellow"))
     if m.get("warnings"):
         out.print(Text(c.msg("ui.preserve.same-storage-warning"), style="yellow"))
-    out.print(Text(c.msg("ui.preserve.manifest", path=os.path.join(outcome.dest, "manifest.json"))))
+    out.print(Text(c.msg("ui.preserve.manifest", path=result.manifest_path)))
     sys.exit(code)
 
 
@@ -197,46 +166,18 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
     Exit 0 when every file matches, 1 when a file is missing or differs or the preservation is
     incomplete (ranges the original could not give are zeros in the copy), 2 when the manifest
     cannot be read."""
-    from hvrescue.preserve.case import CASE_FILE, record_command
-    from hvrescue.preserve.manifest import load_manifest, verify_entries
+    from hvrescue.preserve.api import verify_copy
 
     try:
-        dest, manifest = load_manifest(target)
+        with progress_bar(as_json, c.msg("ui.verify.progress")) as bar:
+            report = verify_copy(target, jobs, bar.update, c.case, sys.argv)
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
-    entries = manifest["files"]
-    total = sum(e.get("size") or 0 for e in entries if isinstance(e.get("size"), int))
-    bar = transfer_progress(as_json)
-    n_jobs = jobs or max(1, min(4, os.cpu_count() or 1))
-    if bar is not None:
-        with bar:
-            task = bar.add_task(c.msg("ui.verify.progress"), total=total)
-            results = verify_entries(dest, entries, n_jobs, lambda n: bar.advance(task, n))
-    else:
-        results = verify_entries(dest, entries, n_jobs)
-    bad = [r for r in results if r.status not in ("ok", "incomplete")]
-    # A copy as recorded is not a whole copy while its record lists unreadable ranges, nor is a
-    # preservation that could not reach every file it needed.
-    gaps = [r for r in results if r.status == "incomplete"]
-    unreached = manifest.get("complete") is False and not gaps
-    status = "mismatch" if bad else "incomplete" if gaps or unreached else "ok"
-    code = EXIT_OK if status == "ok" else EXIT_FINDINGS
-    case_path = c.case or os.path.join(dest, CASE_FILE)
-    # A read-only DEST (write-blocked media) can still be verified; the record is best effort.
-    with contextlib.suppress(OSError, sqlite3.Error):
-        record_command(case_path, "verify", sys.argv, [], code)
+    results, bad, gaps = report.files, report.failed, report.incomplete
+    code = EXIT_OK if report.ok else EXIT_FINDINGS
     if as_json:
-        emit_json(
-            {
-                "status": status,
-                "complete": status == "ok",
-                "dest": dest,
-                "files": [r.as_dict() for r in results],
-                "failed": [r.path for r in bad],
-                "incomplete": [{"path": r.path, "unreadable": r.unreadable} for r in gaps],
-            }
-        )
+        emit_json(report.as_dict())
         sys.exit(code)
     out = console()
     for r in bad:
@@ -247,18 +188,21 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
             line = c.msg("ui.preserve.zero-filled", path=r.path, offset=off, length=length)
             out.print(Text(line, style="yellow"))
     if bad:
-        summary = c.msg("ui.verify.failed", count=len(results), bad=len(bad), dest=dest)
+        summary = c.msg("ui.verify.failed", count=len(results), bad=len(bad), dest=report.dest)
         out.print(Text(summary, style="bold"))
     elif gaps:
-        size = sum(n for r in gaps for _o, n in r.unreadable)
         summary = c.msg(
-            "ui.verify.incomplete", count=len(results), dest=dest, gaps=len(gaps), bytes=size
+            "ui.verify.incomplete",
+            count=len(results),
+            dest=report.dest,
+            gaps=len(gaps),
+            bytes=report.zero_filled_bytes,
         )
         out.print(Text(summary, style="bold red"))
     else:
-        out.print(Text(c.msg("ui.verify.ok", count=len(results), dest=dest), style="bold"))
-        if unreached:
-            count = len(manifest.get("unreachable") or [])
+        out.print(Text(c.msg("ui.verify.ok", count=len(results), dest=report.dest), style="bold"))
+        if report.unreached:
+            count = report.unreached_count
             out.print(Text(c.msg("ui.verify.recorded-incomplete", count=count), style="bold red"))
     sys.exit(code)
 
@@ -286,6 +230,7 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
     default=None,
     help="Judge ages as of this ISO date/time instead of now (for evidence examined later).",
 )
+@max_memory_option
 @json_option
 @pass_ctx
 @audited("directory")
@@ -296,6 +241,7 @@ def inventory(
     older_than: int | None,
     max_depth: int | None,
     as_of: str | None,
+    max_memory: str | None,
     as_json: bool,
 ) -> None:
     """Which files belong together (per VM, per chain) and what does not add up.
@@ -303,7 +249,7 @@ def inventory(
     Exit 0 nothing to report, 1 findings, 2 error."""
     import datetime as dt
 
-    from hvrescue.findings import Severity
+    from hvrescue.evidence import Budget
     from hvrescue.inventory import DEFAULT_MAX_DEPTH, DEFAULT_OLDER_THAN_DAYS, build_inventory
 
     when = None
@@ -320,17 +266,13 @@ def inventory(
         when,
         DEFAULT_OLDER_THAN_DAYS if older_than is None else older_than,
         DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
+        budget=Budget.from_option(max_memory),
     )
     findings = inv.findings
-    code = EXIT_FINDINGS if any(f.severity >= Severity.WARNING for f in findings) else EXIT_OK
+    code = EXIT_FINDINGS if inv.status == "findings" else EXIT_OK
     if as_json:
-        emit_json(
-            {
-                **inv.as_dict(),
-                "findings": [finding_json(f, c.msg) for f in findings],
-                "status": "findings" if code else "clean",
-            }
-        )
+        findings_json = [finding_json(f, c.msg) for f in findings]
+        emit_json({**inv.as_dict(), "findings": findings_json, "status": inv.status})
         sys.exit(code)
     data = inv.as_dict()
     out = console()
@@ -354,6 +296,9 @@ def inventory(
     for f in data["files"]:
         table.add_row(Text(f["path"]), Text(c.msg(f"role.{f['role']}")), str(f["size"]), f["mtime"])
     out.print(table)
+    for s in inv.skipped:
+        reason = c.msg(f"skipped.reason.{s.reason}")
+        out.print(Text(c.msg("ui.facts.skipped", path=s.path, reason=reason, detail=s.detail)))
     if findings:
         out.print(findings_table(findings, c.msg))
     else:
