@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from hvrescue.errors import InputError, OutputError
+from hvrescue.io.nofollow import open_new
 
 # errno values that only writing produces: an OSError carrying one of them, wherever it was
 # raised during an output's writing, is a failure of the output, not of an input.
@@ -85,7 +86,7 @@ def _probe_write(folder: str) -> OSError | None:
     """Try to create (and remove) a file in ``folder``: the OSError it fails with, or None."""
     name = os.path.join(folder, f".hvrescue-probe-{os.getpid()}.part")
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_new(name, os.O_WRONLY, 0o600)
     except OSError as exc:
         return exc
     os.close(fd)
@@ -139,9 +140,12 @@ def link_into_place(tmp: str, target: str) -> None:
     """Give the finished file ``tmp`` the name ``target``, never replacing an existing file:
     link() refuses an existing target, so a file that appeared meanwhile is not replaced. Where
     the filesystem has no hard links (FAT/exFAT), a rename after checking is the best there is.
-    ``tmp`` is gone afterwards."""
+    ``tmp`` is gone afterwards. A link at ``tmp`` is linked itself, never what it names."""
     try:
-        os.link(tmp, target)
+        if os.link in os.supports_follow_symlinks:
+            os.link(tmp, target, follow_symlinks=False)
+        else:
+            os.link(tmp, target)
     except FileExistsError as exc:
         raise InputError("error.output.exists", path=target) from exc
     except OSError:
@@ -209,15 +213,16 @@ def atomic_output(
 
 
 def _create(tmp: str, target: str) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    # New, never through a link (O_EXCL | O_NOFOLLOW; see io.nofollow).
     try:
-        return os.open(tmp, flags, 0o644)
+        return open_new(tmp, os.O_WRONLY, 0o644)
     except FileExistsError:
         # Left by a killed earlier process that had our process id: that one is gone (we
-        # hold its id now), and the name is hidden and ours, so it is removed.
+        # hold its id now), and the name is hidden and ours, so it is removed (a link placed
+        # there is removed itself, never what it names).
         try:
             os.unlink(tmp)
-            return os.open(tmp, flags, 0o644)
+            return open_new(tmp, os.O_WRONLY, 0o644)
         except OSError as exc:
             raise output_error(exc, target) from exc
     except OSError as exc:

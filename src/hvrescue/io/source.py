@@ -44,19 +44,38 @@ def _append(ranges: list[BadRange], offset: int, length: int, err: int | None) -
 class ReadOnlySource:
     """A file opened read-only, read only with positioned reads."""
 
-    def __init__(self, path: str | os.PathLike[str], retries: int = DEFAULT_RETRIES) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], retries: int = DEFAULT_RETRIES, *, fd: int = -1
+    ) -> None:
+        """``fd``: an already open read-only descriptor of ``path`` (see :meth:`own`), which
+        the source then owns; otherwise ``path`` is opened as evidence."""
         self.path = os.fspath(path)
         self.retries = max(0, retries)
         self.bad_ranges: list[BadRange] = []
         self._lock = threading.Lock()
         self._bad_lock = threading.Lock()
-        self._fd = open_evidence(self.path)
+        self._fd = fd if fd >= 0 else open_evidence(self.path)
         try:
             st = os.fstat(self._fd)
         except OSError as exc:
             os.close(self._fd)
             raise InputError("error.input.stat", path=self.path, reason=exc.strerror) from exc
         self.size = st.st_size
+
+    @classmethod
+    def own(cls, path: str | os.PathLike[str], retries: int = DEFAULT_RETRIES) -> ReadOnlySource:
+        """One of hvrescue's own files (a copy in DEST, a partial output) read back: opened
+        without following a link (see ``io.nofollow``), a link refused as ``LinkError``."""
+        from hvrescue.io.nofollow import open_existing
+
+        path = os.fspath(path)
+        try:
+            fd = open_existing(path)
+        except FileNotFoundError as exc:
+            raise InputError("error.input.missing", path=path) from exc
+        except OSError as exc:
+            raise InputError("error.input.open", path=path, reason=exc.strerror) from exc
+        return cls(path, retries, fd=fd)
 
     def close(self) -> None:
         if self._fd >= 0:

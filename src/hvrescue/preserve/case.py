@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from typing import Any
 
 from hvrescue import __version__
+from hvrescue.io.files import NotRegularFileError, mode_kind
+from hvrescue.io.nofollow import lstat_or_none, refuse_link
 from hvrescue.preserve.manifest import iso_ns, utc_now, who
 
 CASE_FILE = "case.sqlite"
@@ -50,14 +53,36 @@ CREATE INDEX IF NOT EXISTS files_path ON files(path);
 """
 
 
+# The files SQLite opens by name beside the database (rollback journal, WAL and its index).
+_SIDE_FILES = ("", "-journal", "-wal", "-shm")
+
+
+def check_case_files(path: str) -> None:
+    """SQLite opens the database and its side files by name, following links: each must be
+    missing or a regular file that is not a link (a link would be written through, a FIFO
+    would block the open). Checked before and after the database is opened."""
+    for suffix in _SIDE_FILES:
+        name = path + suffix
+        refuse_link(name)
+        st = lstat_or_none(name)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(name, mode_kind(st.st_mode))
+
+
 class CaseRecord:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         parent = os.path.dirname(self.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
+        check_case_files(self.path)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db.executescript(_SCHEMA)
+        try:
+            self.db.executescript(_SCHEMA)
+            check_case_files(self.path)  # replaced by a link while it was being opened
+        except BaseException:
+            self.db.close()
+            raise
         self.db.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
         )

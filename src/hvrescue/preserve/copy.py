@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import queue
 import sys
@@ -25,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import InputError
+from hvrescue.io.nofollow import Confined
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.platform import pwrite_all
+from hvrescue.preserve.partial import load_state, save_state, set_times
 
 CHUNK = 4 * 1024 * 1024
 CHECKPOINT_EVERY = 256 * 1024 * 1024
@@ -102,27 +103,16 @@ def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     pwrite_all(fd, data, offset)
 
 
-def _save_state(state_path: str, state: dict[str, Any]) -> None:
-    tmp = state_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f)
-    os.replace(tmp, state_path)  # our own work file, never evidence
-
-
-def load_state(state_path: str) -> dict[str, Any] | None:
-    try:
-        with open(state_path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def hash_file(
-    path: str, algorithms: tuple[str, ...], progress: Callable[[int], None] | None = None
+    path: str,
+    algorithms: tuple[str, ...],
+    progress: Callable[[int], None] | None = None,
+    *,
+    own: bool = False,
 ) -> tuple[dict[str, str], int]:
-    """Hashes of a whole file (read-only); returns (hashes, size)."""
-    with ReadOnlySource(path) as src:
+    """Hashes of a whole file (read-only); returns (hashes, size). ``own``: a file of ours (a
+    copy in DEST), never read through a link (``LinkError``)."""
+    with ReadOnlySource.own(path) if own else ReadOnlySource(path) as src:
         hasher = _Hasher(algorithms)
         try:
             _hash_range(src, 0, src.size, hasher, progress)
@@ -164,30 +154,34 @@ def copy_file(
     *,
     progress: Callable[[int], None] | None = None,
     resume: bool = False,
+    confined: Confined | None = None,
 ) -> CopyResult:
-    """Copy ``source`` to the partial file ``part`` (created, or continued with ``resume``)."""
+    """Copy ``source`` to the partial file ``part`` (created, or continued with ``resume``).
+
+    ``part`` and its state file live in a work folder of ours (``confined``, by default the
+    folder of ``part``): they are created new or reopened without following links."""
+    confined = confined or Confined(os.path.dirname(os.path.abspath(part)))
     state_path = part + ".state"
     src = ReadOnlySource(source)
     try:
         st = os.fstat(src._fd)
         size = src.size
-        start = 0
         unreadable: list[list[int]] = []
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
-        state = load_state(state_path) if resume else None
+        state = load_state(state_path, confined) if resume else None
+        out = -1
         if (
             state is not None
             and state.get("size") == size
             and state.get("mtime_ns") == st.st_mtime_ns
-            and os.path.exists(part)
+            and confined.exists(part)
         ):
-            start = min(int(state.get("offset", 0)), os.path.getsize(part))
+            out = confined.open_existing(part, os.O_RDWR)
+            start = min(int(state["offset"]), os.fstat(out).st_size)
         else:
             start = 0
-            if os.path.lexists(part):
-                os.unlink(part)  # a partial copy of ours that cannot be continued
-            flags |= os.O_EXCL
-        out = os.open(part, flags, 0o644)
+            confined.check(part)  # a link there is refused (LinkError), never removed quietly
+            confined.unlink(part)  # a partial copy of ours that cannot be continued
+            out = confined.open_new(part, os.O_RDWR)
         try:
             hasher = _Hasher(algorithms)
             try:
@@ -195,15 +189,23 @@ def copy_file(
                     start = _verified_prefix(src, part, start, hasher, progress, unreadable)
                 os.ftruncate(out, start)
                 holes = _copy_range(
-                    src, out, start, size, hasher, progress, unreadable, state_path, st
+                    src,
+                    out,
+                    start,
+                    size,
+                    hasher,
+                    progress,
+                    unreadable,
+                    lambda state: save_state(confined, state_path, state),
+                    st,
                 )
             finally:
                 hashes = hasher.finish()
             os.ftruncate(out, size)
             os.fsync(out)
+            set_times(out, part, confined, st)
         finally:
             os.close(out)
-        os.utime(part, ns=(st.st_atime_ns, st.st_mtime_ns))
         return CopyResult(size, st.st_mtime_ns, hashes, _merge(unreadable), holes)
     finally:
         src.close()
@@ -220,7 +222,7 @@ def _verified_prefix(
     """Hash the part of an interrupted copy that still equals the source; return where the
     copy must go on (the first chunk that differs, e.g. one lost in a power cut)."""
     pos = 0
-    with ReadOnlySource(part) as done:
+    with ReadOnlySource.own(part) as done:
         while pos < end:
             n = min(CHUNK, end - pos)
             # Read again, also where it failed before: a range that reads now differs from the
@@ -296,7 +298,7 @@ def _copy_range(
     hasher: _Hasher,
     progress: Callable[[int], None] | None,
     unreadable: list[list[int]],
-    state_path: str,
+    save_state: Callable[[dict[str, Any]], None],
     st: os.stat_result,
 ) -> int:
     holes = 0
@@ -315,8 +317,7 @@ def _copy_range(
             # No flush here: a resume compares what the partial copy holds with the source
             # before trusting it, so the checkpoint needs no forced write-back.
             marks["checkpoint"] = upto
-            _save_state(
-                state_path,
+            save_state(
                 {
                     "source": src.path,
                     "size": size,

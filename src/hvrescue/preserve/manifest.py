@@ -9,7 +9,9 @@ import getpass
 import io
 import json
 import os
+import re
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -19,11 +21,23 @@ from typing import Any
 from hvrescue import __version__
 from hvrescue.errors import HvrescueError, InputError
 from hvrescue.io.atomic import atomic_output, output_error
+from hvrescue.io.files import NotRegularFileError
+from hvrescue.io.nofollow import (
+    Confined,
+    LinkError,
+    TooLargeError,
+    lstat_or_none,
+    read_own,
+    refuse_link,
+)
 from hvrescue.preserve.copy import ALGORITHMS, hash_file
 
 MANIFEST = "manifest.json"
 MANIFEST_CSV = "manifest.csv"
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024
+# Bounds of what a manifest may hold (ours nests 4 deep and lists at most plan.MAX_FILES).
+MAX_MANIFEST_DEPTH = 32
+MAX_MANIFEST_ENTRIES = 1_000_000
 
 
 def utc_now() -> str:
@@ -58,16 +72,17 @@ def write_manifest(dest: str, data: dict[str, Any], *, update: bool = False) -> 
         ["path", "source", "size", "mtime", "role", "parent", *algorithms, "unreadable"]
     )
     for f in data["files"]:
+        # .get: a manifest rewritten by a retry may hold entries a hand edited.
         writer.writerow(
             [
-                f["path"],
-                f["source"],
-                f["size"],
-                f["mtime"],
-                f["role"],
-                f["parent"] or "",
+                f.get("path", ""),
+                f.get("source", ""),
+                f.get("size", ""),
+                f.get("mtime", ""),
+                f.get("role", ""),
+                f.get("parent") or "",
                 *[f.get(a, "") for a in algorithms],
-                ";".join(f"{o}+{n}" for o, n in f["unreadable"]),
+                ";".join(f"{o}+{n}" for o, n in recorded_ranges(f)),
             ]
         )
     with _output(os.path.join(dest, MANIFEST_CSV), update) as fd:
@@ -84,9 +99,10 @@ def _output(path: str, update: bool) -> Iterator[int]:
     # Our own manifest, replaced whole: the new one is complete under a name of ours first.
     staged = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".update")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(staged)  # left by a retry that was killed
+        os.unlink(staged)  # left by a retry that was killed (a link there: removed itself)
     with atomic_output(staged) as fd:
         yield fd
+    refuse_link(path)  # rename() would replace a link, not write through it: refused anyway
     try:
         os.replace(staged, path)
     except OSError as exc:
@@ -94,24 +110,79 @@ def _output(path: str, update: bool) -> Iterator[int]:
 
 
 def load_manifest(path: str) -> tuple[str, dict[str, Any]]:
-    """(DEST folder, manifest) from a DEST folder or a manifest.json path."""
+    """(DEST folder, manifest) from a DEST folder or a manifest.json path.
+
+    The folder is the one the user named (links in that path are the user's choice); the
+    manifest file itself is never read through a link, and is parsed within bounds (size,
+    nesting depth, entry count). An entry that is not an object with a string ``path`` does not
+    spoil the others: it stands in the list as ``{"path": "files[N]", "invalid": reason}``,
+    which verification reports as ``invalid-entry``."""
     manifest_path = os.path.join(path, MANIFEST) if os.path.isdir(path) else path
     try:
-        size = os.path.getsize(manifest_path)
-        if size > MAX_MANIFEST_BYTES:
-            raise InputError("error.manifest.invalid", path=manifest_path, reason="too large")
-        with open(manifest_path, "rb") as f:
-            data = json.loads(f.read())
+        raw = read_own(manifest_path, MAX_MANIFEST_BYTES)
     except FileNotFoundError as exc:
         raise InputError("error.manifest.missing", path=manifest_path) from exc
-    except (OSError, ValueError) as exc:
-        raise InputError("error.manifest.invalid", path=manifest_path, reason=str(exc)) from exc
+    except LinkError as exc:
+        raise InputError("error.links.manifest-link", path=manifest_path) from exc
+    except TooLargeError as exc:
+        reason = f"larger than {MAX_MANIFEST_BYTES} bytes"
+        raise InputError("error.manifest.invalid", path=manifest_path, reason=reason) from exc
+    except NotRegularFileError as exc:
+        raise InputError("error.manifest.invalid", path=manifest_path, reason=exc.kind) from exc
+    except OSError as exc:
+        raise InputError(
+            "error.manifest.invalid", path=manifest_path, reason=exc.strerror or str(exc)
+        ) from exc
+    return os.path.dirname(os.path.abspath(manifest_path)), parse_manifest(raw, manifest_path)
+
+
+def _too_deep(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` nests arrays and objects deeper than ``limit`` (counted
+    without recursion: strings removed, then innermost pairs stripped one level a pass)."""
+    text = _STRING.sub(b"", raw)
+    brackets = text.translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        inner = _PAIR.sub(b"", brackets)
+        if inner == brackets:
+            return False  # unbalanced: the parser says what is wrong
+        brackets = inner
+    return bool(brackets)
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def parse_manifest(raw: bytes, path: str) -> dict[str, Any]:
+    """A manifest from its bytes, within bounds; see :func:`load_manifest`."""
+
+    def invalid(reason: str) -> InputError:
+        return InputError("error.manifest.invalid", path=path, reason=reason)
+
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise invalid(f"larger than {MAX_MANIFEST_BYTES} bytes")
+    if _too_deep(raw, MAX_MANIFEST_DEPTH):
+        raise invalid(f"nested deeper than {MAX_MANIFEST_DEPTH} levels")
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:  # the depth check above makes this unreachable in practice
+        raise invalid(f"nested deeper than {MAX_MANIFEST_DEPTH} levels") from exc
+    except ValueError as exc:
+        raise invalid(str(exc)[:300]) from exc
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        raise InputError("error.manifest.invalid", path=manifest_path, reason="no 'files' list")
-    for entry in data["files"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise InputError("error.manifest.invalid", path=manifest_path, reason="bad entry")
-    return os.path.dirname(os.path.abspath(manifest_path)), data
+        raise invalid("no 'files' list")
+    files: list[Any] = data["files"]
+    if len(files) > MAX_MANIFEST_ENTRIES:
+        raise invalid(f"more than {MAX_MANIFEST_ENTRIES} entries")
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            files[i] = {"path": f"files[{i}]", "invalid": "not an object"}
+        elif not isinstance(entry.get("path"), str) or not entry["path"]:
+            files[i] = {"path": f"files[{i}]", "invalid": "no path"}
+    return data
 
 
 def safe_join(dest: str, rel: str) -> str | None:
@@ -128,7 +199,8 @@ def safe_join(dest: str, rel: str) -> str | None:
 class VerifyResult:
     path: str
     # "ok"; "incomplete": as recorded, but the record lists ranges the original could not give
-    # (zeros in the copy); "mismatch", "missing", "size-mismatch", "unreadable", "invalid-path"
+    # (zeros in the copy); "mismatch", "missing", "size-mismatch", "unreadable", "invalid-path",
+    # "link" (a link where the copy should be: not followed), "invalid-entry" (not an object)
     status: str
     expected: dict[str, str]
     found: dict[str, str]
@@ -172,6 +244,10 @@ def verify_entries(
     jobs: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> list[VerifyResult]:
+    """Hash each entry's copy in ``dest``; a copy is read only through real folders of DEST,
+    never through a link (a link where a copy should be is reported as ``link``)."""
+    confined = Confined(dest)
+
     def one(entry: dict[str, Any]) -> VerifyResult:
         rel = entry["path"]
         expected = {a: str(entry[a]).lower() for a in ALGORITHMS if isinstance(entry.get(a), str)}
@@ -186,18 +262,27 @@ def verify_entries(
                 rel, status, expected, found or {}, size, expected_size, partial, ranges
             )
 
+        if "invalid" in entry:
+            return result("invalid-entry", None)
         full = safe_join(dest, rel)
         if full is None:
             return result("invalid-path", None)
-        if not os.path.isfile(full):
+        try:
+            confined.check(full)
+        except LinkError:
+            return result("link", None)
+        st = lstat_or_none(full)
+        if st is None or not stat.S_ISREG(st.st_mode):
             return result("missing", None)
-        size = os.path.getsize(full)
+        size = st.st_size
         if expected_size is not None and size != expected_size:
             return result("size-mismatch", size)
         if not expected:
             return result("invalid-path", size)
         try:
-            found, _ = hash_file(full, tuple(expected), progress)
+            found, _ = hash_file(full, tuple(expected), progress, own=True)
+        except LinkError:
+            return result("link", size)
         except HvrescueError:
             return result("unreadable", size)
         if found != expected:

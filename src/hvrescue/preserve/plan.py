@@ -15,6 +15,17 @@ import stat
 from dataclasses import dataclass, field
 
 from hvrescue.errors import HvrescueError
+from hvrescue.io.files import (
+    DIRECTORY,
+    FIFO,
+    MISSING,
+    OTHER,
+    REGULAR,
+    SOCKET,
+    SYMLINK,
+    mode_kind,
+)
+from hvrescue.io.nofollow import is_link
 from hvrescue.vdisk.chain import candidate_paths, resolve_chain
 from hvrescue.vdisk.detect import DISK_SUFFIXES, probe_identity
 from hvrescue.vmconfig import ConfigUnavailable, looks_like_config, read_config
@@ -83,12 +94,22 @@ def _role_by_name(path: str) -> str:
     return ROLE_OTHER
 
 
+# Reasons of ``unreachable`` entries that are no gap in the copy: a FIFO or socket has no
+# content; a link met in a walk whose target was copied anyway, or that names nothing.
+NOT_A_GAP = frozenset({"special-file", "link-copied", "link-dangling"})
+# What a walk meets that is not read: ``special-file`` with its kind in ``detail``, except
+# devices, which may hold data nobody copied (so they leave the copy incomplete).
+_NO_CONTENT = (FIFO, SOCKET)
+
+
 class _Collector:
     def __init__(self, search: list[str]) -> None:
         self.search = search
         self.plan = Plan()
         self.by_real: dict[str, PlannedFile] = {}
         self.chained: set[str] = set()
+        self.links: list[str] = []  # links met while walking a folder (never followed)
+        self.walked: list[str] = []  # real paths of the folders walked
 
     def add(self, path: str, role: str | None = None) -> PlannedFile | None:
         path = os.path.abspath(path)
@@ -107,7 +128,12 @@ class _Collector:
             self.plan.unreachable.append(Unreachable(path, "unreadable", detail=str(exc.strerror)))
             return None
         if not stat.S_ISREG(st.st_mode):
-            self.plan.unreachable.append(Unreachable(path, "not-a-file"))
+            kind = mode_kind(st.st_mode)
+            if kind == DIRECTORY:
+                self.plan.unreachable.append(Unreachable(path, "not-a-file"))
+            else:
+                reason = "special-file" if kind in _NO_CONTENT else "device"
+                self.plan.unreachable.append(Unreachable(path, reason, detail=kind))
             return None
         if not os.access(path, os.R_OK):
             self.plan.unreachable.append(Unreachable(path, "unreadable", detail="permission"))
@@ -210,10 +236,57 @@ class _Collector:
                 Unreachable(exc.filename, "unlistable", detail=str(exc.strerror))
             )
 
+        self.walked.append(os.path.realpath(folder))
         for root, dirs, names in os.walk(folder, onerror=onerror):
+            # A link to a folder is not descended (nor, on Windows, a junction, which
+            # os.walk of Python 3.11 would descend): it is recorded like a link to a file.
+            for name in list(dirs):
+                if _walk_kind(os.path.join(root, name)) != DIRECTORY:
+                    dirs.remove(name)
+                    names.append(name)
             dirs.sort()
             for name in sorted(names):
-                self.add_any(os.path.join(root, name))
+                path = os.path.join(root, name)
+                kind = _walk_kind(path)
+                if kind == SYMLINK:
+                    self.links.append(path)
+                elif kind in (REGULAR, MISSING, OTHER):
+                    self.add_any(path)
+                else:  # never opened: a FIFO would block, a device is not a file of the VM
+                    reason = "special-file" if kind in _NO_CONTENT else "device"
+                    self.plan.unreachable.append(Unreachable(path, reason, detail=kind))
+
+    def resolve_links(self) -> None:
+        """Links met in walks, once everything else is planned: a link whose target was
+        copied anyway (it lies in the tree, or a chain or configuration named it) is noted;
+        one whose target was not copied leaves the copy incomplete, and says where it points."""
+        for path in self.links:
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "-"
+            real = os.path.realpath(path)
+            if real in self.by_real or (os.path.isdir(real) and self._in_walked(real)):
+                reason = "link-copied"
+            elif not os.path.exists(path):
+                reason = "link-dangling"
+            else:
+                reason = "link"
+            self.plan.unreachable.append(Unreachable(path, reason, detail=target))
+
+    def _in_walked(self, real: str) -> bool:
+        return any(real == w or real.startswith(w.rstrip(os.sep) + os.sep) for w in self.walked)
+
+
+def _walk_kind(path: str) -> str:
+    """What a walk met at ``path``, without following it; a Windows junction is a link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return MISSING
+    except OSError:
+        return OTHER
+    return SYMLINK if is_link(st) else mode_kind(st.st_mode)
 
 
 def build_plan(sources: list[str], search: list[str] | None = None) -> Plan:
@@ -229,9 +302,11 @@ def build_plan(sources: list[str], search: list[str] | None = None) -> Plan:
         if os.path.isdir(s):
             collector.add_folder(s)
         elif os.path.lexists(s):
+            # Named by the user: a link is followed (to a regular file only, see add).
             collector.add_any(s)
         else:
             collector.plan.unreachable.append(Unreachable(s, "missing"))
+    collector.resolve_links()
     plan = collector.plan
     anchors = [os.path.dirname(os.path.normpath(s)) for s in sources]
     anchors += [os.path.dirname(f.source) for f in plan.files]

@@ -19,8 +19,10 @@ from typing import Any
 
 from hvrescue.errors import HvrescueError
 from hvrescue.io.atomic import output_error
+from hvrescue.io.nofollow import Confined, open_existing
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.preserve.copy import ALGORITHMS, CHUNK, _Hasher, _merge, _write_all
+from hvrescue.preserve.manifest import recorded_ranges
 
 Progress = Callable[[int], None]
 
@@ -36,7 +38,9 @@ class RefillResult:
 
 
 def _ranges(entry: dict[str, Any]) -> list[list[int]]:
-    return _merge([[int(o), int(n)] for o, n in entry.get("unreadable") or [] if int(n) > 0])
+    # Only well-formed [offset, length] pairs: the entry comes from a file a hand may have
+    # edited (a manifest, the journal).
+    return _merge([[o, n] for o, n in recorded_ranges(entry) if o >= 0 and n > 0])
 
 
 def masked_hashes(
@@ -46,7 +50,7 @@ def masked_hashes(
     progress: Progress | None = None,
 ) -> tuple[dict[str, str], int]:
     """Hashes of the file ``path`` read as if ``zeros`` (sorted, disjoint) held zeros."""
-    with ReadOnlySource(path) as src:
+    with ReadOnlySource.own(path) as src:
         hasher = _Hasher(algorithms)
         try:
             pos, i = 0, 0
@@ -83,7 +87,9 @@ def refill(
     ranges = _ranges(entry)
     if not ranges:
         return RefillResult(entry)
-    origin = source or str(entry["source"])
+    origin = source or entry.get("source")
+    if not isinstance(origin, str) or not origin:
+        return RefillResult(entry, problem="source-unavailable", detail="no source recorded")
     algorithms = tuple(a for a in ALGORITHMS if isinstance(entry.get(a), str))
     recorded = {a: str(entry[a]).lower() for a in algorithms}
     try:
@@ -105,7 +111,10 @@ def refill(
         src.close()
     if wrote:
         try:
-            os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))  # the original's times
+            # The original's times (no link to follow: the copy was opened without one).
+            os.utime(
+                Confined(os.path.dirname(copy)).check(copy), ns=(st.st_atime_ns, st.st_mtime_ns)
+            )
         except OSError as exc:
             raise output_error(exc, copy) from exc
     retried = sum(n for _o, n in ranges)
@@ -126,7 +135,7 @@ def _reread(
     recovered = 0
     out = -1
     try:
-        with ReadOnlySource(copy) as have:
+        with ReadOnlySource.own(copy) as have:
             for lo, length in ranges:
                 pos, end = lo, lo + length
                 while pos < end:
@@ -138,7 +147,9 @@ def _reread(
                         data += bytes(n - len(data))
                     if have.read(pos, n) != data:
                         if out < 0:
-                            out = os.open(copy, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+                            # Never through a link, never into a file with another hard link
+                            # (an original linked into DEST would be written otherwise).
+                            out = open_existing(copy, os.O_WRONLY)
                         _write_all(out, data, pos)
                     recovered += n - sum(k for _o, k in failed)
                     still_bad.extend(failed)

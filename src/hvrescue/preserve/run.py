@@ -10,7 +10,6 @@ one from its last checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -20,9 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import HvrescueError, InputError, OutputError
-from hvrescue.io.atomic import link_into_place
+from hvrescue.io.nofollow import Confined, LinkError, lstat_or_none
 from hvrescue.preserve.case import CASE_FILE, CaseRecord
 from hvrescue.preserve.copy import ALGORITHMS, copy_file, hash_file
+from hvrescue.preserve.dest import (
+    JOURNAL,
+    RESERVED,
+    WORK_DIR,
+    Journal,
+    check_destination,
+    check_space,
+    check_storage,
+    publish,
+)
 from hvrescue.preserve.manifest import (
     MANIFEST,
     base_record,
@@ -32,16 +41,12 @@ from hvrescue.preserve.manifest import (
     verify_entries,
     write_manifest,
 )
-from hvrescue.preserve.plan import Plan, PlannedFile, Unreachable, build_plan
+from hvrescue.preserve.plan import NOT_A_GAP, PlannedFile, Unreachable, build_plan
 from hvrescue.preserve.refill import RefillResult, refill
 
-WORK_DIR = ".hvrescue-partial"
-JOURNAL = "done.jsonl"
-SPACE_MARGIN = 64 * 1024 * 1024
-REFERENCE_ONLY = {"config-disk-missing", "config-file-missing"}
+REFERENCE_ONLY = {"config-disk-missing", "config-file-missing", *NOT_A_GAP}
 # Problems of a retry of unreadable ranges (the original changed or is gone): the ranges stay.
 RETRY_ONLY = {"source-changed", "source-unavailable"}
-RESERVED = {WORK_DIR, "manifest.json", "manifest.csv", "case.sqlite", "case.sqlite-journal"}
 
 
 class Cancelled(Exception):
@@ -66,100 +71,6 @@ class Outcome:
     resumed_verified: int = 0
     retried: int = 0  # bytes unreadable before that a --resume read again
     recovered: int = 0  # bytes among them that read this time (now in the copies)
-
-
-def _existing_ancestor(path: str) -> str:
-    cur = os.path.abspath(path)
-    while not os.path.exists(cur):
-        up = os.path.dirname(cur)
-        if up == cur:
-            break
-        cur = up
-    return cur
-
-
-def _inside(child: str, parent: str) -> bool:
-    child, parent = os.path.realpath(child), os.path.realpath(parent)
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
-
-
-def check_destination(sources: list[str], dest: str, resume: bool) -> str:
-    """Refusals that need no plan; returns 'fresh', 'resume' or 'done'."""
-    for s in sources:
-        if os.path.isdir(s) and _inside(dest, s):
-            raise InputError("error.preserve.dest-inside-source", dest=dest, source=s)
-        if os.path.isfile(s) and os.path.realpath(s) == os.path.realpath(dest):
-            raise InputError("error.preserve.dest-inside-source", dest=dest, source=s)
-    if not os.path.exists(dest):
-        if os.path.lexists(dest):
-            raise InputError("error.output.exists", path=dest)
-        return "fresh"
-    if not os.path.isdir(dest):
-        raise InputError("error.output.exists", path=dest)
-    entries = set(os.listdir(dest))
-    if MANIFEST in entries:
-        if resume:
-            return "done"
-        raise InputError("error.preserve.dest-not-empty", dest=dest)
-    if not entries:
-        return "fresh"
-    if WORK_DIR in entries and resume:
-        return "resume"
-    if WORK_DIR in entries:
-        raise InputError("error.preserve.needs-resume", dest=dest)
-    raise InputError("error.preserve.dest-not-empty", dest=dest)
-
-
-def check_storage(plan: Plan, dest: str, allow_same: bool) -> list[str]:
-    anchor = _existing_ancestor(dest)
-    device = os.stat(anchor).st_dev
-    same = [f.source for f in plan.files if f.device == device]
-    if same and not allow_same:
-        raise InputError("error.preserve.same-storage", dest=dest, source=same[0])
-    return same
-
-
-def check_space(dest: str, needed: int) -> None:
-    anchor = _existing_ancestor(dest)
-    free = shutil.disk_usage(anchor).free
-    if needed + SPACE_MARGIN > free:
-        raise InputError(
-            "error.preserve.no-space", dest=dest, needed=needed + SPACE_MARGIN, free=free
-        )
-
-
-def publish(tmp: str, final: str) -> None:
-    """Give ``tmp`` its final name without ever replacing an existing file."""
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    link_into_place(tmp, final)
-
-
-class _Journal:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue  # a line cut short by the interruption
-                    if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                        out[entry["path"]] = entry
-        except FileNotFoundError:
-            pass
-        return out
-
-    def append(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with self.lock, open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def _entry(f: PlannedFile, rel_of: dict[str, str], result: Any) -> dict[str, Any]:
@@ -213,10 +124,16 @@ def preserve(
         raise InputError("error.preserve.nothing", sources=", ".join(sources))
     same = check_storage(plan, dest, options.allow_same_storage)
     work = os.path.join(dest, WORK_DIR)
-    journal = _Journal(os.path.join(work, JOURNAL))
+    confined = Confined(dest)  # below DEST, no link is followed
+    journal = Journal(confined, os.path.join(work, JOURNAL))
     done = journal.load() if state == "resume" else {}
     check_space(dest, sum(f.allocated for f in plan.files if f.rel not in done))
-    os.makedirs(work, exist_ok=True)
+    if state == "fresh" and not os.path.isdir(dest):
+        try:
+            os.mkdir(dest)  # DEST itself only: the folders above it must exist
+        except FileExistsError as exc:
+            raise InputError("error.output.exists", path=dest) from exc
+    confined.makedirs(work)
 
     rel_of = {f.source: f.rel for f in plan.files}
     total = plan.total_bytes
@@ -250,40 +167,64 @@ def preserve(
         part = os.path.join(work, "parts", *f.rel.split("/"))
         previous = done.get(f.rel)
         if previous is not None:
-            target = final if os.path.exists(final) else part if os.path.exists(part) else None
+            # confined.exists refuses a link at either name (LinkError): never followed.
+            target = final if confined.exists(final) else part if confined.exists(part) else None
+            if target is not None:
+                _only_name(target, part, final)
             if target is not None and previous.get("unreadable"):
                 _retry_finished(f, previous, target, part, final)
                 return
             if target is not None:
                 wanted = {a: previous.get(a) for a in algorithms if previous.get(a)}
-                hashes, _size = hash_file(target, tuple(wanted) or ("sha256",), tick)
+                hashes, _size = hash_file(target, tuple(wanted) or ("sha256",), tick, own=True)
                 if hashes == wanted:
                     if target == part:
-                        publish(part, final)
+                        publish(part, final, confined)
                     entries[f.rel] = previous
                     verified[0] += 1
                     return
                 with problems_lock:
                     problems.append(Unreachable(f.source, "copy-changed", detail=f.rel))
                 return
-        elif os.path.lexists(final):
+        elif confined.exists(final):
             with problems_lock:
                 problems.append(Unreachable(f.source, "target-exists", detail=f.rel))
             return
-        os.makedirs(os.path.dirname(part), exist_ok=True)
+        confined.makedirs(os.path.dirname(part))
         try:
-            result = copy_file(f.source, part, algorithms, progress=tick, resume=state == "resume")
+            result = copy_file(
+                f.source,
+                part,
+                algorithms,
+                progress=tick,
+                resume=state == "resume",
+                confined=confined,
+            )
+        except LinkError:
+            raise  # a link in our own work folder: the whole run is refused, never followed
         except HvrescueError as exc:
             with problems_lock:
                 problems.append(Unreachable(f.source, "unreadable", detail=exc.key))
             return
         entry = _entry(f, rel_of, result)
         journal.append(entry)
-        publish(part, final)
-        state_file = part + ".state"
-        if os.path.exists(state_file):
-            os.unlink(state_file)
+        publish(part, final, confined)
+        confined.unlink(part + ".state")
         entries[f.rel] = entry
+
+    def _only_name(target: str, part: str, final: str) -> None:
+        """A copy trusted from an earlier run must be no other name of a file (an original
+        hard-linked into DEST would pass its hash check and then be handed out, or written
+        into, as the copy). A run cut between linking the finished part to its final name and
+        removing the part leaves both names: the part, ours, goes."""
+        st = os.lstat(target)
+        if st.st_nlink > 1 and target == final:
+            other = lstat_or_none(part)
+            if other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                confined.unlink(part)
+                st = os.lstat(target)
+        if st.st_nlink > 1:
+            raise LinkError(target, "error.links.hard-link")
 
     def _retry_finished(
         f: PlannedFile, previous: dict[str, Any], target: str, part: str, final: str
@@ -298,7 +239,7 @@ def preserve(
         if result.changed:
             journal.append(result.entry)
         if target == part:
-            publish(part, final)
+            publish(part, final, confined)
         entries[f.rel] = result.entry
         with counter_lock:
             verified[0] += 1
@@ -359,17 +300,19 @@ def _record_case(
     try:
         action = case.begin("preserve", argv)
         for e in manifest["files"]:
+            if not isinstance(e.get("source"), str):
+                continue  # an entry a hand made: nothing to record for it
             case.add_file(
                 action,
                 "input",
                 e["source"],
-                size=e["size"],
-                mtime_ns=e["mtime_ns"],
-                sha256=e["sha256"],
-                role=e["role"],
+                size=e.get("size"),
+                mtime_ns=e.get("mtime_ns"),
+                sha256=e.get("sha256"),
+                role=e.get("role"),
             )
             copy = os.path.join(dest, *e["path"].split("/"))
-            case.add_file(action, "output", copy, sha256=e["sha256"], role=e["role"])
+            case.add_file(action, "output", copy, sha256=e.get("sha256"), role=e.get("role"))
         for name in (MANIFEST, "manifest.csv"):
             case.add_file(action, "output", os.path.join(dest, name), role="manifest")
         case.finish(
@@ -386,14 +329,17 @@ def _reverify_done(dest: str, options: Options, argv: list[str]) -> Outcome:
     could not be read before (into the copy, where it reads now), and report."""
     _, manifest = load_manifest(dest)
     files: list[dict[str, Any]] = manifest["files"]
-    gappy = [e for e in files if e.get("unreadable")]
-    whole = [e for e in files if not e.get("unreadable")]
+    listed = manifest.get("unreachable")
+    manifest["unreachable"] = [u for u in listed if isinstance(u, dict)] if listed else []
+    gappy = [e for e in files if e.get("unreadable") and "invalid" not in e]
+    whole = [e for e in files if not e.get("unreadable") or "invalid" in e]
     results = verify_entries(dest, whole, options.jobs)
     bad = [r.path for r in results if r.status != "ok"]
     retried: dict[str, RefillResult] = {}
+    confined = Confined(dest)
     for e in gappy:
         copy = safe_join(dest, e["path"])
-        if copy is None or not os.path.isfile(copy):
+        if copy is None or not confined.exists(copy) or not os.path.isfile(copy):
             bad.append(e["path"])
             continue
         retried[e["path"]] = result = refill(e, copy)
@@ -420,7 +366,7 @@ def _reverify_done(dest: str, options: Options, argv: list[str]) -> Outcome:
     complete = bool(manifest.get("complete")) and _complete([], manifest["files"])
     outcome = Outcome(dest, manifest, complete, len(files), again, recovered)
     problems = [
-        Unreachable(e["source"], r.problem, detail=e["path"]).as_dict()
+        Unreachable(e.get("source"), r.problem, detail=e["path"]).as_dict()
         for e in gappy
         if (r := retried[e["path"]]).problem is not None
     ]

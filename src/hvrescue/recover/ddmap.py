@@ -7,15 +7,23 @@ states, treated as not done). ddrescue's own tools (ddrescuelog) read what is wr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import os
 import shlex
+import stat
 from collections.abc import Iterable
 
 from hvrescue import __version__
-from hvrescue.errors import InputError
+from hvrescue.errors import HvrescueError, InputError
+from hvrescue.io.atomic import link_into_place
+from hvrescue.io.files import NotRegularFileError, mode_kind
+from hvrescue.io.nofollow import lstat_or_none, open_existing, open_new, refuse_link
 
 MAX_MAP_LINES = 10_000_000
+# A line of a map is short (``0x... 0x... +``); a longer one is cut there, never read whole.
+MAX_LINE = 4096
 GOOD, BAD, UNTRIED = "+", "-", "?"
 NOT_DONE = "?*/-"
 
@@ -23,16 +31,26 @@ NOT_DONE = "?*/-"
 SOURCE_TAG = "# hvrescue-source:"
 
 
+def _open_map(path: str) -> io.TextIOWrapper:
+    """A map of ours opened for reading: never through a link, never blocking on a FIFO."""
+    fd = open_existing(path)
+    try:
+        return io.TextIOWrapper(io.FileIO(fd, "r"), encoding="ascii", errors="replace")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_source_tag(path: str) -> str | None:
     """The source a map was written for (see :func:`write_map`), or None."""
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
+        with _open_map(path) as f:
             for count, line in enumerate(f):
                 if line.startswith(SOURCE_TAG):
-                    return line[len(SOURCE_TAG) :].strip()
+                    return line[len(SOURCE_TAG) : len(SOURCE_TAG) + 4096].strip()
                 if count > 20:
                     break
-    except OSError:
+    except (OSError, HvrescueError):
         return None
     return None
 
@@ -42,8 +60,8 @@ def read_map(path: str) -> tuple[int, list[tuple[int, int, str]]]:
     entries: list[tuple[int, int, str]] = []
     seen_status_line = False
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            for count, line in enumerate(f):
+        with _open_map(path) as f:
+            for count, line in enumerate(iter(lambda: f.readline(MAX_LINE), "")):
                 if count > MAX_MAP_LINES:
                     raise InputError("error.salvage.map-invalid", path=path, reason="too long")
                 text = line.split("#", 1)[0].strip()
@@ -54,7 +72,9 @@ def read_map(path: str) -> tuple[int, list[tuple[int, int, str]]]:
                     seen_status_line = True  # current_pos current_status [current_pass]
                     continue
                 if len(words) != 3 or len(words[2]) != 1 or words[2] not in "?*/-+":
-                    raise InputError("error.salvage.map-invalid", path=path, reason=line.strip())
+                    raise InputError(
+                        "error.salvage.map-invalid", path=path, reason=line.strip()[:200]
+                    )
                 entries.append((int(words[0], 0), int(words[1], 0), words[2]))
     except (OSError, ValueError) as exc:
         raise InputError("error.salvage.map-invalid", path=path, reason=str(exc)) from exc
@@ -101,10 +121,14 @@ def write_map(
     argv: list[str],
     current_pos: int = 0,
     source: str | None = None,
+    *,
+    replace: bool = False,
 ) -> None:
-    """Write the map, replacing the previous one atomically (the map is ours, updated as the
-    work goes on, as ddrescue does); ``source`` names what it was made from, so that a later
-    run can refuse a map of another disk."""
+    """Write the map as a new file (never over an existing one), or with ``replace`` over the
+    previous map of ours atomically (a map updated as the work goes on, as ddrescue does; a
+    link or anything but a regular file there is refused, never replaced or written through).
+    ``source`` names what it was made from, so that a later run can refuse a map of another
+    disk."""
     bad = sum(1 for _p, _n, st in entries if st == BAD)
     untried = any(st in "?*/" for _p, _n, st in entries)
     status = UNTRIED if untried else GOOD
@@ -119,15 +143,28 @@ def write_map(
         "#      pos        size  status",
     ]
     lines += [f"0x{lo:08X}  0x{n:08X}  {st}" for lo, n, st in entries]
-    text = "\n".join(lines) + "\n"
+    data = ("\n".join(lines) + "\n").encode("ascii")
     tmp = f"{path}.hvrescue-{os.getpid()}.part"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by a killed run that had our process id (a link: removed itself)
+    fd = open_new(tmp)
     try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            refuse_link(path)
+            st = lstat_or_none(path)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise NotRegularFileError(path, mode_kind(st.st_mode))
+            os.replace(tmp, path)
+        else:
+            link_into_place(tmp, path)
     except BaseException:
-        if os.path.lexists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hvrescue.errors import InputError, OutputError
+from hvrescue.errors import HvrescueError, InputError, OutputError
 from hvrescue.io.atomic import check_output_folder, link_into_place, output_error
+from hvrescue.io.nofollow import open_existing, open_new
 from hvrescue.platform import pwrite
 from hvrescue.recover import ddmap
 from hvrescue.recover.ddmap import BAD, GOOD, NOT_DONE, UNTRIED, read_map, write_map
@@ -51,6 +52,11 @@ class SalvageResult:
     @property
     def bad_bytes(self) -> int:
         return sum(n for _o, n in self.bad)
+
+    @property
+    def status(self) -> str:
+        """``complete`` (everything read) or ``bad-ranges`` (zeros stand in the image)."""
+        return "bad-ranges" if self.bad else "complete"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -149,8 +155,23 @@ def source_tag(disk: Disk) -> str:
     return f"size={disk.size} chain={ids}"
 
 
-def _open_target(path: str) -> int:
-    return os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+def _open_target(path: str, disk: Disk) -> int:
+    """OUT (or its partial image) of an earlier run, reopened for writing: never through a
+    link, never a file with another hard link, never one of the chain's own files."""
+    fd = open_existing(path, os.O_RDWR)
+    try:
+        st = os.fstat(fd)
+        for layer in disk.layers:
+            try:
+                other = os.stat(layer.path)
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                raise InputError("error.links.output-is-input", path=path, source=layer.path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def salvage(
@@ -169,20 +190,30 @@ def salvage(
             raise InputError("error.salvage.empty", path=leaf)
         retried = resumed = False
         tag = source_tag(disk)
-        if os.path.exists(map_path):
+        if os.path.lexists(map_path):
+            # An earlier run's map and image: each reopened without following a link (a link
+            # at either is refused: error.links.*), so a retry never writes elsewhere.
             covered, entries = read_map(map_path)
-            if os.path.isfile(out):
+            if os.path.lexists(out):
                 target, retried = out, True
-            elif os.path.isfile(partial):
+            elif os.path.lexists(partial):
                 target, resumed = partial, True
             else:
                 raise InputError("error.salvage.map-without-output", map=map_path, out=out)
-            if covered != size or os.path.getsize(target) != size:
+            fd = _open_target(target, disk)
+            try:
+                target_size = os.fstat(fd).st_size
+            except BaseException:
+                os.close(fd)
+                raise
+            if covered != size or target_size != size:
+                os.close(fd)
                 raise InputError("error.salvage.map-mismatch", map=map_path, size=size)
             made_from = ddmap.read_source_tag(map_path)
             if made_from != tag:
                 # Another disk's map (or one not made by salvage): continuing would mix two
                 # disks' content in one image and call it complete.
+                os.close(fd)
                 raise InputError(
                     "error.salvage.map-other-source",
                     map=map_path,
@@ -190,7 +221,6 @@ def salvage(
                     expected=tag,
                 )
             state = MapState(entries)
-            fd = _open_target(target)
         else:
             for path in (out, partial):
                 if os.path.lexists(path):
@@ -198,21 +228,26 @@ def salvage(
             check_output_folder(out)
             check_output_folder(map_path)
             state = MapState(_initial_map(disk))
-            # The map first: if it cannot be written, nothing else is.
+            # The map first: if it cannot be written, nothing else is. Both are new files,
+            # never opened through a link (O_EXCL | O_NOFOLLOW).
             try:
                 write_map(map_path, state.entries(), argv, source=tag)
+            except FileExistsError as exc:
+                raise InputError("error.output.exists", path=map_path) from exc
             except OSError as exc:
                 raise output_error(exc, map_path) from exc
             target = partial
+            fd = -1
             try:
-                fd = os.open(
-                    partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644
-                )
+                fd = open_new(partial, os.O_RDWR)
                 os.ftruncate(fd, size)
             except BaseException as exc:
+                if fd >= 0:
+                    os.close(fd)
+                    os.unlink(partial)  # ours: made just now
                 os.unlink(map_path)
-                if os.path.lexists(partial):
-                    os.unlink(partial)
+                if isinstance(exc, FileExistsError):
+                    raise InputError("error.output.exists", path=partial) from exc
                 if isinstance(exc, OSError):
                     raise output_error(exc, out) from exc
                 raise
@@ -226,8 +261,8 @@ def salvage(
             # work got, so the same command continues from there.
             try:
                 os.fsync(fd)
-                write_map(map_path, state.entries(), argv, source=tag)
-            except OSError:
+                write_map(map_path, state.entries(), argv, source=tag, replace=True)
+            except (OSError, HvrescueError):
                 pass
             if isinstance(exc, OSError):
                 # The work so far is kept (image and map) so that it can go on later.
@@ -243,7 +278,7 @@ def salvage(
         finally:
             os.close(fd)
         try:
-            write_map(map_path, state.entries(), argv, source=tag)
+            write_map(map_path, state.entries(), argv, source=tag, replace=True)
         except OSError as exc:
             raise output_error(exc, map_path) from exc
         if target == partial:
@@ -304,7 +339,7 @@ def _read_todo(
                 progress(step)
             if time.monotonic() - last_save >= MAP_INTERVAL:
                 os.fsync(fd)
-                write_map(map_path, state.entries(), argv, pos, source=tag)
+                write_map(map_path, state.entries(), argv, pos, source=tag, replace=True)
                 last_save = time.monotonic()
 
 

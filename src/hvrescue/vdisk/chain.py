@@ -9,18 +9,19 @@ whose identity does not match is never used silently.
 
 from __future__ import annotations
 
-import ntpath
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import HvrescueError
 from hvrescue.findings import Finding, FindingSink, Severity
-from hvrescue.vdisk.detect import DISK_SUFFIXES, AnyImage, open_image, probe_identity
+from hvrescue.io.files import MISSING, OTHER, REGULAR, file_kind
+from hvrescue.vdisk.detect import DISK_SUFFIXES, AnyImage, open_image
 from hvrescue.vdisk.layer import ParentRef
+from hvrescue.vdisk.locate import Searcher, candidate_paths, resolve_casefold
 
 MAX_DEPTH = 128
-MAX_SEARCH_FILES = 200_000
+MAX_SKIPPED_FINDINGS = 20
 
 
 @dataclass
@@ -84,107 +85,6 @@ class Chain:
                 link.parent.close()
 
 
-def _win_parts(text: str) -> list[str]:
-    return [p for p in text.replace("/", "\\").split("\\") if p not in ("", ".")]
-
-
-def resolve_casefold(base: str, parts: list[str]) -> str | None:
-    """``base`` joined with ``parts``, each component matched case-insensitively when the exact
-    name is absent: evidence copied from NTFS keeps names whose case the locator may not."""
-    cur = base
-    for part in parts:
-        if part == "..":
-            cur = os.path.dirname(cur)
-            continue
-        exact = os.path.join(cur, part)
-        if os.path.lexists(exact):
-            cur = exact
-            continue
-        try:
-            names = os.listdir(cur)
-        except OSError:
-            return None
-        folded = [n for n in names if n.casefold() == part.casefold()]
-        if len(folded) != 1:
-            return None
-        cur = os.path.join(cur, folded[0])
-    return cur if os.path.lexists(cur) else None
-
-
-def _strip_root(text: str) -> list[str]:
-    """Components of an absolute Windows path without its drive or volume root."""
-    parts = _win_parts(text)
-    if parts and parts[0] == "?":  # \\?\Volume{...}\ or \\?\C:\
-        parts = parts[1:]
-    if parts and (parts[0].endswith(":") or parts[0].lower().startswith("volume{")):
-        parts = parts[1:]
-    return parts
-
-
-MAX_ANCESTORS = 32
-
-
-def candidate_paths(child_path: str, kind: str, text: str) -> list[str]:
-    """Local paths a locator string may mean, best first."""
-    child_dir = os.path.dirname(os.path.abspath(child_path))
-    text = text.strip().rstrip("\0")
-    if not text:
-        return []
-    if kind == "relative_path":
-        parts = _win_parts(text)
-        found = resolve_casefold(child_dir, parts)
-        return [found or os.path.normpath(os.path.join(child_dir, *parts))]
-    if kind == "parent_name":
-        name = ntpath.basename(text)
-        return [resolve_casefold(child_dir, [name]) or os.path.join(child_dir, name)]
-    out: list[str] = []
-    if os.sep == "\\" or text.startswith("/"):
-        out.append(text)
-    # A Windows path read elsewhere: the evidence copy usually keeps the layout below some
-    # folder, so try the path's tail under each folder above the child, longest tail first.
-    parts = _strip_root(text)
-    ancestor = child_dir
-    for _ in range(MAX_ANCESTORS):
-        for k in range(len(parts), 0, -1):
-            found = resolve_casefold(ancestor, parts[-k:])
-            if found is not None and os.path.isfile(found):
-                out.append(found)
-                return out
-        up = os.path.dirname(ancestor)
-        if up == ancestor:
-            break
-        ancestor = up
-    return out
-
-
-class _Searcher:
-    def __init__(self, dirs: list[str]) -> None:
-        self.dirs = dirs
-        self._files: list[str] | None = None
-        self._ids: dict[str, tuple[str, str | None, int | None] | None] = {}
-
-    def files(self) -> list[str]:
-        if self._files is None:
-            found: list[str] = []
-            for root_dir in self.dirs:
-                for root, dirs, names in os.walk(root_dir):
-                    dirs.sort()
-                    for name in sorted(names):
-                        if name.lower().endswith(DISK_SUFFIXES):
-                            found.append(os.path.join(root, name))
-                            if len(found) >= MAX_SEARCH_FILES:
-                                self._files = found
-                                return found
-            self._files = found
-        return self._files
-
-    def identity(self, path: str) -> tuple[str, str | None, int | None] | None:
-        key = os.path.realpath(path)
-        if key not in self._ids:
-            self._ids[key] = probe_identity(path)
-        return self._ids[key]
-
-
 def _matches(ref: ParentRef, identity: str | None) -> bool:
     if identity is None:
         return False
@@ -198,7 +98,7 @@ def resolve_chain(path: str, search: list[str] | None = None, max_depth: int = M
     layers: list[AnyImage] = [leaf]
     links: list[Link] = []
     sink = FindingSink(path)
-    searcher = _Searcher(list(search or []))
+    searcher = Searcher(list(search or []))
     seen = {os.path.realpath(path)}
     current = leaf
     while current.readable and current.is_differencing:
@@ -220,7 +120,7 @@ def resolve_chain(path: str, search: list[str] | None = None, max_depth: int = M
 
 
 def _find_parent(
-    child: AnyImage, ref: ParentRef, searcher: _Searcher, seen: set[str], chain_sink: FindingSink
+    child: AnyImage, ref: ParentRef, searcher: Searcher, seen: set[str], chain_sink: FindingSink
 ) -> Link:
     link = Link(child, None, ref)
     sink = FindingSink(child.path)
@@ -250,11 +150,16 @@ def _find_parent(
     except OSError:
         names = []  # an unlistable folder only means no candidates there
     local = [os.path.join(child_dir, n) for n in names if n.lower().endswith(DISK_SUFFIXES)]
+    special: list[tuple[str, str]] = []
     for candidate in local + searcher.files():
         real = os.path.realpath(candidate)
         if real in tried or real in seen:
             continue
         tried.add(real)
+        what = file_kind(candidate)
+        if what not in (REGULAR, OTHER):
+            special.append((candidate, what))  # never opened: a FIFO would block
+            continue
         probe = searcher.identity(candidate)
         if probe is not None and _matches(ref, probe[1]):
             link.attempts.append(Attempt("search", candidate, candidate, "match", probe[1]))
@@ -280,7 +185,9 @@ def _find_parent(
         # The located file is there but cannot be the parent: say what is wrong with it.
         if attempt.result == "empty" and attempt.path:
             chain_sink.items.append(Finding("file.empty", Severity.CRITICAL, attempt.path, 0))
-        elif attempt.result in ("not-a-disk", "unreadable"):
+        elif attempt.result in ("not-a-disk", "unreadable") or attempt.result.startswith(
+            "not-a-file"
+        ):
             sink.add(
                 "chain.parent.unusable",
                 Severity.ERROR,
@@ -288,6 +195,9 @@ def _find_parent(
                 parent=attempt.path,
                 reason=attempt.result,
             )
+    # Named like a disk but not a regular file: said when it matters (no parent found).
+    for candidate, what in special[:MAX_SKIPPED_FINDINGS]:
+        sink.add("chain.search.skipped", Severity.INFO, None, candidate=candidate, kind=what)
     if not mismatched:
         sink.add(
             "chain.parent.missing",
@@ -301,8 +211,14 @@ def _find_parent(
 
 
 def _try_candidate(
-    kind: str, text: str, candidate: str, ref: ParentRef, searcher: _Searcher
+    kind: str, text: str, candidate: str, ref: ParentRef, searcher: Searcher
 ) -> Attempt:
+    what = file_kind(candidate)
+    if what == MISSING:
+        return Attempt(kind, text, candidate, "absent")
+    if what not in (REGULAR, OTHER):
+        # A FIFO, socket, device or folder where the locator points: said, never opened.
+        return Attempt(kind, text, candidate, f"not-a-file ({what})")
     if not os.path.isfile(candidate):
         return Attempt(kind, text, candidate, "absent")
     try:
@@ -382,3 +298,6 @@ def _validate_link(link: Link, sink: FindingSink) -> None:
         sink.add(
             "chain.parent.unusable", Severity.ERROR, None, parent=parent.path, reason="damaged"
         )
+
+
+__all__ = ["Attempt", "Chain", "Link", "candidate_paths", "resolve_casefold", "resolve_chain"]
