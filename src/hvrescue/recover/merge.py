@@ -28,7 +28,7 @@ from hvrescue.platform import pwrite
 from hvrescue.recover import ddmap
 from hvrescue.recover.digest import KIND, UNIT, ContentDigest, nonzero_units, unit_ranges
 from hvrescue.vdisk.disk import Disk, gap_ranges, merge_gaps
-from hvrescue.vdisk.layer import Gap
+from hvrescue.vdisk.layer import OVERLAP, Gap
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.builder import VhdxBuilder
 from hvrescue.vdisk.vhdx.writer import VhdxSpec
@@ -97,6 +97,35 @@ def choose_block_size(disk: Disk, requested: int | None) -> int:
     return base_block if _valid_block(base_block) else DEFAULT_BLOCK
 
 
+def check_geometry(disk: Disk, leaf: str, fmt: str) -> None:
+    """A disk of 0 bytes has nothing to merge; a VHDX output needs a size of whole logical
+    sectors within the format's 64 TiB (a damaged size field can claim anything)."""
+    if disk.size <= 0:
+        raise InputError("error.merge.empty", path=leaf)
+    if fmt == "vhdx" and (disk.size % disk.logical_sector_size or disk.size > s.MAX_VIRTUAL_SIZE):
+        raise InputError(
+            "error.merge.geometry",
+            path=leaf,
+            size=disk.size,
+            sector=disk.logical_sector_size,
+            limit=s.MAX_VIRTUAL_SIZE,
+        )
+
+
+def overlap_summary(disk: Disk, limit: int = 5) -> tuple[str, int]:
+    """The first overlapping BAT entries of the chain's files as ``file: entry↔other @offset``
+    (an entry is a VHD block or a VHDX BAT index; the other an entry or a structure), and how
+    many entries overlap in all."""
+    parts: list[str] = []
+    total = 0
+    for layer in disk.layers:
+        total += len(getattr(layer, "overlapping", ()) or ())
+        for at, who, other in list(getattr(layer, "overlaps", ()) or ()):
+            if len(parts) < limit:
+                parts.append(f"{os.path.basename(layer.path)}: {who}↔{other} @{at:#x}")
+    return "; ".join(parts), total
+
+
 def data_blocks(disk: Disk, block_size: int) -> Iterator[int]:
     """Indexes of blocks that any layer holds data for, ascending, each once."""
     last = -1
@@ -130,8 +159,18 @@ def merge(
     if allow_gaps and os.path.lexists(map_path):
         raise InputError("error.output.exists", path=map_path)
     with Disk.open(leaf, search) as disk:
+        check_geometry(disk, leaf, fmt)
         undefined = disk.undefined()
         if undefined and not allow_gaps:
+            overlaps, entries = overlap_summary(disk)
+            if entries and any(g.cause == OVERLAP for g in undefined):
+                raise UndefinedContentError(
+                    "error.merge.overlap",
+                    gaps=undefined,
+                    leaf=leaf,
+                    overlaps=overlaps,
+                    entries=entries,
+                )
             raise UndefinedContentError("error.merge.undefined", gaps=undefined, leaf=leaf)
         bs = choose_block_size(disk, block_size)
         base = disk.layers[-1]
@@ -157,7 +196,7 @@ def merge(
         def check_output(tmp: str) -> None:
             # Runs before the output gets its name: read it back and compare; with gaps, the
             # map goes beside it first, so the output never stands without it.
-            outcome["digest"] = digest_of(tmp, fmt, size)
+            outcome["digest"] = digest_of(tmp, fmt, size, written_ranges)
             if gaps:
                 ddmap.write_map(
                     map_path,
@@ -166,6 +205,7 @@ def merge(
                 )
 
         gaps: list[Gap] = []
+        written_ranges: list[tuple[int, int]] = []
         try:
             with atomic_output(out, check=check_output) as fd:
                 builder = VhdxBuilder(fd, spec) if fmt == "vhdx" else None
@@ -202,6 +242,7 @@ def merge(
                             while pos < len(view):
                                 pos += pwrite(fd, view[pos:], offset + pos)
                         written += 1
+                        written_ranges.append((offset, len(data)))
                         data_bytes += len(data)
                 finally:
                     hasher.finish()
@@ -309,10 +350,15 @@ def _source_read_into(src: ReadOnlySource) -> Callable[[int, memoryview], int]:
     return read_into
 
 
-def digest_of(path: str, fmt: str, size: int) -> str:
-    """The content digest of a finished output, read back from the file."""
+def digest_of(path: str, fmt: str, size: int, written: list[tuple[int, int]] | None = None) -> str:
+    """The content digest of a finished output, read back from the file. For a raw image the
+    ranges read are its data segments where the filesystem can tell them from holes, else
+    (Windows) the ``written`` ranges: what was never written reads as zeros by definition,
+    and reading a 520 GiB hole to learn so would cost the virtual size."""
     if fmt == "raw":
         with ReadOnlySource(path) as src:
+            if written is not None and not hasattr(os, "SEEK_DATA"):
+                return _digest_ranges(_source_read_into(src), written, size)
             extents = [(o, n) for o, n, is_data in src.data_segments() if is_data]
             return _digest_ranges(_source_read_into(src), extents, size)
     with Disk.open(path) as disk:

@@ -123,14 +123,18 @@ def _copy_replayed(img: VhdxImage, fd: int, size: int, guard: ContentGuard) -> N
             if is_data or data.count(0) != len(data):
                 pwrite(fd, data, pos)
             pos += n
-    # Beyond the source's end only the log can have put data (LastFileOffset grew the file).
-    pos = covered
-    while pos < size:
-        n = min(CHUNK, size - pos)
-        data = guard.read(pos, n)
+    # Beyond the source's end only the log can have put data (LastFileOffset grew the file),
+    # and only in the sectors it writes: those are visited, not every byte up to a size the
+    # log claims (the rest is the new file's sparse zeros).
+    sector = s.LOG_SECTOR
+    for key in img.overlay.touched_offsets:
+        if key + sector <= covered or key >= size:
+            continue
+        lo = max(key, covered)
+        hi = min(key + sector, size)
+        data = guard.read(lo, hi - lo)
         if data.count(0) != len(data):
-            pwrite(fd, data, pos)
-        pos += n
+            pwrite(fd, data, lo)
     os.ftruncate(fd, size)
 
 

@@ -16,7 +16,7 @@ from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.platform import pwrite
 from hvrescue.recover.guard import ContentGuard
-from hvrescue.recover.rewrite import Change, guard_map
+from hvrescue.recover.rewrite import MAX_EXTEND, Change, guard_map
 from hvrescue.vdisk.vhd import structures as s
 from hvrescue.vdisk.vhd.image import VhdImage
 
@@ -99,13 +99,20 @@ def repair_vhd(
 
 
 def _data_end(img: VhdImage) -> int:
+    """Where the data ends: past the BAT and the last block. Blocks that overlap others, or lie
+    absurdly far past the end of the file (more than MAX_EXTEND), get no room: the copy would
+    be mostly a hole made for a pointer, and they stay undefined in it (the check says so)."""
     end = 0
     if img.header is not None:
         end = img.header.table_offset + 4 * len(img.bat)
         end = -(-end // 512) * 512
-    for entry in img.bat:
-        if entry != 0xFFFFFFFF:
-            end = max(end, entry * 512 + img.bitmap_size + img.block_size)
+    limit = img.source.size + MAX_EXTEND
+    for block, entry in enumerate(img.bat):
+        if entry == 0xFFFFFFFF or block in img.overlapping:
+            continue
+        block_end = entry * 512 + img.bitmap_size + img.block_size
+        if block_end <= limit:
+            end = max(end, block_end)
     return end
 
 

@@ -100,9 +100,11 @@ def check_file(path: str, search: list[str] | None = None, deep: bool = False) -
 
 
 def _read_everything(disk: Disk) -> list[Gap]:
-    """Read every range that may hold data; the undefined ranges met (read errors included)."""
+    """Read every range that may hold data; the undefined ranges met (read errors included).
+    Those are what the layers hold (``extents``), bounded by the files' sizes: the undefined
+    ranges the metadata names hold nothing to read, however large the disk claims to be."""
     found: list[Gap] = []
-    for lo, n in disk.read_plan():
+    for lo, n in disk.extents():
         for pos in range(lo, lo + n, CHUNK):
             _data, gaps = disk.read_checked(pos, min(CHUNK, lo + n - pos))
             found.extend(gaps)

@@ -2,11 +2,14 @@
 and ``undefined()``.
 
 A Disk hides the format, the replayed log and the whole differencing chain. Reading costs what
-the allocated data costs: ranges no layer holds are zeros without any file access.
+the allocated data costs: ranges no layer holds are zeros without any file access, and what the
+layers hold (``extents()``) is bounded by their files' sizes, whatever sizes and tables the
+files claim (blocks past the end of a file, or sharing file space, are undefined, not data).
 
 Every range of a disk is exactly one of: data from a layer, zeros the format defines, or
 undefined (a :class:`Gap` with its cause: a block past the end of a file, an invalid BAT state,
-a lost or contradicting sector bitmap, an unreadable BAT or data, a missing parent). Undefined
+a lost or contradicting sector bitmap, an unreadable BAT or data, a block whose file space
+overlaps another block or a structure, a missing parent). Undefined
 bytes read as zeros; ``undefined()`` lists them from the metadata before any data is read, and
 ``read_checked``/``read_into_checked`` return exactly those met by one read (read errors
 included), so that no caller can present them as content.
@@ -16,14 +19,26 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
-from hvrescue.errors import ChainError
+from hvrescue.errors import ChainError, UndefinedContentError
 from hvrescue.findings import Finding
 from hvrescue.io.source import BadRange
 from hvrescue.vdisk.chain import Chain, resolve_chain
 from hvrescue.vdisk.detect import AnyImage
 from hvrescue.vdisk.layer import PARENT_MISSING, READ_ERROR, TRUNCATED, Gap, Run, RunKind
+from hvrescue.vdisk.ranges import coalesce, gap_ranges, merge_gaps, merge_ranges
+
+__all__ = [
+    "CHUNK",
+    "Disk",
+    "check_hash_cost",
+    "coalesce",
+    "gap_ranges",
+    "layer_undefined",
+    "merge_gaps",
+    "merge_ranges",
+]
 
 CHUNK = 4 * 1024 * 1024
 _ZERO_CHUNK = bytes(CHUNK)
@@ -34,71 +49,8 @@ def _zeros(length: int) -> bytes:
     return _ZERO_CHUNK if length == CHUNK else bytes(length)
 
 
-def coalesce(runs: Iterable[Run]) -> Iterator[Run]:
-    """Merge neighbouring runs of one kind (and contiguous file offsets for data)."""
-    pending: Run | None = None
-    for run in runs:
-        if (
-            pending is not None
-            and pending.kind is run.kind
-            and pending.cause == run.cause
-            and (
-                run.kind is not RunKind.DATA
-                or pending.file_offset + pending.length == run.file_offset
-            )
-        ):
-            pending = Run(
-                pending.offset,
-                pending.length + run.length,
-                run.kind,
-                pending.file_offset,
-                pending.cause,
-            )
-            continue
-        if pending is not None:
-            yield pending
-        pending = run
-    if pending is not None:
-        yield pending
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """Coalesce sorted (offset, length) ranges that touch or overlap."""
-    cur_lo = cur_hi = -1
-    for lo, length in ranges:
-        hi = lo + length
-        if cur_hi >= lo and cur_lo >= 0:
-            cur_hi = max(cur_hi, hi)
-            continue
-        if cur_lo >= 0:
-            yield cur_lo, cur_hi - cur_lo
-        cur_lo, cur_hi = lo, hi
-    if cur_lo >= 0:
-        yield cur_lo, cur_hi - cur_lo
-
-
-def merge_gaps(gaps: Iterable[Gap]) -> list[Gap]:
-    """Sorted, with touching gaps of the same cause and file joined."""
-    out: list[Gap] = []
-    for g in sorted(gaps, key=lambda g: (g.offset, g.length)):
-        if out:
-            last = out[-1]
-            end = last.offset + last.length
-            if g.offset <= end and g.cause == last.cause and g.path == last.path:
-                if g.offset + g.length > end:
-                    out[-1] = Gap(last.offset, g.offset + g.length - last.offset, g.cause, g.path)
-                continue
-        out.append(g)
-    return out
-
-
-def gap_ranges(gaps: Iterable[Gap]) -> list[tuple[int, int]]:
-    """The (offset, length) ranges the gaps cover, whatever their causes, merged."""
-    return list(merge_ranges(sorted((g.offset, g.length) for g in gaps)))
-
-
-# Undefined ranges are resolved through the chain in steps of this size (bounded memory).
-_WALK_STEP = 1024 * 1024 * 1024
+# The undefined ranges found are merged whenever more than this many are pending.
+_MERGE_EVERY = 100_000
 
 
 class Disk:
@@ -307,11 +259,12 @@ class Disk:
             candidates.extend(held)
         for lo, n in merge_ranges(sorted(candidates)):
             end = min(lo + n, self.size)
-            pos = lo
-            while pos < end:
-                step = min(_WALK_STEP, end - pos)
-                self._resolve(0, pos, step, None, 0, gaps, False)
-                pos += step
+            if end > lo:
+                # One walk per range: the layers map runs without a block walk where nothing
+                # is mapped (a 2^63-byte tail is one run), and gaps are merged as they pile up.
+                self._resolve(0, lo, end - lo, None, 0, gaps, False)
+            if len(gaps) > _MERGE_EVERY:
+                gaps[:] = merge_gaps(gaps)
         self._undefined = merge_gaps(gaps)
         return list(self._undefined)
 
@@ -335,11 +288,15 @@ class Disk:
     def iter_content(
         self, chunk: int = CHUNK, gaps: list[Gap] | None = None
     ) -> Iterator[bytes | memoryview]:
-        """The whole virtual content in order; zero stretches come from one shared buffer.
-        Undefined ranges come as zeros and are appended to ``gaps`` when given."""
+        """The whole virtual content in order. Only what some layer holds is read; every other
+        stretch (zeros the format defines, and the undefined ranges :meth:`undefined` lists
+        from the metadata) comes from one shared zero buffer. Undefined ranges come as zeros
+        and are appended to ``gaps`` when given (else remembered in :attr:`touched`)."""
+        known = self.undefined()
+        found: list[Gap] = list(known)
         zeros = memoryview(bytes(chunk))
         pos = 0
-        for lo, n in self.read_plan():
+        for lo, n in self.extents():
             while pos < lo:
                 step = min(chunk, lo - pos)
                 yield zeros[:step]
@@ -347,23 +304,34 @@ class Disk:
             end = lo + n
             while pos < end:
                 step = min(chunk, end - pos)
-                data, found = self.read_checked(pos, step)
-                if found:
-                    if gaps is not None:
-                        gaps.extend(found)
-                    else:
-                        self._touch(found)
+                data, met = self.read_checked(pos, step)
+                found.extend(met)
                 yield data
                 pos += step
         while pos < self.size:
             step = min(chunk, self.size - pos)
             yield zeros[:step]
             pos += step
+        if gaps is not None:
+            gaps.extend(merge_gaps(found))
+        elif found:
+            self._touch(found)
 
     def sha256(
-        self, progress: Callable[[int], None] | None = None, gaps: list[Gap] | None = None
+        self,
+        progress: Callable[[int], None] | None = None,
+        gaps: list[Gap] | None = None,
+        allow_gaps: bool = False,
     ) -> str:
-        """SHA-256 of the whole content (undefined ranges as zeros, listed in ``gaps``)."""
+        """SHA-256 of the whole content (undefined ranges as zeros, listed in ``gaps``).
+
+        SHA-256 has no shortcut for runs of zeros: its cost is the virtual size at the
+        hash's speed (zeros are never read, but they are hashed). Undefined ranges hashed as
+        zeros give the digest of zeros we put there, not of the disk; when they far exceed what
+        the files hold (:func:`check_hash_cost`: a 2 MB file claiming 520 GiB) that digest
+        would cost long and say nothing, so it is refused unless ``allow_gaps``."""
+        if not allow_gaps:
+            check_hash_cost(self)
         h = hashlib.sha256()
         found: list[Gap] = []
         for piece in self.iter_content(gaps=found):
@@ -373,6 +341,33 @@ class Disk:
         if gaps is not None:
             gaps.extend(merge_gaps(found))
         return h.hexdigest()
+
+    def file_bytes(self) -> int:
+        """What the readable files of the chain hold, in bytes (their sizes)."""
+        return sum(layer.source.size for layer in self.layers[: self._depth])
+
+
+# `hash` refuses (unless allowed) a disk whose undefined ranges add up to more than both of
+# these: hashing them is as slow as hashing data and yields only the digest of our zeros.
+HASH_UNDEFINED_FLOOR = 1024**3
+HASH_UNDEFINED_FACTOR = 16
+
+
+def check_hash_cost(disk: Disk) -> None:
+    """Refuse to hash a disk whose undefined content dwarfs its files: more than
+    :data:`HASH_UNDEFINED_FLOOR` bytes and more than :data:`HASH_UNDEFINED_FACTOR` times the
+    bytes its files hold (:class:`UndefinedContentError`, key ``error.hash.undefined-span``)."""
+    undefined = disk.undefined()
+    total = sum(g.length for g in undefined)
+    held = disk.file_bytes()
+    if total > max(HASH_UNDEFINED_FLOOR, HASH_UNDEFINED_FACTOR * held):
+        raise UndefinedContentError(
+            "error.hash.undefined-span",
+            gaps=undefined,
+            path=disk.layers[0].path,
+            file_bytes=held,
+            causes=", ".join(sorted({g.cause for g in undefined})),
+        )
 
 
 def layer_undefined(layer: AnyImage) -> list[Gap]:

@@ -66,5 +66,9 @@ def describe(img: VhdImage) -> dict[str, Any]:
         "block_size": img.block_size,
         "logical_sector_size": img.logical_sector_size,
         "differencing": img.is_differencing,
-        "bat": {"entries": len(img.bat), "allocated": img.allocated_blocks},
+        "bat": {
+            "entries": len(img.bat),
+            "allocated": img.allocated_blocks,
+            "overlapping": len(img.overlapping),
+        },
     }

@@ -1,23 +1,30 @@
 """A VHD/AVHD file: footer (and its copy), dynamic header, BAT, block bitmaps, parent locators.
 
-As for VHDX, damage becomes findings; ``readable`` says whether reading can go on.
+As for VHDX, damage becomes findings; ``readable`` says whether reading can go on. Parsing is
+:mod:`~hvrescue.vdisk.vhd.parse` and :mod:`~hvrescue.vdisk.vhd.bat`; this module maps virtual
+ranges to the file.
+
+Cost is bounded by the file, not by numbers read from it: blocks that lie past the end of the
+file or overlap another block or a structure are undefined and never read, so the ranges
+``allocated`` names (what readers, ``merge`` and ``check --deep`` read) add up to at most the
+file's size plus one block.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from hvrescue.findings import Severity
 from hvrescue.io.source import ReadOnlySource
 from hvrescue.vdisk.base import ImageBase
 from hvrescue.vdisk.layer import (
     BEYOND_EOF,
     BITMAP_CONTRADICTS,
     BITMAP_LOST,
+    INVALID_STATE,
     METADATA_UNREADABLE,
+    OVERLAP,
     TRUNCATED,
     ParentRef,
     Run,
@@ -25,6 +32,7 @@ from hvrescue.vdisk.layer import (
     bitmap_runs,
     clip_to_file,
 )
+from hvrescue.vdisk.vhd import parse
 from hvrescue.vdisk.vhd import structures as s
 from hvrescue.vdisk.vhd.describe import describe as describe_image
 
@@ -49,11 +57,18 @@ class VhdImage(ImageBase):
         # BAT entries whose bytes could not be read, and the blocks the BAT should cover but
         # the file cuts off: what those blocks hold is unknown.
         self.bat_unreadable: set[int] = set()
-        self.bat_cut = 0  # blocks [len(bat), bat_cut) have no BAT entry in the file
+        # Blocks [len(bat), bat_cut) have no BAT entry in the file (it was cut); blocks past
+        # the table the header declares (max_table_entries below what the size needs) have no
+        # entry at all: both are undefined, never zeros.
+        self.bat_cut = 0
+        # Blocks whose file space overlaps another block or a structure (undefined), and the
+        # first overlapping pairs as (file offset, block, other) for messages.
+        self.overlapping: set[int] = set()
+        self.overlaps: list[tuple[int, int | str, int | str]] = []
         # Per block: (sector bitmap, whether it could not be read, non-zero sectors whose
         # bitmap bit says "never written" as (first sector, count) runs).
         self._blocks: OrderedDict[int, tuple[bytes, bool, list[tuple[int, int]]]] = OrderedDict()
-        self._parse()
+        parse.parse(self)
 
     @classmethod
     def open(cls, path: str) -> VhdImage:
@@ -75,300 +90,6 @@ class VhdImage(ImageBase):
     def data_end(self) -> int:
         """Where block data may end: the footer at the end of the file, or the end itself."""
         return self.footer_offset if self.footer_offset is not None else self.source.size
-
-    # ------------------------------------------------------------------ parsing
-    def _parse(self) -> None:
-        size = self.source.size
-        if size == 0:
-            self.sink.add("file.empty", Severity.CRITICAL, 0)
-            return
-        if size < s.FOOTER_SIZE:
-            self.sink.add(
-                "file.truncated", Severity.CRITICAL, size, size=size, expected=s.FOOTER_SIZE
-            )
-            return
-        self._parse_footers()
-        footer = self.footer
-        if footer is None:
-            return
-        if footer.disk_type not in s.DISK_TYPES:
-            self.sink.add(
-                "vhd.footer.invalid",
-                Severity.CRITICAL,
-                self.footer_offset,
-                problem="disk-type",
-                value=footer.disk_type,
-            )
-            return
-        self.size = footer.current_size
-        self._check_geometry(footer)
-        if footer.disk_type == 2:
-            needed = footer.current_size
-            limit = self.footer_offset if self.footer_offset is not None else size
-            if needed > limit:
-                self.sink.add(
-                    "file.truncated",
-                    Severity.ERROR,
-                    limit,
-                    size=size,
-                    expected=needed + s.FOOTER_SIZE,
-                )
-            self.readable = True
-            return
-        self._parse_dynamic(footer)
-        self._summarise()
-
-    def _footer_at(self, offset: int) -> s.Footer | None:
-        raw = self._raw(offset, s.FOOTER_SIZE)
-        if raw[:8] != s.FOOTER_COOKIE:
-            return None
-        return s.Footer.parse(raw)
-
-    def _parse_footers(self) -> None:
-        size = self.source.size
-        end = self._footer_at(size - s.FOOTER_SIZE)
-        end_offset = size - s.FOOTER_SIZE
-        if end is None and size >= 511:
-            # Virtual PC once wrote a 511-byte footer; accept it where the cookie says so.
-            end = self._footer_at(size - 511)
-            end_offset = size - 511 if end else end_offset
-        copy = self._footer_at(0) if size >= 2 * s.FOOTER_SIZE else None
-        self.footer_copy = copy
-        if end is not None:
-            self.footer_offset = end_offset
-            if not end.checksum_ok:
-                self.sink.add(
-                    "vhd.footer.checksum",
-                    Severity.WARNING if (copy and copy.checksum_ok) else Severity.ERROR,
-                    end_offset,
-                    stored=f"0x{end.checksum:08x}",
-                )
-        if copy is not None and not copy.checksum_ok:
-            self.sink.add(
-                "vhd.footer.checksum",
-                Severity.WARNING,
-                0,
-                copy=True,
-                stored=f"0x{copy.checksum:08x}",
-            )
-        if end is None and copy is None:
-            self.sink.add("vhd.footer.missing", Severity.CRITICAL, end_offset)
-            return
-        if end is None:
-            assert copy is not None
-            # The footer at the end is gone (truncated or overwritten); the copy stands in.
-            self.sink.add("vhd.footer.missing", Severity.ERROR, end_offset, using_copy=True)
-            self.footer = copy
-            return
-        if copy is not None and copy.disk_type != 2:
-            fields_differ = [
-                name
-                for name in s.Footer.__dataclass_fields__
-                if name not in ("checksum_ok",) and getattr(copy, name) != getattr(end, name)
-            ]
-            if fields_differ:
-                self.sink.add(
-                    "vhd.footer.mismatch", Severity.WARNING, 0, fields=",".join(fields_differ)
-                )
-        if not end.checksum_ok and copy is not None and copy.checksum_ok:
-            self.footer = copy
-        else:
-            self.footer = end
-        if self.footer.version != 0x00010000:
-            self.sink.add(
-                "vhd.footer.invalid",
-                Severity.WARNING,
-                self.footer_offset,
-                problem="version",
-                value=f"0x{self.footer.version:08x}",
-            )
-
-    def _check_geometry(self, footer: s.Footer) -> None:
-        chs = footer.chs_size
-        if chs == footer.current_size:
-            return
-        expected = s.geometry_for(footer.current_size)
-        actual = (footer.cylinders, footer.heads, footer.sectors_per_track)
-        # The specification's rounding leaves CHS slightly below the size, and large disks carry
-        # the capped geometry: both normal. Virtual PC (and qemu for its images) size the disk
-        # by CHS instead, so there the two sizes mean the guest saw a different disk.
-        capped = actual == (65535, 16, 255)
-        standard = (capped or (actual == expected and chs <= footer.current_size)) and (
-            footer.creator_app != "vpc "
-        )
-        self.sink.add(
-            "vhd.geometry.size-mismatch",
-            Severity.INFO if standard else Severity.WARNING,
-            self.footer_offset,
-            current_size=footer.current_size,
-            chs_size=chs,
-            geometry=f"{actual[0]}/{actual[1]}/{actual[2]}",
-            creator=footer.creator_app.strip(),
-        )
-
-    def _parse_dynamic(self, footer: s.Footer) -> None:
-        size = self.source.size
-        doff = footer.data_offset
-        if doff == s.FIXED_DATA_OFFSET or doff + s.DYNAMIC_HEADER_SIZE > size:
-            self.sink.add(
-                "vhd.header.invalid",
-                Severity.CRITICAL,
-                self.footer_offset,
-                problem="data-offset",
-                value=doff,
-            )
-            return
-        raw = self._raw(doff, s.DYNAMIC_HEADER_SIZE)
-        hdr = s.DynamicHeader.parse(raw)
-        self.header = hdr
-        if hdr.cookie != s.DYNAMIC_COOKIE:
-            self.sink.add("vhd.header.invalid", Severity.CRITICAL, doff, problem="cookie")
-            return
-        if not hdr.checksum_ok:
-            self.sink.add(
-                "vhd.header.checksum", Severity.ERROR, doff, stored=f"0x{hdr.checksum:08x}"
-            )
-        bsize = hdr.block_size
-        if bsize < s.SECTOR or bsize > s.MAX_BLOCK_SIZE or bsize & (bsize - 1):
-            self.sink.add(
-                "vhd.header.invalid", Severity.CRITICAL, doff, problem="block-size", value=bsize
-            )
-            return
-        self.block_size = bsize
-        self.bitmap_size = -(-(bsize // s.SECTOR // 8) // s.SECTOR) * s.SECTOR
-        blocks = -(-self.size // bsize)
-        if hdr.max_table_entries < blocks:
-            self.sink.add(
-                "vhd.header.invalid",
-                Severity.ERROR,
-                doff,
-                problem="max-table-entries",
-                value=hdr.max_table_entries,
-                needed=blocks,
-            )
-        # Bound the BAT by what the virtual size needs and what the file can hold.
-        entries = min(hdr.max_table_entries, blocks)
-        if hdr.table_offset + entries * 4 > size:
-            self.sink.add(
-                "file.truncated",
-                Severity.ERROR,
-                hdr.table_offset,
-                size=size,
-                expected=hdr.table_offset + entries * 4,
-                structure="bat",
-            )
-            cut_at = entries
-            entries = max(0, min(entries, (size - hdr.table_offset) // 4))
-            self.bat_cut = cut_at
-        raw_bat, bad = self.source.read_checked(hdr.table_offset, entries * 4)
-        raw_bat += bytes(entries * 4 - len(raw_bat))
-        for r in bad:
-            self._add(
-                "io.read-error",
-                Severity.ERROR,
-                r.offset,
-                length=r.length,
-                errno=r.errno,
-                structure="bat",
-            )
-            first = (r.offset - hdr.table_offset) // 4
-            last = (r.offset + r.length - hdr.table_offset - 1) // 4
-            self.bat_unreadable.update(range(max(0, first), min(entries, last + 1)))
-        self.bat = struct.unpack(f">{entries}I", raw_bat)
-        self._validate_bat(hdr)
-        if footer.disk_type == 4:
-            self._parse_locators(hdr)
-        self.readable = True
-
-    def _validate_bat(self, hdr: s.DynamicHeader) -> None:
-        limit = self.footer_offset if self.footer_offset is not None else self.source.size
-        spans: list[tuple[int, int, int]] = []
-        for block, sector in enumerate(self.bat):
-            if sector == s.UNUSED_BAT or block in self.bat_unreadable:
-                continue
-            self.allocated_blocks += 1
-            start = sector * s.SECTOR
-            need = self.bitmap_size + min(self.block_size, self.size - block * self.block_size)
-            if start + need > limit:
-                self._add(
-                    "vhd.bat.entry-beyond-eof",
-                    Severity.ERROR,
-                    hdr.table_offset + 4 * block,
-                    block=block,
-                    file_offset=start,
-                    length=need,
-                    file_size=limit,
-                )
-            spans.append((start, start + self.bitmap_size + self.block_size, block))
-        fixed = [
-            (0, s.FOOTER_SIZE, -1),
-            (
-                self.footer.data_offset if self.footer else 0,
-                (self.footer.data_offset if self.footer else 0) + s.DYNAMIC_HEADER_SIZE,
-                -2,
-            ),
-            (hdr.table_offset, hdr.table_offset + len(self.bat) * 4, -3),
-        ]
-        needed_end = max(
-            (
-                start + self.bitmap_size + min(self.block_size, self.size - block * self.block_size)
-                for start, _end, block in spans
-            ),
-            default=0,
-        )
-        if needed_end > limit:
-            self.sink.add(
-                "file.truncated",
-                Severity.ERROR,
-                limit,
-                size=self.source.size,
-                expected=needed_end + s.FOOTER_SIZE,
-                structure="blocks",
-            )
-        names = {-1: "footer-copy", -2: "dynamic-header", -3: "bat"}
-        items = sorted(fixed + spans)
-        reach, who = -1, 0
-        for start, end, block in items:
-            if start < reach and (block >= 0 or who >= 0):
-                a, b = (block, who) if block >= 0 else (who, block)
-                self._add(
-                    "vhd.bat.overlap", Severity.ERROR, start, block=a, other=names.get(b, str(b))
-                )
-            if end > reach:
-                reach, who = end, block
-
-    def _parse_locators(self, hdr: s.DynamicHeader) -> None:
-        size = self.source.size
-        for loc in hdr.locators:
-            entry: dict[str, Any] = {
-                "index": loc.index,
-                "platform": loc.platform_code,
-                "offset": loc.data_offset,
-                "length": loc.data_length,
-            }
-            if (
-                loc.data_length > s.MAX_LOCATOR_DATA
-                or loc.data_offset + loc.data_length > size
-                or loc.data_length == 0
-            ):
-                self.sink.add(
-                    "vhd.locator.invalid",
-                    Severity.WARNING,
-                    loc.data_offset,
-                    index=loc.index,
-                    platform=loc.platform_code,
-                )
-                self.locators.append(entry)
-                continue
-            data = self._raw(loc.data_offset, loc.data_length)
-            if loc.platform_code in ("W2ku", "W2ru"):
-                text = data.decode("utf-16-le", errors="replace")
-            elif loc.platform_code == "MacX":
-                text = data.decode("utf-8", errors="replace")
-            else:
-                text = data.decode("latin-1")
-            entry["path"] = text.split("\0", 1)[0]
-            self.locators.append(entry)
 
     # ------------------------------------------------------------------ the layer API
     @property
@@ -411,6 +132,11 @@ class VhdImage(ImageBase):
             name=self.header.parent_name or None,
         )
 
+    @property
+    def table_end(self) -> int:
+        """The blocks the BAT declares entries for (held in the file or cut off)."""
+        return max(self.bat_cut, len(self.bat))
+
     def map(self, offset: int, length: int) -> Iterator[Run]:
         if not self.readable or self.footer is None:
             raise ValueError("layer is not readable")
@@ -426,12 +152,20 @@ class VhdImage(ImageBase):
             block = pos // bs
             within = pos - block * bs
             n = min(bs - within, end - pos)
+            if block >= len(self.bat):
+                # No entry for this block or any after it: one run, however many blocks.
+                declared = self.table_end
+                stop = min(end, declared * bs) if block < declared else end
+                cause = TRUNCATED if block < declared else INVALID_STATE
+                yield Run(pos, stop - pos, RunKind.UNDEFINED, cause=cause)
+                pos = stop
+                continue
             if block in self.bat_unreadable:
                 yield Run(pos, n, RunKind.UNDEFINED, cause=METADATA_UNREADABLE)
-            elif block >= len(self.bat) and block < self.bat_cut:
-                yield Run(pos, n, RunKind.UNDEFINED, cause=TRUNCATED)
+            elif block in self.overlapping:
+                yield Run(pos, n, RunKind.UNDEFINED, cause=OVERLAP)
             else:
-                sector = self.bat[block] if block < len(self.bat) else s.UNUSED_BAT
+                sector = self.bat[block]
                 if sector == s.UNUSED_BAT:
                     yield Run(pos, n, RunKind.PARENT if diff else RunKind.ZERO)
                 else:
@@ -511,17 +245,24 @@ class VhdImage(ImageBase):
                 yield from _zero_or_contradicting(lo, hi, block_start, contradicting)
 
     def allocated(self) -> Iterator[tuple[int, int]]:
+        """Blocks whose data may be in the file: not past its end (those are undefined, found
+        by :meth:`suspect`), not overlapping anything; together at most the file's size."""
         if not self.readable or self.footer is None:
             return
+        limit = self.data_end
         if self.footer.disk_type == 2:
-            if self.size:
-                yield 0, self.size
+            held = min(self.size, limit)
+            if held > 0:
+                yield 0, held
             return
         bs = self.block_size
         for block, sector in enumerate(self.bat):
-            if sector != s.UNUSED_BAT and block not in self.bat_unreadable:
-                lo = block * bs
-                yield lo, min(bs, self.size - lo)
+            if sector == s.UNUSED_BAT or block in self.bat_unreadable:
+                continue
+            if block in self.overlapping or sector * s.SECTOR + self.bitmap_size >= limit:
+                continue
+            lo = block * bs
+            yield lo, min(bs, self.size - lo)
 
     def suspect(self) -> Iterator[tuple[int, int]]:
         if not self.readable or self.footer is None:
@@ -536,7 +277,7 @@ class VhdImage(ImageBase):
             sector = self.bat[block]
             lo = block * bs
             n = min(bs, self.size - lo)
-            if block in self.bat_unreadable:
+            if block in self.bat_unreadable or block in self.overlapping:
                 yield lo, n
                 continue
             if sector == s.UNUSED_BAT:
@@ -551,9 +292,9 @@ class VhdImage(ImageBase):
                     yield lo, n
             else:
                 yield lo, n  # a differencing block's bitmap may be unreadable
-        if self.bat_cut > len(self.bat):
-            lo = len(self.bat) * bs
-            yield lo, min(self.size, self.bat_cut * bs) - lo
+        lo = len(self.bat) * bs  # blocks without an entry (cut off, or past the table)
+        if lo < self.size:
+            yield lo, self.size - lo
 
     def file_to_virtual(self, file_offset: int, length: int) -> list[tuple[int, int]]:
         """The virtual ranges whose data lies in the file range (a block's bitmap counts for

@@ -1,10 +1,16 @@
-"""MS-VHDX 2.5 BAT: read it (bounded by the file) and validate every entry into findings."""
+"""MS-VHDX 2.5 BAT: read it (bounded by the file) and validate every entry into findings.
+
+An entry whose block (or sector bitmap block) overlaps another block, the header area, a
+region or the log makes that block undefined (cause ``overlap``), and so does its partner:
+which of them the bytes belong to cannot be known. Such blocks are never read."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hvrescue.findings import Severity
+from hvrescue.vdisk.layer import MAX_OVERLAP_RECORDS, find_overlaps
 from hvrescue.vdisk.vhdx import structures as s
 
 if TYPE_CHECKING:
@@ -28,9 +34,11 @@ def parse_bat(img: VhdxImage) -> None:
             entries=needed,
             region_length=region.length,
         )
-    # Never allocate by a number read from the file: what the file holds bounds the BAT;
-    # entries past the end read as NOT_PRESENT (and the truncation is reported).
-    held = max(0, img.file_size - region.file_offset) // 8
+    # Never allocate by a number read from the file: what the file holds bounds the BAT (past
+    # its end only the sectors the log writes: LastFileOffset is a claim, not data); the
+    # blocks of entries it cuts off are undefined, and the truncation is reported.
+    held_end = max(img.source.size, img.overlay.written_end)
+    held = max(0, held_end - region.file_offset) // 8
     count = min(needed, region.length // 8, held)
     if count < needed:
         # The blocks past the BAT's end have no entry: unknown, not absent.
@@ -172,6 +180,9 @@ def check_block_extent(
             file_offset=file_offset,
             other="header",
         )
+        img.overlapping.add(index)
+        if len(img.overlaps) < MAX_OVERLAP_RECORDS:
+            img.overlaps.append((file_offset, index, "header"))
         return
     if file_offset + length > fsize:
         img._add(
@@ -187,24 +198,89 @@ def check_block_extent(
 
 
 def check_overlaps(img: VhdxImage, spans: list[tuple[int, int, int]]) -> None:
+    """Blocks whose file space overlaps another block, a region, or the log: every one of them
+    is undefined (see :func:`hvrescue.vdisk.layer.find_overlaps`)."""
     fixed = [(e.file_offset, e.file_offset + e.length, e.name) for e in img.regions.values()]
     if img.header is not None and img.header.log_length:
         fixed.append((img.header.log_offset, img.header.log_offset + img.header.log_length, "log"))
-    items: list[tuple[int, int, str | int]] = [(a, b, n) for a, b, n in fixed]
+    items: list[tuple[int, int, int | str]] = [(a, b, n) for a, b, n in fixed]
     items += [(a, b, i) for a, b, i in spans]
-    items.sort(key=lambda t: (t[0], t[1]))
-    reach_end, reach_who = -1, None
-    for start, end, who in items:
-        if start < reach_end and isinstance(who, int) | isinstance(reach_who, int):
-            index = who if isinstance(who, int) else reach_who
-            other = reach_who if isinstance(who, int) else who
-            img._add(
-                "vhdx.bat.overlap",
-                Severity.ERROR,
-                start,
-                index=index,
-                file_offset=start,
-                other=str(other),
-            )
-        if end > reach_end:
-            reach_end, reach_who = end, who
+    marked, pairs, count = find_overlaps(items)
+    img.overlapping |= marked
+    for start, index, other in pairs:
+        img._add(
+            "vhdx.bat.overlap",
+            Severity.ERROR,
+            start,
+            index=index,
+            file_offset=start,
+            other=str(other),
+        )
+        if len(img.overlaps) < MAX_OVERLAP_RECORDS:
+            img.overlaps.append((start, index, other))
+    if count > len(pairs):
+        img._counts["vhdx.bat.overlap"] = (
+            img._counts.get("vhdx.bat.overlap", 0) + count - len(pairs)
+        )
+
+
+def suspect(img: VhdxImage) -> Iterator[tuple[int, int]]:
+    """Virtual ranges that may be undefined, from the BAT alone (see ``Layer.suspect``)."""
+    if not img.readable or img.bat is None:
+        return
+    cr1 = img.chunk_ratio + 1
+    fend = img.source.size  # past it only what the log writes is defined: map says
+    blocks: set[int] = set()
+    for index in img.bat_unreadable | img.overlapping:
+        if index % cr1 == cr1 - 1:  # a bitmap entry: all blocks of its chunk
+            first = (index // cr1) * img.chunk_ratio
+            blocks.update(range(first, first + img.chunk_ratio))
+        else:
+            blocks.add(index - index // cr1)
+    defined = (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED, s.PAYLOAD_ZERO, s.PAYLOAD_UNMAPPED)
+    for block, _index, entry in img._payload_entries():
+        state = entry & 7
+        if state in defined:
+            continue
+        if state != s.PAYLOAD_FULLY_PRESENT or ((entry >> 20) << 20) + img.block_size > fend:
+            blocks.add(block)  # partial (bitmap may be lost), invalid, or cut off
+    # The blocks past a short BAT: one range, however many blocks the size claims.
+    tail = img.data_blocks
+    if img.bat_short is not None:
+        tail = max(0, img.bat_short[0] - img.bat_short[0] // cr1 - 1)
+    for block in sorted(b for b in blocks if b < tail):
+        yield img._block_range(block)
+    if tail < img.data_blocks:
+        lo = tail * img.block_size
+        yield lo, img.size - lo
+
+
+def file_to_virtual(img: VhdxImage, file_offset: int, length: int) -> list[tuple[int, int]]:
+    """The virtual ranges whose data (or sector bitmap) lies in the file range; empty for
+    structures (headers, region tables, log, BAT, metadata)."""
+    if not img.readable or img.bat is None:
+        return []
+    lo, hi = file_offset, file_offset + length
+    bs, cr = img.block_size, img.chunk_ratio
+    cr1 = cr + 1
+    out: list[tuple[int, int]] = []
+    for index in range(len(img.bat)):
+        entry = int(img.bat[index])
+        if entry & 7 not in (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT):
+            continue
+        start = (entry >> 20) << 20
+        if index % cr1 == cr:  # a sector bitmap block: the chunk's partial blocks
+            if entry & 7 == s.SB_PRESENT and start < hi and lo < start + s.MiB:
+                first = (index // cr1) * cr
+                for block in range(first, min(first + cr, img.data_blocks)):
+                    if img.bat_entry(block + block // cr) & 7 == s.PAYLOAD_PARTIALLY_PRESENT:
+                        vlo = block * bs
+                        out.append((vlo, min(bs, img.size - vlo)))
+            continue
+        if hi <= start or lo >= start + bs:
+            continue
+        block = index - index // cr1
+        a, b = max(lo, start), min(hi, start + bs)
+        vlo = block * bs + a - start
+        out.append((vlo, min(b - a, img.size - vlo)))
+    return sorted((a, n) for a, n in out if n > 0)

@@ -1,7 +1,8 @@
 """Stream a new dynamic VHDX to an open file: payload blocks are appended as they come, the BAT
-is kept in memory (8 bytes a block) and written with the headers, region tables and metadata
-when the disk is finished. Cost follows the data: a block never added stays NOT_PRESENT (reads
-as zeros) and takes no space.
+entries of the blocks written are kept in memory (the rest of the BAT is zeros: a hole) and
+written with the headers, region tables and metadata when the disk is finished, so memory
+follows the blocks written, not the virtual size. Cost follows the data: a block never added
+stays NOT_PRESENT (reads as zeros) and takes no space.
 
 Layout (MS-VHDX 2.1): identifier, two headers, two region tables in the first 1 MiB; the log at
 1 MiB (empty, its GUID zero: nothing to replay); metadata at 2 MiB; the BAT at 3 MiB; payload
@@ -10,9 +11,8 @@ blocks 1 MiB-aligned after it.
 
 from __future__ import annotations
 
-import array
 import os
-import sys
+import struct
 
 from hvrescue.platform import pwrite
 from hvrescue.vdisk.vhdx import structures as s
@@ -35,6 +35,13 @@ def bat_layout(spec: VhdxSpec) -> tuple[int, int, int]:
     return cr, entries, length
 
 
+def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+    view = memoryview(data)
+    pos = 0
+    while pos < len(view):
+        pos += pwrite(fd, view[pos:], offset + pos)
+
+
 class VhdxBuilder:
     def __init__(self, fd: int, spec: VhdxSpec) -> None:
         if spec.block_size % s.MiB or not s.MiB <= spec.block_size <= 256 * s.MiB:
@@ -44,7 +51,7 @@ class VhdxBuilder:
         self.fd = fd
         self.spec = spec
         self.chunk_ratio, self.entries, self.bat_length = bat_layout(spec)
-        self.bat = array.array("Q", bytes(8 * self.entries))
+        self.bat: dict[int, int] = {}  # BAT index -> entry, for the blocks written
         self.next_free = BAT_OFFSET + self.bat_length
         self.blocks_written = 0
 
@@ -81,11 +88,17 @@ class VhdxBuilder:
         pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[0])
         pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[1])
         pwrite(self.fd, _metadata(spec), METADATA_OFFSET)
-        if sys.byteorder != "little":
-            self.bat.byteswap()
-        bat = self.bat.tobytes()
-        pos = 0
-        while pos < len(bat):
-            pos += pwrite(self.fd, bat[pos:], BAT_OFFSET + pos)
         os.ftruncate(self.fd, self.next_free)
+        # The BAT page by page where entries were set; the rest stays a hole (zeros).
+        page = 64 * s.KiB
+        per_page = page // 8
+        pages: dict[int, bytearray] = {}
+        for index in sorted(self.bat):
+            buf = pages.setdefault(index // per_page, bytearray(page))
+            struct.pack_into("<Q", buf, (index % per_page) * 8, self.bat[index])
+            if len(pages) > 1:  # indexes ascend: earlier pages are complete
+                first = min(pages)
+                pwrite_all(self.fd, pages.pop(first), BAT_OFFSET + first * page)
+        for number, buf in pages.items():
+            pwrite_all(self.fd, buf, BAT_OFFSET + number * page)
         return self.next_free

@@ -141,5 +141,6 @@ def describe(img: VhdxImage) -> dict[str, Any]:
             "entries": 0 if img.bat is None else len(img.bat),
             "entries_needed": img.bat_entries_needed if img.chunk_ratio else None,
             "states": dict(sorted(img.bat_counts.items())),
+            "overlapping": len(img.overlapping),
         },
     }

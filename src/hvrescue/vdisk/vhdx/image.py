@@ -19,6 +19,7 @@ from hvrescue.vdisk.layer import (
     BITMAP_LOST,
     INVALID_STATE,
     METADATA_UNREADABLE,
+    OVERLAP,
     TRUNCATED,
     ParentRef,
     Run,
@@ -63,6 +64,10 @@ class VhdxImage(ImageBase):
         # disk needs (with why): the blocks they govern are undefined, never zero.
         self.bat_unreadable: set[int] = set()
         self.bat_short: tuple[int, str] | None = None
+        # BAT indexes whose block overlaps another block or a structure (undefined), and the
+        # first overlapping pairs as (file offset, index, other) for messages.
+        self.overlapping: set[int] = set()
+        self.overlaps: list[tuple[int, int | str, int | str]] = []
         self._bitmap_cache: OrderedDict[int, bytes | None] = OrderedDict()
         self._parse()
 
@@ -197,6 +202,10 @@ class VhdxImage(ImageBase):
             within = pos - block * bs
             n = min(bs - within, end - pos)
             index = block + block // cr
+            if self.bat_short is not None and index >= self.bat_short[0]:
+                # No entry for this block or any after it: one run, however many blocks.
+                yield Run(pos, end - pos, RunKind.UNDEFINED, cause=self.bat_short[1])
+                return
             cause = self._entry_undefined(index)
             if cause:
                 yield Run(pos, n, RunKind.UNDEFINED, cause=cause)
@@ -254,6 +263,8 @@ class VhdxImage(ImageBase):
             return METADATA_UNREADABLE
         if self.bat_short is not None and index >= self.bat_short[0]:
             return self.bat_short[1]
+        if index in self.overlapping:
+            return OVERLAP
         return ""
 
     def _block_bitmap(self, block: int) -> bytes | None:
@@ -332,11 +343,24 @@ class VhdxImage(ImageBase):
         lo = block * self.block_size
         return lo, min(self.block_size, self.size - lo)
 
+    def _holds(self, block_file: int) -> bool:
+        """Whether any byte of a block starting at ``block_file`` is in the file (or written
+        there by the log)."""
+        if block_file < self.source.size:
+            return True
+        return not self.overlay.empty and self.overlay.touches(block_file, self.block_size)
+
     def allocated(self) -> Iterator[tuple[int, int]]:
+        """Blocks whose data may be in the file: not past its end (those are undefined, found
+        by :meth:`suspect`), not overlapping anything; together at most the file's size (and
+        what the log writes) plus one block."""
         present = (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT)
         for block, index, entry in self._payload_entries():
-            if entry & 7 in present and index not in self.bat_unreadable:
-                yield self._block_range(block)
+            if entry & 7 not in present or index in self.bat_unreadable:
+                continue
+            if index in self.overlapping or not self._holds((entry >> 20) << 20):
+                continue
+            yield self._block_range(block)
 
     def zeroed(self) -> Iterator[tuple[int, int]]:
         """Virtual ranges whose blocks read as zeros by their state (ZERO, UNMAPPED) without
@@ -346,59 +370,12 @@ class VhdxImage(ImageBase):
                 yield self._block_range(block)
 
     def suspect(self) -> Iterator[tuple[int, int]]:
-        if not self.readable or self.bat is None:
-            return
-        cr1 = self.chunk_ratio + 1
-        fend = self.source.size  # past it only what the log writes is defined: map says
-        blocks: set[int] = set()
-        for index in self.bat_unreadable:
-            if index % cr1 == cr1 - 1:  # a bitmap entry: all blocks of its chunk
-                first = (index // cr1) * self.chunk_ratio
-                blocks.update(range(first, first + self.chunk_ratio))
-            else:
-                blocks.add(index - index // cr1)
-        defined = (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED, s.PAYLOAD_ZERO, s.PAYLOAD_UNMAPPED)
-        for block, _index, entry in self._payload_entries():
-            state = entry & 7
-            if state in defined:
-                continue
-            if state != s.PAYLOAD_FULLY_PRESENT or ((entry >> 20) << 20) + self.block_size > fend:
-                blocks.add(block)  # partial (bitmap may be lost), invalid, or cut off
-        if self.bat_short is not None:
-            first_block = self.bat_short[0] - self.bat_short[0] // cr1
-            blocks.update(range(max(0, first_block - 1), self.data_blocks))
-        for block in sorted(b for b in blocks if b < self.data_blocks):
-            yield self._block_range(block)
+        return bat.suspect(self)
 
     def file_to_virtual(self, file_offset: int, length: int) -> list[tuple[int, int]]:
         """The virtual ranges whose data (or sector bitmap) lies in the file range; empty for
         structures (headers, region tables, log, BAT, metadata)."""
-        if not self.readable or self.bat is None:
-            return []
-        lo, hi = file_offset, file_offset + length
-        bs, cr = self.block_size, self.chunk_ratio
-        cr1 = cr + 1
-        out: list[tuple[int, int]] = []
-        for index in range(len(self.bat)):
-            entry = int(self.bat[index])
-            if entry & 7 not in (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT):
-                continue
-            start = (entry >> 20) << 20
-            if index % cr1 == cr:  # a sector bitmap block: the chunk's partial blocks
-                if entry & 7 == s.SB_PRESENT and start < hi and lo < start + s.MiB:
-                    first = (index // cr1) * cr
-                    for block in range(first, min(first + cr, self.data_blocks)):
-                        if self.bat_entry(block + block // cr) & 7 == s.PAYLOAD_PARTIALLY_PRESENT:
-                            vlo = block * bs
-                            out.append((vlo, min(bs, self.size - vlo)))
-                continue
-            if hi <= start or lo >= start + bs:
-                continue
-            block = index - index // cr1
-            a, b = max(lo, start), min(hi, start + bs)
-            vlo = block * bs + a - start
-            out.append((vlo, min(b - a, self.size - vlo)))
-        return sorted((a, n) for a, n in out if n > 0)
+        return bat.file_to_virtual(self, file_offset, length)
 
     def describe(self) -> dict[str, Any]:
         return describe_image(self)

@@ -231,7 +231,8 @@ class Overlay:
 
     def uncovered(self, offset: int, length: int) -> list[tuple[int, int]]:
         """The parts of the file range [offset, offset+length) that the log does not rewrite
-        (the parts whose bytes come from the file itself)."""
+        (the parts whose bytes come from the file itself); costs the log's writes met, not the
+        range's length."""
         out: list[tuple[int, int]] = []
         pos, end = offset, offset + length
         while pos < end:
@@ -243,13 +244,35 @@ class Overlay:
             if key in self._sectors:
                 pos = min(end, key + LOG_SECTOR)
                 continue
-            nxt = min(end, key + LOG_SECTOR)
+            # Up to the next byte the log writes: the next data sector or zero range.
+            k = bisect.bisect_right(self._keys, pos)
+            z = bisect.bisect_right(self._zero_starts, pos)
+            nxt = min(
+                end,
+                self._keys[k] if k < len(self._keys) else end,
+                self._zero_starts[z] if z < len(self._zero_starts) else end,
+            )
             if out and out[-1][0] + out[-1][1] == pos:
                 out[-1] = (out[-1][0], out[-1][1] + nxt - pos)
             else:
                 out.append((pos, nxt - pos))
             pos = nxt
         return out
+
+    @property
+    def written_end(self) -> int:
+        """Where the last sector the log writes ends (0 when it writes none): past it the log
+        supplies nothing but zeros, whatever LastFileOffset claims."""
+        return self._keys[-1] + LOG_SECTOR if self._keys else 0
+
+    def touches(self, offset: int, length: int) -> bool:
+        """Whether the log writes (data or zeros) any byte of [offset, offset+length)."""
+        end = offset + length
+        i = bisect.bisect_left(self._keys, offset - LOG_SECTOR + 1)
+        if i < len(self._keys) and self._keys[i] < end:
+            return True
+        j = bisect.bisect_right(self._zero_starts, end - 1) - 1
+        return j >= 0 and self._zero_ends[j] > offset
 
     @property
     def touched_offsets(self) -> list[int]:
