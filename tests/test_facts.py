@@ -426,3 +426,26 @@ def test_sdshow_service_name_from_the_file_name(tmp_path, name, expected):
     [fact] = facts_from_file(str(path)).facts
     assert fact.attributes["service_name"] == expected
     assert fact.attributes["service_name_from"] == "file_name"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "symlink"), reason="no symbolic links")
+def test_facts_say_what_was_skipped_in_both_languages(tmp_path: Path):
+    import os
+
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    shutil.copyfile(FIX / "sc_qc_en.txt", folder / "sc.txt")
+    os.symlink(FIX / "tasklist_svc_en.txt", folder / "tasklist.txt")
+    data = run_cli("facts", "--json", folder).json()
+    assert data["skipped"] == [
+        {
+            "path": str(folder / "tasklist.txt"),
+            "reason": "link-outside",
+            "detail": str(FIX / "tasklist_svc_en.txt"),
+        }
+    ]
+    assert {f["kind"] for f in data["facts"]} == {"service_config"}
+    en = run_cli("facts", folder).stdout
+    ja = run_cli("--lang", "ja", "facts", folder).stdout
+    assert "Skipped:" in en and "not followed" in en
+    assert "読み飛ばし" in ja and "たどっていません" in ja

@@ -216,3 +216,35 @@ def test_damaged_vmcx_files_never_crash_the_reader(tmp_path: Path):
             assert config.format == "vmcx"
             outcomes["read"] += 1
     assert outcomes["read"] and outcomes["damaged"]  # both paths were exercised
+
+
+def test_inventory_from_a_walk_already_made_is_the_inventory_it_makes_itself(vm: Path):
+    from hvrescue.evidence import Item, Walk
+
+    items = [e for e in Walk([str(vm)], archives=False) if isinstance(e, Item)]
+    given = build_inventory(str(vm), as_of=dt.datetime(2030, 1, 1, tzinfo=dt.UTC), items=items)
+    walked = build_inventory(str(vm), as_of=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert given.as_dict() == walked.as_dict() and given.findings == walked.findings
+    assert {f["role"] for f in walked.as_dict()["files"]} == {
+        "base-disk",
+        "differencing-disk",
+        "configuration",
+    }
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+def test_inventory_lists_what_it_did_not_read_and_never_blocks(vm: Path, tmp_path: Path):
+    import os
+
+    os.mkfifo(vm / "Virtual Hard Disks" / "stuck.vhdx")
+    outside = tmp_path / "elsewhere.vhdx"
+    (vm / "Virtual Hard Disks" / "base.vhdx").rename(outside)
+    os.symlink(outside, vm / "Virtual Hard Disks" / "base.vhdx")
+    r = run_cli("inventory", "--json", vm, "--max-memory", "64M")
+    data = r.json()
+    reasons = {Path(s["path"]).name: s["reason"] for s in data["skipped"]}
+    assert reasons == {"stuck.vhdx": "not-regular", "base.vhdx": "link-outside"}
+    paths = {f["path"] for f in data["files"]}
+    # Neither is a file of the folder (the link's target may still be found as a parent, by
+    # the chain's own search, and listed as outside the folder).
+    assert not {"Virtual Hard Disks/stuck.vhdx", "Virtual Hard Disks/base.vhdx"} & paths

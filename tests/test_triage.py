@@ -258,3 +258,27 @@ def test_report_screenshot_shows_the_verdict_at_the_top(tmp_path: Path, lang: st
     # ...and the diagnoses follow below it on the light page background.
     below = [im.getpixel((x, 600)) for x in range(30, 380, 10)]
     assert sum(1 for p in below if min(p) > 230) > len(below) / 2
+
+
+def test_evidence_skipped_at_a_limit_is_named_and_never_healthy(tmp_path: Path):
+    import zipfile
+
+    folder = incident(tmp_path, "limits", [CMD / "vssadmin_writers_en.txt"])
+    text = (CMD / "events_text_en.txt").read_bytes()
+    with zipfile.ZipFile(folder / "bundle.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("logs/app.log", text * 20_000)  # ~20 MB from ~50 KB: a zip bomb's ratio
+        zf.writestr("logs/writers.txt", (CMD / "vssadmin_writers_en.txt").read_bytes())
+    r, out = triage(folder)
+    data = r.json()
+    member = f"{folder / 'bundle.zip'}!/logs/app.log"
+    assert [(s["path"], s["reason"]) for s in data["skipped"]] == [(member, "zip-ratio")]
+    assert r.rc == 1 and data["verdict"]["state"] == "problems"
+    [d] = [d for d in data["diagnoses"] if d["id"] == "generic.evidence-unreadable"]
+    assert (
+        d["evidence"][0]["path"] == member and "evidence.zip-ratio" in d["evidence"][0]["excerpt"]
+    )
+    # The rest of the bundle was read.
+    assert data["verdict"]["basis"]["skipped"] == 1
+    assert (
+        json.loads((out / "report.json").read_text(encoding="utf-8"))["skipped"] == data["skipped"]
+    )

@@ -19,6 +19,7 @@ from hvrescue.diagnose.engine import SEVERITY_ORDER, evaluate
 from hvrescue.diagnose.rules import load_rules
 from hvrescue.diagnose.triage import Triage
 from hvrescue.facts.model import Fact, Provenance, Unrecognised
+from hvrescue.report.i18n import Messages
 from tests.builders import make_chain
 from tests.helpers import CORPUS, SHARED, run_cli
 
@@ -37,6 +38,11 @@ GREEN = (
     "何も認識できませんでした",
 )
 JAPANESE = re.compile("[ぁ-んァ-ン一-龯]")
+
+
+def storage(lang: str) -> str:
+    """`<other storage>` as the commands of a report in ``lang`` show it."""
+    return Messages(lang).placeholders("<other storage>")
 
 
 def triage(folder: Path, *args: str, lang: str = "en", expect: int | None = None):
@@ -131,7 +137,7 @@ def test_triage_of_every_damaged_disk_together_is_never_green(
     for d in generic:
         commands = " ".join(s["command"] for s in d["steps"])
         path = next(e["path"] for e in d["evidence"] if e["path"])
-        assert f"hvrescue preserve {path} <other storage>" in commands
+        assert f"hvrescue preserve {path} {storage(lang)}" in commands
         for command in ("check --deep", "repair", "salvage", "extract"):
             assert f"hvrescue {command}" in commands
         assert all(": " in e["excerpt"] and "[" in e["excerpt"] for e in d["evidence"])
@@ -303,7 +309,7 @@ def test_the_example_incident_names_reparent(tmp_path: Path, lang: str):
     child = disks / "web01_6F1C0F4E-2B7A-4C55-9A61-0D2E54B1C3A7.avhdx"
     parent = disks / "web01-restored.vhdx"
     [d] = [d for d in data["diagnoses"] if d["id"] == "vdisk.chain.parent-found-elsewhere"]
-    expected = f'hvrescue reparent "{child}" --parent "{parent}" "<other storage>/{child.name}"'
+    expected = f'hvrescue reparent "{child}" --parent "{parent}" "{storage(lang)}/{child.name}"'
     assert expected in [s["command"] for s in d["steps"]]
     assert parent.name in d["title"]
     if lang == "ja":
@@ -338,7 +344,7 @@ def test_crash_evidence_from_a_public_evtx_gives_the_bugcheck_with_its_stop_code
     assert top["id"] == "guest.bugcheck" == data["verdict"]["id"]
     assert "0x00010001" in top["title"] and "0x00010001" in top["summary"]
     assert "C:\\Windows\\MEMORY.DMP" in top["summary"]
-    assert "copy C:\\Windows\\MEMORY.DMP <other storage>" in top["steps"][0]["command"]
+    assert f"copy C:\\Windows\\MEMORY.DMP {storage(lang)}" in top["steps"][0]["command"]
     sources = sorted(
         (e["attributes"]["source"], e["locator"]) for e in top["evidence"] if e["kind"] != "more"
     )

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import HvrescueError, NotADiskError
+from hvrescue.evidence import Budget, Item, Skipped, Walk
+from hvrescue.evidence import classify as kinds
 from hvrescue.findings import Finding, Severity
 from hvrescue.preserve.manifest import iso_ns
 from hvrescue.preserve.plan import (
@@ -21,13 +23,12 @@ from hvrescue.preserve.plan import (
     ROLE_CONFIG,
     ROLE_DIFF,
     ROLE_RUNTIME,
-    RUNTIME_SUFFIXES,
     _role_by_name,
 )
 from hvrescue.vdisk.chain import candidate_paths, resolve_chain
 from hvrescue.vdisk.check import dedupe
 from hvrescue.vdisk.detect import DISK_SUFFIXES, probe_identity
-from hvrescue.vmconfig import ConfigUnavailable, VmConfig, looks_like_config, read_config
+from hvrescue.vmconfig import ConfigUnavailable, VmConfig, read_config
 
 MAX_FILES = 200_000
 DEFAULT_OLDER_THAN_DAYS = 14
@@ -73,6 +74,12 @@ class Inventory:
     chains: list[list[str]] = field(default_factory=list)  # real paths, base first
     vms: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # what the walk did not read
+
+    @property
+    def status(self) -> str:
+        """``findings`` when a finding of warning or worse was made, else ``clean``."""
+        return "findings" if any(f.severity >= Severity.WARNING for f in self.findings) else "clean"
 
     def as_dict(self) -> dict[str, Any]:
         rel_of = {f.path: f.rel for f in self.files}
@@ -96,6 +103,7 @@ class Inventory:
             "files": [f.as_dict(rel_of) for f in self.files],
             "chains": chains,
             "vms": self.vms,
+            "skipped": [s.as_dict() for s in self.skipped],
         }
 
 
@@ -125,57 +133,68 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _files(
+    root: str, items: list[Item] | None, budget: Budget | None, inv: Inventory
+) -> list[Item]:
+    """The regular files under ``root``: those a walk already found, or a walk of its own
+    (zips left as files); what the walk skipped goes to ``inv.skipped``."""
+    if items is not None:
+        return [i for i in items if not i.member and i.stat is not None]
+    found: list[Item] = []
+    limits = Budget.of(budget.max_memory if budget else None, max_files=MAX_FILES)
+    for entry in Walk([root], limits, archives=False):
+        if isinstance(entry, Skipped):
+            inv.skipped.append(entry)
+        elif isinstance(entry, Item) and entry.stat is not None:
+            found.append(entry)
+    return found
+
+
 def build_inventory(
     root: str,
     search: list[str] | None = None,
     as_of: dt.datetime | None = None,
     older_than_days: int = DEFAULT_OLDER_THAN_DAYS,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    budget: Budget | None = None,
+    items: list[Item] | None = None,
 ) -> Inventory:
+    """``items``: the files of ``root`` as a walk already found them (triage walks once);
+    without them ``root`` is walked here, under ``budget``."""
     root = os.path.abspath(root)
     inv = Inventory(root, as_of or dt.datetime.now(dt.UTC))
     findings: list[Finding] = []
     search_dirs = [root, *(search or [])]
     by_real: dict[str, FileInfo] = {}
     configs: list[str] = []
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            if len(by_real) >= MAX_FILES:
-                break
-            path = os.path.join(folder, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            if not os.path.isfile(path):
-                continue
-            real = os.path.realpath(path)
-            info = FileInfo(
-                real,
-                os.path.relpath(path, root).replace(os.sep, "/"),
-                _role_by_name(path),
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_ctime_ns,
+    for item in _files(root, items, budget, inv):
+        path = os.path.abspath(item.path)
+        st = item.stat
+        if st is None:
+            continue
+        real = os.path.realpath(path)
+        info = FileInfo(
+            real,
+            os.path.relpath(path, root).replace(os.sep, "/"),
+            _role_by_name(path),
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+        )
+        if st.st_size == 0:
+            findings.append(
+                Finding("inventory.empty-file", Severity.WARNING, path, params={"role": info.role})
             )
-            if st.st_size == 0:
-                findings.append(
-                    Finding(
-                        "inventory.empty-file", Severity.WARNING, path, params={"role": info.role}
-                    )
-                )
-            lower = name.lower()
-            if lower.endswith(RUNTIME_SUFFIXES):
-                info.role = ROLE_RUNTIME
-            elif lower.endswith(DISK_SUFFIXES) or (st.st_size and probe_identity(path) is not None):
-                probe = probe_identity(path)
-                if probe is not None:
-                    info.format, info.identity = probe[0], probe[1]
-            elif looks_like_config(path):
-                info.role = ROLE_CONFIG
-                configs.append(real)
-            by_real[real] = info
+        if item.kind == kinds.VM_RUNTIME:
+            info.role = ROLE_RUNTIME
+        elif item.kind == kinds.DISK:
+            probe = probe_identity(path)
+            if probe is not None:
+                info.format, info.identity = probe[0], probe[1]
+        elif item.kind == kinds.VM_CONFIG:
+            info.role = ROLE_CONFIG
+            configs.append(real)
+        by_real[real] = info
     inv.files = sorted(by_real.values(), key=lambda f: f.rel)
 
     # Disks: who is whose parent, by identity.

@@ -1,10 +1,7 @@
-"""`triage` and `explain`."""
+"""`triage`, `explain` and `guest`: each calls one library function and shows its result."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import os
 import sys
 from typing import Any
 
@@ -19,20 +16,16 @@ from hvrescue.cli.main import (
     audited,
     cli,
     json_option,
+    max_memory_option,
     on_interrupt,
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import console, emit_json
-from hvrescue.diagnose.engine import SEVERITY_ORDER
+from hvrescue.cli.output import console, emit_json, hint, stdout_binary
 from hvrescue.diagnose.triage import SYMPTOMS
 from hvrescue.errors import InputError
-from hvrescue.io.atomic import atomic_output, check_output_dir, prepare_output_folder
 
-
-def _write(path: str, text: str) -> None:
-    with atomic_output(path) as fd:
-        os.write(fd, text.encode("utf-8"))
+MAX_SHOWN = 5
 
 
 @cli.command()
@@ -52,67 +45,79 @@ def _write(path: str, text: str) -> None:
     help="Folder for report.html, report.md and report.json (default: a new folder beside the "
     "evidence, never inside it).",
 )
+@click.option(
+    "--timeline-format",
+    "timeline_format",
+    type=click.Choice(("jsonl", "csv", "json")),
+    default=None,
+    help="Print the timeline (every event with a time, oldest first) instead of the summary: "
+    "jsonl (Timesketch), csv (Excel) or json.",
+)
+@max_memory_option
 @json_option
 @pass_ctx
 @audited("paths")
 def triage(
-    c: Ctx, paths: tuple[str, ...], symptoms: tuple[str, ...], out_dir: str | None, as_json: bool
+    c: Ctx,
+    paths: tuple[str, ...],
+    symptoms: tuple[str, ...],
+    out_dir: str | None,
+    timeline_format: str | None,
+    max_memory: str | None,
+    as_json: bool,
 ) -> None:
     """What is most likely wrong, the evidence, and what to do next, from everything given
     (event exports, command outputs, VM folders, disks, zip bundles).
 
     Exit 0 nothing of severity warning or worse, 1 diagnoses, 2 could not run."""
-    from hvrescue.diagnose.triage import default_out_dir, run_triage
-    from hvrescue.report.render import build, to_html, to_json, to_markdown
+    from hvrescue.evidence import Budget
+    from hvrescue.report.triage_report import triage_to_folder
 
-    lang = c.msg.lang
-    if out_dir is not None:
-        check_output_dir(out_dir)  # before the analysis, not after it
-    result = run_triage(list(paths), list(symptoms))
-    report = build(result, lang, list(symptoms))
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = out_dir or default_out_dir(list(paths), stamp)
-    for p in paths:
-        if os.path.isdir(p) and os.path.realpath(out).startswith(os.path.realpath(p) + os.sep):
-            raise InputError("error.triage.out-inside", out=out, path=p)
-    reports = (
-        ("report.json", to_json(report)),
-        ("report.md", to_markdown(report, lang)),
-        ("report.html", to_html(report, lang)),
+    if as_json and timeline_format is not None:
+        raise InputError("error.cli.format-conflict", format=timeline_format)
+    outcome = triage_to_folder(
+        list(paths),
+        list(symptoms),
+        c.msg.lang,
+        out_dir,
+        on_folder=lambda out: on_interrupt("ui.interrupted.triage", out=out),
+        budget=Budget.from_option(max_memory),
     )
-    created = not os.path.isdir(out)
-    prepare_output_folder(out)
-    on_interrupt("ui.interrupted.triage", out=out)
-    written: list[str] = []
-    try:
-        for name, text in reports:
-            target = os.path.join(out, name)
-            _write(target, text)
-            written.append(target)
-    except BaseException:
-        # Part of a report is no report (a full disk, Ctrl-C): remove what this run wrote.
-        for path in written:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(out)
-        raise
-    v = report["verdict"]
-    # Exit 1 whenever anything of warning or worse was found, diagnosed or not.
-    serious = any(SEVERITY_ORDER[d["severity"]] >= 1 for d in report["diagnoses"])
-    code = EXIT_FINDINGS if serious or v["state"] == "problems" else EXIT_OK
+    report = outcome.report
+    code = EXIT_FINDINGS if outcome.serious else EXIT_OK
     if as_json:
-        emit_json({**report, "reports": written})
+        emit_json({**report, "reports": outcome.written})
         sys.exit(code)
+    if timeline_format is not None:
+        from hvrescue.report.records import timeline_records, write_records
+
+        with stdout_binary() as stream:
+            write_records(timeline_records(outcome.triage.facts), stream, timeline_format)
+        hint(Text(c.msg("ui.triage.written", out=outcome.out)))
+        sys.exit(code)
+    _show_summary(c, report)
+    console().print(Text(c.msg("ui.triage.written", out=outcome.out)))
+    sys.exit(code)
+
+
+def _severity(c: Ctx, severity: str) -> str:
+    key = f"ui.severity.{severity}"
+    return c.msg(key) if c.msg.has(key) else severity
+
+
+def _show_summary(c: Ctx, report: dict[str, Any]) -> None:
+    """The verdict, the most likely diagnoses, and the steps of the first."""
+    v = report["verdict"]
     con = console()
     con.print(Text(f"{c.msg('ui.report.verdict')} · {v['state_text']}: {v['title']}", style="bold"))
-    for d in report["diagnoses"][:5]:
-        con.print(Text(f"  {d['confidence']:.0%}  [{d['severity']}] {d['title']}  ({d['id']})"))
-    if len(report["diagnoses"]) > 5:
-        con.print(Text(c.msg("ui.triage.more-diagnoses", count=len(report["diagnoses"]) - 5)))
-    if report["diagnoses"]:
-        top = next((d for d in report["diagnoses"] if d["id"] == v["id"]), report["diagnoses"][0])
+    diagnoses = report["diagnoses"]
+    for d in diagnoses[:MAX_SHOWN]:
+        sev = _severity(c, d["severity"])
+        con.print(Text(f"  {d['confidence']:.0%}  [{sev}] {d['title']}  ({d['id']})"))
+    if len(diagnoses) > MAX_SHOWN:
+        con.print(Text(c.msg("ui.triage.more-diagnoses", count=len(diagnoses) - MAX_SHOWN)))
+    if diagnoses:
+        top = next((d for d in diagnoses if d["id"] == v["id"]), diagnoses[0])
         con.print(Text(c.msg("ui.report.steps") + ":", style="bold"))
         for n, s in enumerate(top["steps"], 1):
             con.print(Text(f"  {n}. [{s['precondition_text']}] {s['text']}"))
@@ -123,65 +128,33 @@ def triage(
             for a in top["avoid"]:
                 con.print(Text(f"  - {a}", style="red"))
     for u in report["unrecognised"]:
-        con.print(
-            Text(c.msg("ui.facts.unrecognised", path=u["path"], reason=u["reason"]), style="dim")
-        )
-    con.print(Text(c.msg("ui.triage.written", out=out)))
-    sys.exit(code)
+        reason = c.msg(f"facts.reason.{u['reason']}")
+        con.print(Text(c.msg("ui.facts.unrecognised", path=u["path"], reason=reason), style="dim"))
+    said = {u["path"] for u in report["unrecognised"]}
+    for s in report.get("skipped", []):
+        if s["path"] not in said:
+            reason = c.msg(f"skipped.reason.{s['reason']}")
+            text = c.msg("ui.facts.skipped", path=s["path"], reason=reason, detail=s["detail"])
+            con.print(Text(text, style="yellow"))
 
 
-def _lookup(code: str, lang: str, msg: Any) -> dict[str, Any] | None:
-    from hvrescue.diagnose.codes import lookup
-    from hvrescue.diagnose.rules import load_rules
-
-    found = lookup(code, lang)
-    if found is not None:
-        return found
-    text = code.strip()
-    for rule in load_rules():
-        if rule.id == text:
-            return {
-                "code": rule.id,
-                "kind": "rule",
-                "layer": rule.layer,
-                "meaning": getattr(rule.title, lang),
-                "detail": getattr(rule.summary, lang),
-            }
-    if msg.has(text) and "." in text and not text.startswith(("ui.", "error.")):
-        return {
-            "code": text,
-            "kind": "finding",
-            "layer": _finding_layer(text),
-            "meaning": msg(text),
-        }
-    return None
-
-
-def _finding_layer(code: str) -> str:
-    if code.startswith(("vm.", "inventory.")):
-        return "vm-configuration"
-    if code.startswith(("io.", "evidence.", "evtx.", "xml.", "zip.", "walk.")):
-        return "storage"
-    if code.startswith("guest."):
-        return "guest-os"
-    return "virtual-disk"
-
-
-@cli.command()
+# A negative decimal HRESULT (-2147024882) is a code, not an option.
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("code")
 @json_option
 @pass_ctx
 def explain(c: Ctx, code: str, as_json: bool) -> None:
     """What a code means: NTSTATUS/HRESULT/STATUS_VHD_* (0xC03A000D), an event (VSS/8193,
     Microsoft-Windows-Hyper-V-Hypervisor/80), a finding code or a rule id."""
-    found = _lookup(code, c.msg.lang, c.msg)
+    from hvrescue.report.explain import explain as explain_code
+
+    found = explain_code(code, c.msg.lang)
     if found is None:
         if as_json:
             emit_json({"status": "unknown", "code": code})
         else:
             console(stderr=True).print(Text(c.msg("ui.explain.unknown", code=code), style="red"))
         sys.exit(EXIT_ERROR)
-    found["layer_text"] = c.msg("layer." + found["layer"])
     if as_json:
         emit_json({"status": "known", **found})
         sys.exit(EXIT_OK)
@@ -215,14 +188,7 @@ def guest(c: Ctx, disk: str, search: tuple[str, ...], as_json: bool) -> None:
         fail(c, exc, as_json)
         return
     if as_json:
-        emit_json(
-            {
-                "disk": disk,
-                "volumes": result.volumes,
-                "facts": [f.as_dict() for f in result.facts],
-                "problems": [p.as_dict() for p in result.problems],
-            }
-        )
+        emit_json(result.as_dict())
         sys.exit(EXIT_OK)
     con = console()
     for vol in result.volumes:
@@ -230,30 +196,20 @@ def guest(c: Ctx, disk: str, search: tuple[str, ...], as_json: bool) -> None:
         con.print(
             Text(f"p{vol['index']} {vol['filesystem']} {vol['type']} ({roles})", style="bold")
         )
-    counts: dict[str, int] = {}
-    for f in result.facts:
-        counts[f.kind] = counts.get(f.kind, 0) + 1
+    counts = result.kind_counts()
     con.print(
         Text(
             c.msg(
                 "ui.facts.summary",
                 count=len(result.facts),
-                kinds=", ".join(f"{k} {n}" for k, n in sorted(counts.items())),
+                kinds=", ".join(f"{k} {n}" for k, n in counts.items()),
             )
         )
     )
-    for f in result.facts:
-        if f.kind in (
-            "crash_dump",
-            "bcd_entry",
-            "servicing_state",
-            "safeboot_msiserver",
-            "folder_count",
-            "hive_replay",
-        ) or (f.kind == "package" and f.attributes.get("state_code") != "installed"):
-            from hvrescue.diagnose.engine import excerpt
+    from hvrescue.diagnose.engine import excerpt
 
-            con.print(Text(f"{f.kind}: {excerpt(f)}  [{f.provenance.path}]"))
+    for f in result.notable():
+        con.print(Text(f"{f.kind}: {excerpt(f)}  [{f.provenance.path}]"))
     for p in result.problems:
         con.print(
             Text(

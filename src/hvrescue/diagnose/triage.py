@@ -1,12 +1,13 @@
 """`triage`: take whatever was dropped in (event exports, command outputs, VM folders, disks, zip
 bundles), turn it all into facts, run the rules, and keep what the report needs.
 
-Disks go through the engine (`check` with their chains) and folders holding VMs through
-`inventory`; their findings become facts of kind ``finding`` and each disk checked a fact of
-kind ``disk_check``. Everything else goes through the facts layer. What could not be read (a
-problem of the facts layer or of the guest reader, an unreadable file, a damaged zip, a disk the
-engine could not open) becomes a fact of kind ``evidence_problem``, so that rules see it too.
-Symptoms given on the command line become facts of kind ``symptom``.
+The evidence is walked once (``hvrescue.evidence``): each item goes to the facts layer, disks
+also through the engine (`check` with their chains) and each folder given through `inventory`
+(with the files the walk found in it); their findings become facts of kind ``finding`` and each
+disk checked a fact of kind ``disk_check``. What could not be read (a problem of the facts layer
+or of the guest reader, an unreadable file, a damaged zip, a disk the engine could not open, an
+item skipped at a limit of the memory budget) becomes a fact of kind ``evidence_problem``, so
+that rules see it too. Symptoms given on the command line become facts of kind ``symptom``.
 
 The verdict has three states: ``problems`` (anything of warning or worse: a diagnosis, a
 finding, a problem, an unreadable file), ``healthy`` (evidence was read and none of that) and
@@ -22,7 +23,9 @@ from typing import Any
 
 from hvrescue.diagnose.engine import Diagnosis, evaluate
 from hvrescue.diagnose.rules import load_rules
-from hvrescue.facts.model import Fact, Problem, Provenance, Unrecognised
+from hvrescue.evidence import UNREAD, Budget, Folder, Item, Walk
+from hvrescue.evidence.classify import DISK
+from hvrescue.facts.model import Fact, FactSet, Problem, Provenance, Skipped, Unrecognised
 from hvrescue.findings import Finding
 from hvrescue.vdisk.detect import DISK_SUFFIXES
 
@@ -48,6 +51,7 @@ class Triage:
     facts: list[Fact] = field(default_factory=list)
     unrecognised: list[Unrecognised] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     disks: list[dict[str, Any]] = field(default_factory=list)  # chains, for the diagram
 
@@ -65,6 +69,7 @@ class Triage:
             ),
             "problems": len(self.problems),
             "unreadable": sum(1 for u in self.unrecognised if u.reason in UNREADABLE),
+            "skipped": len(self.unread_skipped()),
             "disk_errors": sum(
                 1
                 for f in self.facts
@@ -82,28 +87,24 @@ class Triage:
         """``problems``, ``healthy`` or ``nothing-recognised`` (see the module's docstring)."""
         counts = self.basis()
         if any(counts[k] for k in ("serious_diagnoses", "serious_findings", "problems")) or any(
-            counts[k] for k in ("unreadable", "disk_errors")
+            counts[k] for k in ("unreadable", "disk_errors", "skipped")
         ):
             return "problems"
         if self.facts or self.disks:
             return "healthy"
         return "nothing-recognised"
 
-
-def _disk_files(paths: list[str]) -> list[str]:
-    out: list[str] = []
-    for path in paths:
-        if os.path.isfile(path) and path.lower().endswith(DISK_SUFFIXES):
-            out.append(os.path.abspath(path))
-        elif os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                for name in sorted(names):
-                    if name.lower().endswith(DISK_SUFFIXES):
-                        out.append(os.path.join(os.path.abspath(root), name))
-                if len(out) >= MAX_DISKS:
-                    return out[:MAX_DISKS]
-    return out
+    def unread_skipped(self) -> list[Skipped]:
+        """Skipped items that held evidence not read (in full), each path once, leaving out
+        those a problem or an unreadable file already names."""
+        covered = {p.path for p in self.problems}
+        covered |= {u.path for u in self.unrecognised if u.reason in UNREADABLE}
+        out = []
+        for s in self.skipped:
+            if s.reason in UNREAD and s.path not in covered:
+                covered.add(s.path)
+                out.append(s)
+        return out
 
 
 def _finding_fact(f: Finding, root: str | None = None) -> Fact:
@@ -214,11 +215,13 @@ def _guest_facts(triage: Triage, disk: str) -> None:
     triage.problems.extend(found.problems)
 
 
-def _inventory_facts(triage: Triage, folders: list[str], disks: set[str]) -> None:
+def _inventory_facts(
+    triage: Triage, folders: list[tuple[str, list[Item]]], disks: set[str], budget: Budget
+) -> None:
     from hvrescue.inventory import build_inventory
 
-    for folder in folders:
-        inv = build_inventory(folder)
+    for folder, items in folders:
+        inv = build_inventory(folder, budget=budget, items=items)
         for f in inv.findings:
             if f.code == "inventory.empty-file" and os.path.realpath(f.path) in disks:
                 continue  # `check` reported it already (file.empty)
@@ -227,6 +230,7 @@ def _inventory_facts(triage: Triage, folders: list[str], disks: set[str]) -> Non
 
 
 def _problem_facts(triage: Triage) -> None:
+    unread = triage.unread_skipped()
     for p in triage.problems:
         triage.facts.append(_problem_fact(p.code, p.path, p.locator, dict(p.params)))
     for u in triage.unrecognised:
@@ -234,27 +238,47 @@ def _problem_facts(triage: Triage) -> None:
             triage.facts.append(
                 _problem_fact(f"evidence.{u.reason}", u.path, None, {"detail": u.detail})
             )
+    for s in unread:
+        triage.facts.append(
+            _problem_fact(f"evidence.{s.reason}", s.path, None, {"detail": s.detail})
+        )
 
 
-def run_triage(paths: list[str], symptoms: list[str] | None = None) -> Triage:
-    from hvrescue.logs.collect import collect
+def run_triage(
+    paths: list[str], symptoms: list[str] | None = None, budget: Budget | None = None
+) -> Triage:
+    """Walk ``paths`` once and triage what it holds (``budget``: the walk's memory budget)."""
+    from hvrescue.logs.collect import add_entry
 
+    budget = budget or Budget()
     triage = Triage([os.path.abspath(p) for p in paths])
-    found = collect(list(paths))
+    found = FactSet()
+    disks: list[str] = []
+    in_folder: dict[str, list[Item]] = {}
+    folders: list[tuple[str, list[Item]]] = []
+    for entry in Walk(list(paths), budget):
+        if isinstance(entry, Folder):
+            folders.append((os.path.abspath(entry.path), in_folder.pop(entry.path, [])))
+            continue
+        if isinstance(entry, Item) and not entry.member:
+            if entry.kind == DISK and len(disks) < MAX_DISKS:
+                disks.append(os.path.abspath(entry.path))
+            if entry.root != entry.path:
+                in_folder.setdefault(entry.root, []).append(entry)
+        add_entry(found, entry, budget)
     triage.facts.extend(found.facts)
-    disks = _disk_files(paths)
-    # Disk images are the engine's: they are not "unrecognised" here.
+    # Disk images are the engine's: what the facts layer says of them does not count here
+    # (also those without a signature: zeroed, empty, foreign; `check` says what they are).
     disk_set = {os.path.realpath(d) for d in disks}
-    # Also those without a signature (zeroed, empty, foreign): `check` says what they are.
     triage.unrecognised = [
         u for u in found.unrecognised if os.path.realpath(u.path) not in disk_set
     ]
+    triage.skipped = [s for s in found.skipped if os.path.realpath(s.path) not in disk_set]
     triage.problems = list(found.problems)
     if disks:
         _disk_facts(triage, disks)
-    folders = [os.path.abspath(p) for p in paths if os.path.isdir(p)]
     if folders:
-        _inventory_facts(triage, folders, disk_set)
+        _inventory_facts(triage, folders, disk_set, budget)
     _problem_facts(triage)
     for name in symptoms or []:
         triage.facts.append(

@@ -53,6 +53,20 @@ class Unrecognised:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An item of evidence not read, or not read in full, and why: ``reason`` is a stable code
+    (``not-regular``, ``link-outside``, ``too-large``, ``memory-budget``, ``damaged-zip``...;
+    see hvrescue.evidence), ``detail`` says which limit or what went wrong."""
+
+    path: str
+    reason: str
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class Problem:
     """Something wrong with a source that was still read (a damaged chunk, a bad zip member)."""
 
@@ -75,11 +89,13 @@ class FactSet:
     facts: list[Fact] = field(default_factory=list)
     unrecognised: list[Unrecognised] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     def extend(self, other: FactSet) -> None:
         self.facts.extend(other.facts)
         self.unrecognised.extend(other.unrecognised)
         self.problems.extend(other.problems)
+        self.skipped.extend(other.skipped)
 
     def of_kind(self, kind: str) -> list[Fact]:
         return [f for f in self.facts if f.kind == kind]

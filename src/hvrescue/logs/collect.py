@@ -1,17 +1,36 @@
-"""Walk files, folders and .zip bundles; recognise each file by content; return its facts.
+"""Facts from the items of the evidence walker: event logs (EVTX, XML and CSV exports, pasted
+events) and command outputs, in files, folders and zip bundles, with provenance.
 
-Nothing is extracted to disk: zip members are read in memory, bounded in size, nested zips one
-level deep. A file nothing recognises is listed as unrecognised with the reason, never a crash.
+The walk (``hvrescue.evidence``) lists folders, opens zips and classifies each item once; here
+each item goes to its reader by what its bytes are. Text is decoded and parsed as a stream: a
+text that fits in one piece of the budget is parsed whole, a larger one in line-aligned pieces
+(XML and CSV exports as one stream of events or rows), so a large log costs bounded memory.
+An item that fails (damage, a limit, the system refusing) fails alone: what it gave is dropped
+and it is listed as skipped (and, under the names they always had, as unrecognised or a
+problem); the rest of the evidence is read on.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import zipfile
-from collections.abc import Callable
+import itertools
+import re
+from collections.abc import Callable, Iterable, Iterator
 
-from hvrescue.facts.model import Fact, FactSet, Problem, Unrecognised
+from hvrescue.evidence import (
+    Budget,
+    Folder,
+    Item,
+    ItemError,
+    LimitExceeded,
+    Skipped,
+    Walk,
+    items_from_bytes,
+)
+from hvrescue.evidence import budget as limits
+from hvrescue.evidence import classify as cls
+from hvrescue.evidence import text as txt
+from hvrescue.facts.model import Fact, FactSet, Problem, Provenance, Unrecognised
 from hvrescue.logs import csv_events, text_events, xml_events
 from hvrescue.logs.commands import (
     bcdedit,
@@ -23,15 +42,26 @@ from hvrescue.logs.commands import (
     tasklist,
     vssadmin,
 )
-from hvrescue.logs.decode import decode_text, looks_binary
-from hvrescue.logs.evtx_reader import EVTX_MAGIC, read_evtx
-from hvrescue.logs.textutil import Text
+from hvrescue.logs.textutil import PROMPT, Text
 
-ZIP_MAGIC = b"PK\x03\x04"
-MAX_TEXT_BYTES = 256 * 1024 * 1024
-MAX_MEMBER_BYTES = 1024 * 1024 * 1024
-MAX_ZIP_DEPTH = 2
-MAX_FILES = 100_000
+# The limits as they were named here before the walker had its budget.
+MAX_TEXT_BYTES = limits.MAX_TEXT_BYTES
+MAX_MEMBER_BYTES = limits.MAX_MEMBER_BYTES
+MAX_ZIP_DEPTH = limits.MAX_ZIP_DEPTH
+MAX_FILES = limits.MAX_FILES
+EVTX_MAGIC, ZIP_MAGIC, DISK_SIGNATURES = cls.EVTX_MAGIC, cls.ZIP_MAGIC, cls.DISK_SIGNATURES
+# A new command at a prompt, or the first line of an output or event the parsers know: where a
+# text too large for one piece is best cut (never inside a writer list, a table, an event).
+PROMPT_LINE = re.compile(PROMPT.pattern, re.MULTILINE)
+OUTPUT_START = re.compile(
+    r"^(?:"
+    + PROMPT.pattern.strip("^$")
+    + r"|vssadmin \d|Deployment Image Servicing|展開イメージのサービスと管理ツール"
+    r"|Windows Boot Manager|Windows ブート マネージャー|\[SC\]|SERVICE_NAME:"
+    r"|Image Name\s+PID|イメージ名\s+PID|Source\s+Description\s+HotFixID|Caption\s+CSName"
+    r"|Host Name:|ホスト名:|Log Name:|ログの名前:)",
+    re.MULTILINE,
+)
 
 TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     vssadmin.parse,
@@ -44,12 +74,27 @@ TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     powershell.parse,
     text_events.parse,
 )
+# The start of a text that says whether it is an XML or CSV export (a whole line of headers).
+FORMAT_CHARS = 64 * 1024
+# Skipped reasons and the "unrecognised" reason they had before there was a skipped list.
+_LEGACY = {
+    "unreadable": "unreadable",
+    "damaged-zip": "damaged-zip",
+    "zip-too-deep": "zip-too-deep",
+    "too-large": "too-large",
+    "zip-ratio": "too-large",
+    "zip-total": "too-large",
+    "memory-budget": "too-large",
+}
 
 
 def facts_from_text(text: str, path: str) -> list[Fact]:
     """Every command output and pasted event found anywhere in ``text`` (a transcript of
     several commands yields the facts of each)."""
-    as_json = powershell.parse_json(text, path)
+    try:
+        as_json = powershell.parse_json(text, path)
+    except RecursionError:
+        as_json = None  # nested deeper than any ConvertTo-Json output: not one
     if as_json is not None:
         return as_json
     doc = Text.of(text, path)
@@ -66,120 +111,250 @@ def _line(locator: str | None) -> int:
     return 0
 
 
-def facts_from_bytes(data: bytes, path: str, depth: int = 0) -> FactSet:
+# ---------------------------------------------------------------- the walk
+def collect(paths: list[str], budget: Budget | None = None) -> FactSet:
+    """The facts of everything under ``paths``, what was not recognised, what could not be
+    read (``problems``, ``skipped``)."""
+    budget = budget or Budget()
     out = FactSet()
-    if data.startswith(EVTX_MAGIC):
-        _add_evtx(out, io.BytesIO(data), path)
-        return out
-    if data.startswith(ZIP_MAGIC):
-        if depth >= MAX_ZIP_DEPTH:
-            out.unrecognised.append(Unrecognised(path, "zip-too-deep"))
-            return out
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                _walk_zip(zf, path, out, depth + 1)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            out.unrecognised.append(Unrecognised(path, "damaged-zip", str(exc)))
-        return out
-    if looks_binary(data):
-        out.unrecognised.append(Unrecognised(path, "binary"))
-        return out
-    text, _encoding = decode_text(data)
-    if xml_events.looks_like_event_xml(text):
-        for item in xml_events.iter_xml_events(text, path):
-            (out.problems if isinstance(item, Problem) else out.facts).append(item)  # type: ignore[arg-type]
-    elif csv_events.looks_like_event_csv(text):
-        out.facts.extend(csv_events.iter_csv_events(text, path))
-    else:
-        out.facts.extend(facts_from_text(text, path))
-    if not out.facts and not out.problems:
-        out.unrecognised.append(Unrecognised(path, "no-known-content"))
+    for entry in Walk(list(paths), budget):
+        add_entry(out, entry, budget)
     return out
 
 
-def _add_evtx(out: FactSet, source: str | io.BytesIO, path: str) -> None:
-    facts, problems = read_evtx(source, path)
+def add_entry(out: FactSet, entry: Item | Folder | Skipped, budget: Budget) -> None:
+    """One entry of a walk into ``out``."""
+    if isinstance(entry, Skipped):
+        add_skipped(out, entry)
+    elif isinstance(entry, Item):
+        out.extend(facts_from_item(entry, budget))
+
+
+def facts_from_file(path: str, budget: Budget | None = None) -> FactSet:
+    return collect([path], budget)
+
+
+def facts_from_bytes(
+    data: bytes, path: str, depth: int = 0, budget: Budget | None = None
+) -> FactSet:
+    """The facts of bytes already in memory (a file read out of a guest, a test's data)."""
+    budget = budget or Budget()
+    out = FactSet()
+    for entry in items_from_bytes(data, path, budget, depth):
+        add_entry(out, entry, budget)
+    return out
+
+
+def add_skipped(out: FactSet, skipped: Skipped) -> None:
+    """A skipped entry, and what it was called before (unrecognised, a problem)."""
+    out.skipped.append(skipped)
+    path, reason, detail = skipped.path, skipped.reason, skipped.detail
+    if reason == "zip-member-unreadable":
+        out.problems.append(Problem(path, "zip.member-unreadable", None, {"reason": detail}))
+        out.unrecognised.append(Unrecognised(path, "unreadable"))
+    elif reason == "too-many-files":
+        limit = int(detail) if detail and detail.isdigit() else detail
+        out.problems.append(Problem(path, "walk.too-many-files", None, {"limit": limit}))
+    elif reason in _LEGACY:
+        keep = reason in ("unreadable", "damaged-zip")
+        out.unrecognised.append(Unrecognised(path, _LEGACY[reason], detail if keep else None))
+
+
+def facts_from_item(item: Item, budget: Budget) -> FactSet:
+    """The facts of one item; an item that fails gives only its skipped entry."""
+    out = FactSet()
+    reader = READERS.get(item.content)
+    if reader is None or item.kind in (cls.ARCHIVE, cls.BUNDLE):
+        return out  # an archive's members come as items of their own
+    try:
+        reader(item, budget, out)
+    except (ItemError, LimitExceeded) as exc:
+        out = FactSet()
+        add_skipped(out, Skipped(item.path, exc.reason, exc.detail))
+    return out
+
+
+# ---------------------------------------------------------------- readers
+def _disk(item: Item, budget: Budget, out: FactSet) -> None:
+    # Virtual disks are the disk engine's (hvrescue check/info), not text.
+    out.unrecognised.append(Unrecognised(item.path, "disk-image"))
+
+
+def _binary(item: Item, budget: Budget, out: FactSet) -> None:
+    cap = budget.max_member_bytes if item.member else budget.max_text_bytes
+    out.unrecognised.append(Unrecognised(item.path, "too-large" if item.size > cap else "binary"))
+
+
+def _empty(item: Item, budget: Budget, out: FactSet) -> None:
+    out.unrecognised.append(Unrecognised(item.path, "no-known-content"))
+
+
+def _evtx(item: Item, budget: Budget, out: FactSet) -> None:
+    from hvrescue.logs.evtx_reader import read_evtx
+
+    if item.member:
+        # A member is read whole: the parser seeks, and a zip stream seeks by decompressing
+        # again from the start.
+        data = item.read_all(budget, "EVTX log")
+        with budget.hold(len(data), "EVTX log"):
+            facts, problems = read_evtx(io.BytesIO(data), item.path)
+    else:
+        with item.open() as fh:
+            facts, problems = read_evtx(fh, item.path)  # type: ignore[arg-type]
     out.facts.extend(facts)
     out.problems.extend(problems)
 
 
-def _walk_zip(zf: zipfile.ZipFile, path: str, out: FactSet, depth: int) -> None:
+def _text(item: Item, budget: Budget, out: FactSet) -> None:
+    if item.size > budget.max_text_bytes:
+        out.unrecognised.append(Unrecognised(item.path, "too-large"))
+        out.skipped.append(
+            Skipped(item.path, "too-large", f"{item.size} bytes > {budget.max_text_bytes}")
+        )
+        return
+    with item.open(budget.max_text_bytes) as fh:
+        head = fh.read(txt.SNIFF_BYTES)
+    for decoding in txt.decodings(head):
+        attempt = FactSet()
+        try:
+            with item.open(budget.max_text_bytes) as fh:
+                chunk = min(txt.CHUNK_BYTES, budget.piece_chars())
+                _parse_text(txt.TextStream(fh, decoding, chunk), item.path, budget, attempt)
+        except txt.WrongEncoding:
+            continue
+        out.extend(attempt)
+        break
+    if not out.facts and not out.problems:
+        out.unrecognised.append(Unrecognised(item.path, "no-known-content"))
+
+
+READERS: dict[str, Callable[[Item, Budget, FactSet], None]] = {
+    cls.C_DISK: _disk,
+    cls.C_EVTX: _evtx,
+    cls.C_BINARY: _binary,
+    cls.C_EMPTY: _empty,
+    cls.C_TEXT: _text,
+}
+
+
+# ---------------------------------------------------------------- text, whole or in pieces
+def _parse_text(chunks: Iterable[str], path: str, budget: Budget, out: FactSet) -> None:
+    size = budget.piece_chars()
+    stream = iter(chunks)
+    peeked: list[str] = []
     total = 0
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        member = f"{path}!/{info.filename}"
-        if info.file_size > MAX_MEMBER_BYTES or total + info.file_size > 4 * MAX_MEMBER_BYTES:
-            out.unrecognised.append(Unrecognised(member, "too-large"))
-            continue
-        try:
-            with zf.open(info) as fh:
-                data = fh.read(MAX_MEMBER_BYTES + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
-            out.problems.append(
-                Problem(member, "zip.member-unreadable", None, {"reason": str(exc)[:300]})
-            )
-            out.unrecognised.append(Unrecognised(member, "unreadable"))
-            continue
-        total += len(data)
-        out.extend(facts_from_bytes(data, member, depth))
-
-
-DISK_SIGNATURES = (b"vhdxfile", b"conectix")
-
-
-def facts_from_file(path: str) -> FactSet:
-    out = FactSet()
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-            size = os.fstat(fh.fileno()).st_size
-            if head.startswith(DISK_SIGNATURES):
-                # Virtual disks are the disk engine's (hvrescue check/info), not text.
-                out.unrecognised.append(Unrecognised(path, "disk-image"))
-                return out
-            kind = (
-                "evtx"
-                if head.startswith(EVTX_MAGIC)
-                else ("zip" if head.startswith(ZIP_MAGIC) else "other")
-            )
-            if kind == "other" and (size > MAX_TEXT_BYTES or looks_binary(head)):
-                out.unrecognised.append(
-                    Unrecognised(path, "too-large" if size > MAX_TEXT_BYTES else "binary")
-                )
-                return out
-            data = head + fh.read() if kind == "other" else b""
-    except OSError as exc:
-        out.unrecognised.append(Unrecognised(path, "unreadable", exc.strerror))
-        return out
-    if kind == "evtx":
-        _add_evtx(out, path, path)  # the Rust reader streams the file itself
-    elif kind == "zip":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                _walk_zip(zf, path, out, 1)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            out.unrecognised.append(Unrecognised(path, "damaged-zip", str(exc)))
+    for chunk in stream:
+        peeked.append(chunk)
+        total += len(chunk)
+        if total > size:
+            break
     else:
-        out.extend(facts_from_bytes(data, path))
-    return out
+        _whole("".join(peeked), path, out)  # it fits: parsed as it always was
+        return
+    rest = itertools.chain(peeked, stream)
+    fmt = cls.text_format("".join(peeked)[:FORMAT_CHARS])
+    limit = budget.max_facts()
+    if fmt == "xml":
+        events: Iterator[Fact | Problem] = xml_events.iter_xml_stream(_xml_bytes(rest), path)
+    elif fmt == "csv":
+        events = csv_events.iter_csv_lines(txt.lines(rest, size), path)
+    else:
+        events = _pieces(rest, path, size)
+    for found in events:
+        (out.problems if isinstance(found, Problem) else out.facts).append(found)  # type: ignore[arg-type]
+        if len(out.facts) >= limit:
+            where = out.facts[-1].provenance.locator or "?"
+            detail = f"{limit} facts read (to {where}); the rest of the file was not read"
+            out.skipped.append(Skipped(path, "memory-budget", detail))
+            return
 
 
-def collect(paths: list[str]) -> FactSet:
-    out = FactSet()
-    seen = 0
-    for root in paths:
-        if os.path.isdir(root):
-            for folder, dirs, names in os.walk(root):
-                dirs.sort()
-                for name in sorted(names):
-                    seen += 1
-                    if seen > MAX_FILES:
-                        out.problems.append(
-                            Problem(root, "walk.too-many-files", None, {"limit": MAX_FILES})
-                        )
-                        return out
-                    out.extend(facts_from_file(os.path.join(folder, name)))
-        else:
-            out.extend(facts_from_file(root))
-    return out
+def _whole(text: str, path: str, out: FactSet) -> None:
+    fmt = cls.text_format(text)
+    if fmt == "xml":
+        for found in xml_events.iter_xml_events(text, path):
+            (out.problems if isinstance(found, Problem) else out.facts).append(found)  # type: ignore[arg-type]
+    elif fmt == "csv":
+        for found in csv_events.iter_csv_events(text, path):
+            (out.problems if isinstance(found, Problem) else out.facts).append(found)  # type: ignore[arg-type]
+    else:
+        out.facts.extend(facts_from_text(text, path))
+
+
+def _pieces(chunks: Iterable[str], path: str, size: int) -> Iterator[Fact]:
+    """Command outputs and pasted events of a text larger than a piece, piece by piece, with
+    the lines numbered as in the whole file. A piece that does not start at a prompt is given
+    the last prompt above it, so that its lines still know which command printed them."""
+    prompt: str | None = None
+    for piece in txt.pieces(chunks, size, OUTPUT_START):
+        text, offset = piece.text, piece.first_line
+        context = prompt is not None and not PROMPT_LINE.match(text)
+        if context:
+            text, offset = f"{prompt}\n{text}", offset - 1
+        for fact in facts_from_text(text, path):
+            line = _line(fact.provenance.locator)
+            if context and line == 1:
+                continue  # the borrowed prompt line: its facts came with the previous piece
+            yield _shifted(fact, offset) if line and offset else fact
+        prompt = _last_prompt(piece.text) or prompt
+
+
+def _last_prompt(text: str) -> str | None:
+    found = None
+    for m in PROMPT_LINE.finditer(text):
+        found = m.group(0)
+    # The match may begin with the blank lines above the prompt (its leading \s*).
+    return None if found is None else found.rsplit("\n", 1)[-1]
+
+
+def _shifted(fact: Fact, offset: int) -> Fact:
+    where = Provenance(fact.provenance.path, f"line:{_line(fact.provenance.locator) + offset}")
+    return Fact(fact.kind, fact.attributes, where)
+
+
+def _xml_bytes(chunks: Iterable[str]) -> io.BufferedReader:
+    """An XML export's text as the UTF-8 stream ``iter_xml_stream`` reads: declarations
+    removed, a root added when there is none (as ``iter_xml_events`` does to a whole text)."""
+
+    def parts() -> Iterator[bytes]:
+        carry = ""
+        wrap: bool | None = None
+        for chunk in itertools.chain(chunks, [""]):
+            text = carry + chunk
+            carry = ""
+            start = text.rfind("<?")
+            if chunk and start >= 0 and "?>" not in text[start:] and len(text) - start < 4096:
+                text, carry = text[:start], text[start:]  # a declaration cut in two
+            text = xml_events.DECL.sub("", text)
+            if wrap is None:
+                text = text.lstrip()
+                if not text:
+                    continue
+                wrap = not xml_events.ROOT.match(text)
+                if wrap:
+                    yield b"<Events>"
+            yield text.encode("utf-8")
+        if wrap:
+            yield b"</Events>"
+
+    return io.BufferedReader(_IterStream(parts()))
+
+
+class _IterStream(io.RawIOBase):
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self.parts = parts
+        self.part = b""
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self.pos >= len(self.part):
+            self.part, self.pos = next(self.parts, b""), 0
+            if not self.part:
+                return 0
+        n = min(len(buffer), len(self.part) - self.pos)
+        buffer[:n] = self.part[self.pos : self.pos + n]
+        self.pos += n
+        return n

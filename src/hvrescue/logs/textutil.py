@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 
 # A console prompt followed by a command: "C:\Windows\system32>vssadmin list writers",
@@ -52,8 +53,13 @@ def split_kv(line: str, sep: str = ":") -> tuple[str, str] | None:
     return key, value.strip()
 
 
+_SPACES = re.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=4096)
 def norm_key(key: str) -> str:
-    return re.sub(r"\s+", " ", key.strip().lower().replace("\u3000", " "))
+    # Cached: every parser asks for the keys of every line, and logs repeat their keys.
+    return _SPACES.sub(" ", key.strip().lower().replace("\u3000", " "))
 
 
 def strip_quotes(value: str) -> str:

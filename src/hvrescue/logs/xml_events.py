@@ -10,21 +10,17 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 from xml.etree.ElementTree import Element, ParseError
 
 from hvrescue.deps import MissingDependencyError, require
+from hvrescue.evidence.classify import EVENT_NS, looks_like_event_xml
 from hvrescue.facts.model import Fact, Problem, Provenance
 from hvrescue.logs.events import as_int, event_fact, level_from_word, normalise_utc
 
-EVENT_NS = "http://schemas.microsoft.com/win/2004/08/events/event"
-_DECL = re.compile(r"<\?xml[^>]*\?>")
-
-
-def looks_like_event_xml(text: str) -> bool:
-    """An export starts with markup; a copied event whose text ends in its XML does not."""
-    head = text[:4096].lstrip("\ufeff \t\n")
-    return head.startswith("<") and "<Event" in head and EVENT_NS in head
+__all__ = ["EVENT_NS", "iter_xml_events", "iter_xml_stream", "looks_like_event_xml"]
+DECL = re.compile(r"<\?xml[^>]*\?>")
+ROOT = re.compile(r"<(\w+:)?Events[\s>]")
 
 
 def _local(tag: str) -> str:
@@ -107,16 +103,22 @@ def _fact(event: Element, path: str, index: int) -> Fact:
 
 
 def iter_xml_events(text: str, path: str) -> Iterator[Fact | Problem]:
-    body = _DECL.sub("", text).strip()
-    if not re.match(r"<(\w+:)?Events[\s>]", body):
+    body = DECL.sub("", text).strip()
+    if not ROOT.match(body):
         body = "<Events>" + body + "</Events>"  # wevtutil prints events without a root
+    yield from iter_xml_stream(io.BytesIO(body.encode("utf-8")), path)
+
+
+def iter_xml_stream(stream: IO[bytes], path: str) -> Iterator[Fact | Problem]:
+    """The events of an export as a UTF-8 byte stream holding one root element (declarations
+    removed, the root added where wevtutil printed none: what ``iter_xml_events`` does to a
+    text), read as it comes: a large export costs the memory of one event."""
     try:
         defused = require("defusedxml.ElementTree", "XML event exports")
         rejected = require("defusedxml", "XML event exports").DefusedXmlException
     except MissingDependencyError as exc:
         yield Problem(path, "facts.dependency-missing", None, exc.params)
         return
-    stream = io.BytesIO(body.encode("utf-8"))
     index = 0
     try:
         for _event, elem in defused.iterparse(stream, events=("end",), forbid_dtd=True):

@@ -211,7 +211,8 @@ class _Page:
         self._table("unrecognised", ["ui.report.col.path", "ui.report.col.reason"])
         for u in items:
             reason = u.get("reason") or ""
-            text = self.msg(reason) if reason and self.msg.has(reason) else reason
+            key = f"facts.reason.{reason}"
+            text = self.msg(key) if reason and self.msg.has(key) else reason
             self.add(f'<tr><td class="path">{_e(u["path"])}</td><td>{_e(text)}</td></tr>')
         self.add("</tbody></table></div></section>")
 

@@ -9,7 +9,8 @@ import os
 from typing import Any
 
 from hvrescue import __version__
-from hvrescue.diagnose.engine import SEVERITY_ORDER, excerpt, parse_time
+from hvrescue.diagnose.engine import SEVERITY_ORDER, excerpt
+from hvrescue.diagnose.match import parse_time
 from hvrescue.diagnose.triage import Triage
 from hvrescue.report.html import severity_text, to_html, when_text
 from hvrescue.report.i18n import Messages
@@ -141,6 +142,7 @@ def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
         "facts_summary": triage.facts_summary(),
         "unrecognised": [u.as_dict() for u in triage.unrecognised],
         "problems": [p.as_dict() for p in triage.problems],
+        "skipped": [s.as_dict() for s in triage.skipped],
         "disks": triage.disks,
         "timeline": _timeline(triage),
         "inputs": _inputs(triage.paths),
@@ -218,7 +220,7 @@ def to_markdown(report: dict[str, Any], lang: str) -> str:
     if report["unrecognised"]:
         lines += ["", f"## {msg('ui.report.unrecognised')}", ""]
         lines += [
-            f"- {u['path']} ({msg(u['reason']) if msg.has(u['reason'] or '') else u['reason']})"
+            f"- {u['path']} ({msg('facts.reason.' + str(u['reason']))})"
             for u in report["unrecognised"]
         ]
     lines += [

@@ -107,7 +107,8 @@ def _xml_tree(data: bytes) -> dict[str, Any]:
 
     try:
         root = ElementTree.fromstring(data)
-    except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
+    except (ElementTree.ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        # LookupError: the declaration names an encoding Python does not know.
         raise ConfigUnavailable("damaged", str(exc)[:300]) from exc
     if root.tag != "configuration":
         raise ConfigUnavailable("not-a-config", root.tag)

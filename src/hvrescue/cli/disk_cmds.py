@@ -1,0 +1,343 @@
+"""`info`, `chain`, `check`, `hash` and `facts`: each calls one library function and shows it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from hvrescue import __version__
+from hvrescue.cli.main import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Ctx,
+    audited,
+    cli,
+    fail,
+    json_option,
+    max_memory_option,
+    not_a_disk,
+    pass_ctx,
+    search_option,
+)
+from hvrescue.cli.output import (
+    console,
+    emit_json,
+    finding_json,
+    findings_table,
+    flatten,
+    gaps_table,
+    kv_table,
+    size_text,
+    sized_rows,
+    stdout_binary,
+)
+from hvrescue.cli.progress import progress_bar
+from hvrescue.errors import HvrescueError, InputError, NotADiskError
+from hvrescue.findings import Severity
+
+RECORD_FORMATS = ("json", "jsonl", "csv")
+
+
+def record_format(as_json: bool, fmt: str | None) -> str | None:
+    """--json is --format json; the two may not contradict each other."""
+    if as_json and fmt not in (None, "json"):
+        raise InputError("error.cli.format-conflict", format=fmt)
+    return "json" if as_json else fmt
+
+
+# ---------------------------------------------------------------- info
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@pass_ctx
+@audited("file")
+def info(c: Ctx, file: str, as_json: bool) -> None:
+    """Every structure of one VHDX/VHD file."""
+    from hvrescue.vdisk.reports import info_report
+
+    try:
+        report = info_report(file)
+    except NotADiskError as exc:
+        not_a_disk(c, file, exc, as_json)
+        return
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    findings = report.findings
+    if as_json:
+        emit_json(
+            {
+                "path": file,
+                **report.structures,
+                "findings": [finding_json(f, c.msg) for f in findings],
+            }
+        )
+        return
+    out = console()
+    out.print(Text(c.msg("ui.info.title", path=file, format=report.format), style="bold"))
+    rows: list[tuple[str, Any]] = []
+    flatten("", report.structures, rows)
+    out.print(kv_table(sized_rows(rows, c.msg), c.msg))
+    if findings:
+        out.print(Text(c.msg("ui.info.findings"), style="bold"))
+        out.print(findings_table(findings, c.msg, show_file=False))
+
+
+# ---------------------------------------------------------------- chain
+_LINK_TEXT = {
+    "base": ("ui.chain.base", ""),
+    "ok": ("ui.chain.ok", "green"),
+    "mismatch": ("ui.chain.bad", "red"),
+    "missing": ("ui.chain.none", "red"),
+}
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@search_option
+@json_option
+@pass_ctx
+@audited("file")
+def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
+    """Each link of a differencing chain, its identity check and where the parent was found."""
+    from hvrescue.vdisk.reports import chain_report
+
+    try:
+        report = chain_report(file, list(search))
+    except NotADiskError as exc:
+        not_a_disk(c, file, exc, as_json)
+        return
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    code = EXIT_FINDINGS if report.broken else EXIT_OK
+    if as_json:
+        data = report.as_dict()
+        data["findings"] = [finding_json(f, c.msg) for f in report.findings]
+        emit_json(data)
+        sys.exit(code)
+    out = console()
+    out.print(Text(c.msg("ui.chain.title", path=file), style="bold"))
+    table = Table()
+    for col in ("level", "file", "format", "size", "identity", "linkage", "found-via"):
+        table.add_column(c.msg(f"ui.col.{col}"), overflow="fold")
+    for row in report.rows():
+        key, style = _LINK_TEXT[row.link_state]
+        size = size_text(row.virtual_size, c.msg)
+        cells = [str(row.level), row.path, row.format, size, str(row.identity)]
+        via = row.found_via or ""
+        if via and c.msg.has(f"ui.chain.via.{via}"):  # how the parent was found, in words
+            via = c.msg(f"ui.chain.via.{via}")
+        table.add_row(*(Text(x) for x in cells), Text(c.msg(key), style=style), via)
+    out.print(table)
+    out.print(
+        Text(c.msg("ui.chain.complete", depth=len(report.layers)))
+        if report.complete
+        else Text(c.msg("ui.chain.incomplete"), style="red")
+    )
+    if report.findings:
+        out.print(findings_table(report.findings, c.msg))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- check
+_CHECK_EXIT = {"error": EXIT_ERROR, "findings": EXIT_FINDINGS, "clean": EXIT_OK}
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@search_option
+@click.option(
+    "--deep", is_flag=True, help="Also read every allocated range to find unreadable areas."
+)
+@json_option
+@pass_ctx
+@audited("files")
+def check(
+    c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool, as_json: bool
+) -> None:
+    """Integrity findings for each file and its chain. Exit 0 clean, 1 findings, 2 error."""
+    from hvrescue.vdisk.reports import check_files
+
+    report = check_files(list(files), list(search), deep=deep)
+    status, findings = report.status, report.findings
+    if as_json:
+        emit_json(
+            {
+                "status": status,
+                "findings": [finding_json(f, c.msg) for f in findings],
+                "files": [
+                    {
+                        "path": r.path,
+                        "status": r.status,
+                        "format": r.format,
+                        "virtual_size": r.virtual_size,
+                        "chain": r.chain,
+                        "complete": r.complete,
+                        "unreadable": r.unreadable,
+                        "undefined": r.undefined,
+                        "error": None
+                        if r.error is None
+                        else {"key": r.error.key, "message": c.msg(r.error.key, **r.error.params)},
+                    }
+                    for r in report.files
+                ],
+                "tool": {"name": "hvrescue", "version": __version__},
+            }
+        )
+        sys.exit(_CHECK_EXIT[status])
+    out = console()
+    for r in report.files:
+        summary = c.msg(
+            "ui.check.summary",
+            path=r.path,
+            status=c.msg(f"ui.status.{r.status}"),
+            count=len(r.findings),
+        )
+        if r.virtual_size is not None:
+            summary += "  " + c.msg("ui.check.size", size=size_text(r.virtual_size, c.msg))
+        out.print(Text(summary))
+        if r.error is not None:
+            out.print(Text(c.msg(r.error.key, **r.error.params), style="red"))
+    if findings:
+        out.print(findings_table(findings, c.msg))
+    else:
+        out.print(Text(c.msg("ui.check.none")))
+    sys.exit(_CHECK_EXIT[status])
+
+
+# ---------------------------------------------------------------- hash
+@cli.command("hash")
+@click.argument("file", type=click.Path(dir_okay=False))
+@search_option
+@click.option(
+    "--allow-gaps",
+    is_flag=True,
+    help="Hash even when undefined ranges far exceed what the files hold (hashed as zeros).",
+)
+@json_option
+@pass_ctx
+@audited("file")
+def hash_(c: Ctx, file: str, search: tuple[str, ...], allow_gaps: bool, as_json: bool) -> None:
+    """SHA-256 of the virtual content as the guest sees it (log replayed, through the chain)."""
+    from hvrescue.vdisk.reports import hash_disk
+
+    try:
+        with progress_bar(as_json, c.msg("ui.hash.progress")) as bar:
+            report = hash_disk(file, list(search), bar.update, allow_gaps=allow_gaps)
+    except HvrescueError as exc:
+        fail(c, exc, as_json)
+        return
+    # Structural findings are shown but do not change the answer; undefined ranges do.
+    code = EXIT_OK if report.complete else EXIT_FINDINGS
+    if as_json:
+        data = report.as_dict()
+        data["findings"] = [finding_json(f, c.msg) for f in report.findings]
+        emit_json(data)
+        sys.exit(code)
+    size = size_text(report.size, c.msg)
+    console().print(Text(c.msg("ui.hash.result.sized", size=size, sha256=report.sha256)))
+    err = console(stderr=True)
+    if report.undefined:
+        undefined = size_text(report.undefined_bytes, c.msg)
+        text = c.msg("ui.hash.undefined.sized", count=len(report.undefined), size=undefined)
+        err.print(Text(text, style="red"))
+        err.print(gaps_table(report.undefined, c.msg))
+    elif report.unreadable:
+        err.print(Text(c.msg("ui.hash.unreadable", count=len(report.unreadable)), style="red"))
+    warn = [f for f in report.findings if f.severity >= Severity.WARNING]
+    if warn:
+        err.print(findings_table(warn, c.msg))
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- facts
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(RECORD_FORMATS),
+    default=None,
+    help="json (as --json), jsonl (one fact per line, Timesketch's fields) or csv (Excel).",
+)
+@max_memory_option
+@json_option
+@pass_ctx
+@audited("paths")
+def facts(
+    c: Ctx, paths: tuple[str, ...], fmt: str | None, max_memory: str | None, as_json: bool
+) -> None:
+    """Facts from event logs (EVTX, XML, CSV, text) and command outputs, with provenance."""
+    from hvrescue.evidence import Budget
+    from hvrescue.logs.collect import collect
+
+    fmt = record_format(as_json, fmt)
+    found = collect(list(paths), Budget.from_option(max_memory))
+    if fmt == "json":
+        emit_json(
+            {
+                "facts": [f.as_dict() for f in found.facts],
+                "unrecognised": [u.as_dict() for u in found.unrecognised],
+                "problems": [p.as_dict() for p in found.problems],
+                "skipped": [s.as_dict() for s in found.skipped],
+            }
+        )
+        sys.exit(EXIT_OK)
+    if fmt is not None:
+        from hvrescue.report.records import fact_records, write_records
+
+        with stdout_binary() as stream:
+            write_records(fact_records(found.facts), stream, fmt)
+        # The records hold the facts; what could not be read is said on stderr, never dropped.
+        _say_problems(c, found, console(stderr=True))
+        sys.exit(EXIT_OK)
+    out = console()
+    counts: dict[str, int] = {}
+    for fact in found.facts:
+        counts[fact.kind] = counts.get(fact.kind, 0) + 1
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+    out.print(Text(c.msg("ui.facts.summary", count=len(found.facts), kinds=kinds)))
+    for fact in found.facts:
+        where = f"{fact.provenance.path}#{fact.provenance.locator or ''}"
+        summary = fact_summary(fact.attributes)
+        out.print(f"[bold]{fact.kind}[/] [dim]{escape(where)}[/]\n    {escape(summary)}")
+    _say_problems(c, found, out)
+    sys.exit(EXIT_OK)
+
+
+def _say_problems(c: Ctx, found: Any, out: Any) -> None:
+    for problem in found.problems:
+        text = c.msg(
+            "ui.facts.problem", path=problem.path, code=problem.code, locator=problem.locator or ""
+        )
+        out.print(f"[yellow]{escape(text)}[/]")
+    for unknown in found.unrecognised:
+        reason = c.msg(f"facts.reason.{unknown.reason}")
+        text = c.msg("ui.facts.unrecognised", path=unknown.path, reason=reason)
+        out.print(f"[dim]{escape(text)}[/]")
+    said = {u.path for u in found.unrecognised}
+    for skipped in found.skipped:
+        if skipped.path not in said:
+            why = c.msg(f"skipped.reason.{skipped.reason}")
+            text = c.msg("ui.facts.skipped", path=skipped.path, reason=why, detail=skipped.detail)
+            out.print(f"[yellow]{escape(text)}[/]")
+
+
+def fact_summary(attributes: dict[str, Any], limit: int = 6) -> str:
+    """A one-line view: the first few attributes that have a value."""
+    parts = []
+    for key, value in attributes.items():
+        if value in (None, "", [], {}) or key in ("properties", "elements", "data", "other"):
+            continue
+        text = str(value).replace("\n", " ")
+        parts.append(f"{key}={text[:80]}")
+        if len(parts) >= limit:
+            break
+    return " ".join(parts)
