@@ -9,9 +9,9 @@ skip what is not a regular file without opening it.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
-from typing import BinaryIO
 
 from hvrescue.errors import InputError
 
@@ -101,11 +101,11 @@ def open_evidence(path: str | os.PathLike[str]) -> int:
     return fd
 
 
-def open_evidence_file(path: str | os.PathLike[str]) -> BinaryIO:
+def open_evidence_file(path: str | os.PathLike[str]) -> io.BufferedReader:
     """``open_evidence`` as a buffered binary file object (``with`` closes it)."""
     fd = open_evidence(path)
     try:
-        return os.fdopen(fd, "rb")
+        return io.BufferedReader(io.FileIO(fd, "rb"))
     except BaseException:
         os.close(fd)
         raise

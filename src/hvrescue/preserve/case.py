@@ -169,14 +169,20 @@ class CaseRecord:
 
 
 def input_hash(path: str) -> str | None:
-    """SHA-256 of a small input for the record (None for large ones or on error)."""
-    from hvrescue.errors import HvrescueError
-    from hvrescue.preserve.copy import hash_file
+    """SHA-256 of a small input for the record (None for large ones, links, special files or on
+    error: a link met in an evidence folder is not followed into another tree)."""
+    import hashlib
 
+    from hvrescue.errors import HvrescueError
+    from hvrescue.io.files import REGULAR, file_kind, open_evidence_file
+
+    if file_kind(path, follow=False) != REGULAR:
+        return None
     try:
-        if not os.path.isfile(path) or os.path.getsize(path) > HASH_INPUTS_UP_TO:
-            return None
-        return hash_file(path, ("sha256",))[0]["sha256"]
+        with open_evidence_file(path) as f:
+            if os.fstat(f.fileno()).st_size > HASH_INPUTS_UP_TO:
+                return None
+            return hashlib.file_digest(f, "sha256").hexdigest()
     except (HvrescueError, OSError):
         return None
 
@@ -193,7 +199,11 @@ def record_command(
             if os.path.isdir(path):
                 for root, dirs, names in os.walk(path):
                     dirs.sort()
-                    files.extend(os.path.join(root, n) for n in sorted(names))
+                    files.extend(
+                        os.path.join(root, n)
+                        for n in sorted(names)
+                        if not os.path.islink(os.path.join(root, n))
+                    )
                     if len(files) > 10_000:
                         break
             else:

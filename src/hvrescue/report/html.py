@@ -216,6 +216,19 @@ class _Page:
             self.add(f'<tr><td class="path">{_e(u["path"])}</td><td>{_e(text)}</td></tr>')
         self.add("</tbody></table></div></section>")
 
+    def skipped(self) -> None:
+        items = self.report.get("skipped") or []
+        if not items:
+            return
+        self.add(f"<section><h2>{_e(self.msg('ui.report.skipped'))}</h2>")
+        self._table("skipped", ["ui.report.col.path", "ui.report.col.reason"])
+        for sk in items:
+            reason = self.msg(f"skipped.reason.{sk['reason']}")
+            if sk.get("detail"):
+                reason += f" ({sk['detail']})"
+            self.add(f'<tr><td class="path">{_e(sk["path"])}</td><td>{_e(reason)}</td></tr>')
+        self.add("</tbody></table></div></section>")
+
     def inputs(self) -> None:
         self.add(f"<section><h2>{_e(self.msg('ui.report.inputs'))}</h2>")
         self._table("inputs", ["ui.report.col.path", "ui.report.col.size", "ui.report.col.sha256"])
@@ -244,6 +257,7 @@ def to_html(report: dict[str, Any], lang: str) -> str:
     page.chains()
     page.timeline()
     page.unrecognised()
+    page.skipped()
     page.inputs()
     page.foot()
     return "".join(page.parts)

@@ -30,14 +30,16 @@ def _inputs(paths: list[str]) -> list[dict[str, Any]]:
             files = []
             for root, dirs, names in os.walk(path):
                 dirs.sort()
+                # links are not followed out of the evidence (input_hash says None for them)
                 files += [os.path.join(root, n) for n in sorted(names)]
                 if len(files) > 2000:
                     break
         for f in files[:2000]:
             try:
-                size = os.path.getsize(f)
+                st = os.lstat(f)
             except OSError:
                 continue
+            size = st.st_size
             out.append({"path": f, "size": size, "sha256": input_hash(f)})
     return out
 
@@ -217,6 +219,12 @@ def to_markdown(report: dict[str, Any], lang: str) -> str:
         f"| {i['path']} | {human_size(i['size'])} | {i['sha256'] or '-'} |"
         for i in report["inputs"]
     ]
+    if report.get("skipped"):
+        lines += ["", f"## {msg('ui.report.skipped')}", ""]
+        for sk in report["skipped"]:
+            reason = msg(f"skipped.reason.{sk['reason']}")
+            detail = f"; {sk['detail']}" if sk.get("detail") else ""
+            lines.append(f"- {sk['path']} ({reason}{detail})")
     if report["unrecognised"]:
         lines += ["", f"## {msg('ui.report.unrecognised')}", ""]
         lines += [
