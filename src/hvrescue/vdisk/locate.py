@@ -58,7 +58,7 @@ def candidate_paths(child_path: str, kind: str, text: str) -> list[str]:
     """Local paths a locator string may mean, best first."""
     child_dir = os.path.dirname(os.path.abspath(child_path))
     text = text.strip().rstrip("\0")
-    if not text:
+    if not text or "\0" in text:  # a NUL inside cannot name a file on any system
         return []
     if kind == "relative_path":
         parts = _win_parts(text)
