@@ -56,8 +56,8 @@ window.addEventListener('load', function () {
     if (!owner || owner.closest("script,style") || scroller(owner)) continue;
     var width = owner.getBoundingClientRect().width;
     // a run of letters and digits: breaking at '-', '/', '\\' or '.' is ordinary wrapping
-    var re = /[A-Za-z0-9_]+/g, m;
-    while ((m = re.exec(node.data))) {
+    var runs = node.data.matchAll(/[A-Za-z0-9_]+/g);
+    for (var m of runs) {
       var range = document.createRange();
       range.setStart(node, m.index);
       range.setEnd(node, m.index + m[0].length);

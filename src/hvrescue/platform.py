@@ -74,3 +74,9 @@ def user_ids() -> tuple[int, int]:
         return (getuid() if getuid else 0), (getgid() if getgid else 0)
     except AttributeError:  # simulated Windows
         return 0, 0
+
+
+def no_access_time_flag() -> int:
+    """The open flag that leaves a file's access time alone (Linux's ``O_NOATIME``; it needs
+    ownership of the file, so callers fall back to a plain open on PermissionError), or 0."""
+    return int(getattr(os, "O_NOATIME", 0))

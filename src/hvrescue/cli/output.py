@@ -23,6 +23,7 @@ from rich.text import Text
 
 from hvrescue.findings import Finding
 from hvrescue.report.i18n import Messages
+from hvrescue.units import human_size
 
 SEVERITY_STYLE = {"info": "dim", "warning": "yellow", "error": "red", "critical": "bold red"}
 
@@ -175,23 +176,6 @@ def make_stream_safe(stream: Any) -> None:
 
 
 # ---------------------------------------------------------------- sizes
-_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-
-
-def human_size(n: int) -> str:
-    """A byte count in binary units, as Windows Explorer counts them: ``64.0 GiB``."""
-    if n < 0:
-        return "-" + human_size(-n)
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in _UNITS:
-        value /= 1024
-        if round(value, 1) < 1024 or unit == _UNITS[-1]:
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
 def size_text(n: int | None, msg: Messages) -> str:
     """A size for a person, the exact count beside it: ``64.0 GiB (68719476736 bytes)``."""
     if n is None:

@@ -24,10 +24,11 @@ from hvrescue.cli.main import (
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import console, emit_json, finding_json, findings_table, human_size
+from hvrescue.cli.output import console, emit_json, finding_json, findings_table
 from hvrescue.cli.progress import progress_bar
 from hvrescue.errors import HvrescueError
 from hvrescue.preserve.copy import ALGORITHMS
+from hvrescue.units import human_size
 
 
 # ---------------------------------------------------------------- preserve

@@ -1,10 +1,10 @@
 """The one place evidence files are opened for reading.
 
 Evidence is opened read-only, without updating its access time where the kernel allows
-(``O_NOATIME`` needs ownership: without it the open falls back), and never blocks: a FIFO, socket
-or device is opened with ``O_NONBLOCK`` (or not at all, when ``lstat`` already says what it is)
-and refused as ``NotRegularFileError`` after an ``fstat``. Walkers call ``file_kind`` first and
-skip what is not a regular file without opening it.
+(the platform's flag for it needs ownership: without it the open falls back), and never
+blocks: a FIFO, socket or device is opened with ``O_NONBLOCK`` (or not at all, when ``lstat``
+already says what it is) and refused as ``NotRegularFileError`` after an ``fstat``. Walkers call
+``file_kind`` first and skip what is not a regular file without opening it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import stat
 
 from hvrescue.errors import InputError
+from hvrescue.platform import no_access_time_flag
 
 # What a path is, as lstat sees it (links not followed).
 REGULAR, DIRECTORY, SYMLINK = "regular", "directory", "symlink"
@@ -74,14 +75,14 @@ def open_evidence(path: str | os.PathLike[str]) -> int:
         | getattr(os, "O_CLOEXEC", 0)
         | getattr(os, "O_NONBLOCK", 0)
     )
-    noatime = getattr(os, "O_NOATIME", 0)
+    noatime = no_access_time_flag()
     try:
         fd = -1
         if noatime:
             try:
                 fd = os.open(path, flags | noatime)
             except PermissionError:
-                fd = -1  # O_NOATIME needs ownership; a plain read-only open follows
+                fd = -1  # the flag needs ownership; a plain read-only open follows
         if fd < 0:
             fd = os.open(path, flags)
     except FileNotFoundError as exc:
