@@ -159,3 +159,27 @@ def test_triage_without_evtx_still_gives_a_verdict(tmp_path: Path) -> None:
     verdict = json.loads(proc.stdout)["verdict"]
     assert verdict["state"] == "problems"
     assert (out / "report.html").is_file()
+
+
+def test_triage_of_a_guest_disk_without_regipy_says_the_guest_was_not_read(tmp_path: Path) -> None:
+    if not ntfs_tools() or not shutil.which("qemu-img"):
+        pytest.skip("needs Debian's ntfs-3g, dosfstools, mtools, fdisk and qemu-utils")
+    if not _fuse_works(tmp_path):
+        pytest.skip("ntfs-3g cannot mount here (no FUSE)")
+    system = lzma.decompress((CORPUS / "registry" / "regipy" / "SYSTEM.xz").read_bytes())
+    raw = make_guest_raw(tmp_path / "g", "mbr", {"Windows/System32/config/SYSTEM": system})
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    disk = evidence / "guest.vhdx"
+    subprocess.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "vhdx", str(raw), str(disk)],
+        check=True,
+        capture_output=True,
+    )
+    out = tmp_path / "report"
+    proc = run_without("regipy", tmp_path, "triage", str(evidence), "--out", str(out), "--json")
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    missing = [p for p in data["problems"] if p["code"] == "facts.dependency-missing"]
+    assert missing and missing[0]["params"]["package"] == "regipy"
+    assert data["verdict"]["state"] == "problems"

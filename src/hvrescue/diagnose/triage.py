@@ -204,11 +204,15 @@ def _disk_facts(triage: Triage, disks: list[str]) -> None:
 
 def _guest_facts(triage: Triage, disk: str) -> None:
     """What the guest on a readable disk says (registry, dumps, servicing, logs)."""
+    from hvrescue.deps import MissingDependencyError
     from hvrescue.errors import HvrescueError
     from hvrescue.guest.collect import guest_facts
 
     try:
         found = guest_facts(disk, [os.path.dirname(disk)])
+    except MissingDependencyError as exc:  # the guest was not read: say so, never stay silent
+        triage.problems.append(Problem(disk, "facts.dependency-missing", None, dict(exc.params)))
+        return
     except HvrescueError:
         return
     triage.facts.extend(found.facts)
