@@ -196,6 +196,7 @@ def test_faulty_filesystem_fails_exactly_the_chosen_sectors_and_heals(
 
 
 # ------------------------------------------------------------------ preserve / verify
+@pytest.mark.slow  # ~50 s; test_preserve and test_links cover resume, the other fault tests reads
 def test_preserve_records_every_unreadable_sector_and_resume_fills_them_once_readable(
     faulty: FaultyFS,
     vhd_mount: tuple[Path, Path, bytes],

@@ -21,7 +21,7 @@ from tests.fuzz.targets import FAMILIES
 ROOT = Path(__file__).resolve().parents[1]
 CRASHERS = ROOT / "tests" / "fuzz" / "crashers"
 MEMORY_MB = 1536
-SHORT_SECONDS = 4.0
+SHORT_SECONDS = 2.0
 LONG_RUNS = 1_000_000
 
 

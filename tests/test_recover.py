@@ -49,9 +49,9 @@ CORPUS_STANDALONE = [
     ("discutils/swap.vhdx", "vhdx"),
     ("qemu-iotests/iotest-dynamic-1G.vhdx", "vhdx"),
     ("qemu-iotests/test-disk2vhd.vhdx", "vhdx"),
-    ("qemu-iotests/hyperv2012r2-dynamic.vhd", "vpc"),
+    pytest.param("qemu-iotests/hyperv2012r2-dynamic.vhd", "vpc", marks=pytest.mark.slow),
     ("qemu-iotests/d2v-zerofilled.vhd", "vpc"),
-    ("qemu-iotests/virtualpc-dynamic.vhd", "vpc"),
+    pytest.param("qemu-iotests/virtualpc-dynamic.vhd", "vpc", marks=pytest.mark.slow),
     ("dfvfs/ext2.vhd", "vpc"),
     ("dfvfs/image.vhd", "vpc"),
 ]
