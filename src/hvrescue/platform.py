@@ -80,3 +80,8 @@ def no_access_time_flag() -> int:
     """The open flag that leaves a file's access time alone (Linux's ``O_NOATIME``; it needs
     ownership of the file, so callers fall back to a plain open on PermissionError), or 0."""
     return int(getattr(os, "O_NOATIME", 0))
+
+
+def sees_holes() -> bool:
+    """Whether files' holes can be found (``SEEK_DATA``/``SEEK_HOLE``; not on Windows)."""
+    return hasattr(os, "SEEK_DATA") and hasattr(os, "SEEK_HOLE")

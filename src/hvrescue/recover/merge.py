@@ -24,7 +24,7 @@ from typing import Any
 from hvrescue.errors import InputError, UndefinedContentError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
-from hvrescue.platform import pwrite
+from hvrescue.platform import pwrite, sees_holes
 from hvrescue.recover import ddmap
 from hvrescue.recover.digest import KIND, UNIT, ContentDigest, nonzero_units, unit_ranges
 from hvrescue.vdisk.disk import Disk, gap_ranges, merge_gaps
@@ -357,7 +357,7 @@ def digest_of(path: str, fmt: str, size: int, written: list[tuple[int, int]] | N
     and reading a 520 GiB hole to learn so would cost the virtual size."""
     if fmt == "raw":
         with ReadOnlySource(path) as src:
-            if written is not None and not hasattr(os, "SEEK_DATA"):
+            if written is not None and not sees_holes():
                 return _digest_ranges(_source_read_into(src), written, size)
             extents = [(o, n) for o, n, is_data in src.data_segments() if is_data]
             return _digest_ranges(_source_read_into(src), extents, size)
