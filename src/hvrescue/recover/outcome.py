@@ -34,6 +34,12 @@ def gaps_written(changes: list[Change]) -> dict[str, Any] | None:
     return None
 
 
+def gap_map(gaps: dict[str, Any] | None) -> str | None:
+    """The ddrescue map named in a with-gaps summary, when there is one."""
+    found = gaps.get("map") if gaps else None
+    return found if isinstance(found, str) else None
+
+
 @dataclass(frozen=True)
 class Notice:
     """A message for the user, as a catalogue key and its parameters (rendered by the caller)."""
@@ -57,8 +63,7 @@ class RewriteResult:
     @property
     def map(self) -> str | None:
         """The ddrescue map of the ranges written as zeros, when there are any."""
-        found = self.gaps.get("map") if self.gaps else None
-        return found if isinstance(found, str) else None
+        return gap_map(self.gaps)
 
     @property
     def status(self) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from hvrescue.errors import InputError
 from hvrescue.findings import Finding
-from hvrescue.recover.outcome import Notice, findings_after, gaps_written
+from hvrescue.recover.outcome import Notice, findings_after, gap_map, gaps_written
 from hvrescue.recover.rewrite import Change, relative_windows_path
 
 
@@ -202,8 +202,7 @@ class ReparentResult:
 
     @property
     def map(self) -> str | None:
-        found = self.gaps.get("map") if self.gaps else None
-        return found if isinstance(found, str) else None
+        return gap_map(self.gaps)
 
     @property
     def status(self) -> str:
