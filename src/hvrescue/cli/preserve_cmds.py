@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from hvrescue.cli.hash_opts import hash_option
 from hvrescue.cli.main import (
     EXIT_FINDINGS,
     EXIT_OK,
@@ -27,26 +28,24 @@ from hvrescue.cli.main import (
 from hvrescue.cli.output import console, emit_json, finding_json, findings_table
 from hvrescue.cli.progress import progress_bar
 from hvrescue.errors import HvrescueError
-from hvrescue.preserve.copy import ALGORITHMS
 from hvrescue.units import human_size
 
 
 # ---------------------------------------------------------------- preserve
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--hash",
-    "hashes",
-    multiple=True,
-    type=click.Choice(ALGORITHMS),
-    help="Further hash algorithms besides SHA-256 (repeatable).",
-)
+@hash_option("Further hash algorithms besides SHA-256 (repeatable).")
 @click.option(
     "--allow-same-storage",
     is_flag=True,
     help="Allow DEST on the same filesystem as a source (a copy there fails with it).",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted preservation into DEST.")
+@click.option(
+    "--snapshot",
+    is_flag=True,
+    help="Read the sources through a volume shadow copy made for this run (Windows).",
+)
 @click.option(
     "--jobs",
     type=click.IntRange(1, 64),
@@ -62,6 +61,7 @@ def preserve(
     hashes: tuple[str, ...],
     allow_same_storage: bool,
     resume: bool,
+    snapshot: bool,
     jobs: int | None,
     search: tuple[str, ...],
     as_json: bool,
@@ -85,6 +85,7 @@ def preserve(
                 algorithms=hashes or ("sha256",),
                 allow_same_storage=allow_same_storage,
                 resume=resume,
+                snapshot=snapshot,
                 jobs=jobs,
                 search=list(search),
                 case=c.case,
@@ -149,8 +150,16 @@ def preserve(
         )
     for note in m.get("notes", []):
         out.print(Text(c.msg(note["key"], path=note["path"]), style="yellow"))
-    if m.get("warnings"):
+    if "same-storage" in m.get("warnings", []):
         out.print(Text(c.msg("ui.preserve.same-storage-warning"), style="yellow"))
+    for shadow in m.get("snapshots", []):
+        if shadow["deleted"] is None:
+            line = c.msg(
+                "ui.preserve.snapshot-not-deleted", reason=shadow["delete_error"], **shadow
+            )
+            out.print(Text(line, style="red"))
+        else:
+            out.print(Text(c.msg("ui.preserve.snapshot-used", **shadow)))
     out.print(Text(c.msg("ui.preserve.manifest", path=result.manifest_path)))
     sys.exit(code)
 
@@ -159,9 +168,10 @@ def preserve(
 @cli.command()
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--jobs", type=click.IntRange(1, 64), default=None, help="Files hashed at once.")
+@hash_option("Check only these recorded digests (repeatable or comma-separated).")
 @json_option
 @pass_ctx
-def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
+def verify(c: Ctx, target: str, jobs: int | None, hashes: tuple[str, ...], as_json: bool) -> None:
     """Re-hash a preserved copy against its manifest: verify DEST|MANIFEST.
 
     Exit 0 when every file matches, 1 when a file is missing or differs or the preservation is
@@ -171,7 +181,9 @@ def verify(c: Ctx, target: str, jobs: int | None, as_json: bool) -> None:
 
     try:
         with progress_bar(as_json, c.msg("ui.verify.progress")) as bar:
-            report = verify_copy(target, jobs, bar.update, c.case, sys.argv)
+            report = verify_copy(
+                target, jobs, bar.update, c.case, sys.argv, algorithms=hashes or None
+            )
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return

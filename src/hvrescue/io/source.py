@@ -14,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from hvrescue import platform
 from hvrescue.errors import InputError, UnreadableRangeError
 from hvrescue.io.files import open_evidence
 
@@ -89,14 +90,8 @@ class ReadOnlySource:
         self.close()
 
     def _pread(self, length: int, offset: int) -> bytes:
-        pread = getattr(os, "pread", None)  # looked up per call: absent on Windows
-        if pread is not None:
-            data: bytes = pread(self._fd, length, offset)
-            return data
-        # Windows has no pread: seek and read under a lock so no position is shared.
-        with self._lock:
-            os.lseek(self._fd, offset, os.SEEK_SET)
-            return os.read(self._fd, length)
+        # Windows has no pread: the platform seeks and reads under the descriptor's lock.
+        return platform.pread(self._fd, length, offset)
 
     def _pread_retry(self, offset: int, length: int) -> bytes:
         last: OSError | None = None
@@ -203,40 +198,20 @@ class ReadOnlySource:
 
     def data_segments(self, start: int = 0, end: int | None = None) -> list[tuple[int, int, bool]]:
         """``(offset, length, is_data)`` runs covering ``[start, end)``: holes of a sparse file
-        (SEEK_HOLE/SEEK_DATA) are ``is_data=False``. Where the filesystem cannot tell, the whole
-        range is one data run. Holes read as zeros, so treating one as data is only slower."""
+        (``platform.data_ranges``) are ``is_data=False``. Where the filesystem cannot tell,
+        the whole range is one data run. Holes read as zeros: treating one as data is slower."""
         end = self.size if end is None else min(end, self.size)
-        seek_data = getattr(os, "SEEK_DATA", None)
-        seek_hole = getattr(os, "SEEK_HOLE", None)
         if start >= end:
             return []
-        if seek_data is None or seek_hole is None:
-            return [(start, end - start, True)]
         out: list[tuple[int, int, bool]] = []
         pos = start
-        with self._lock:
-            try:
-                while pos < end and len(out) < 1_000_000:
-                    try:
-                        data = os.lseek(self._fd, pos, seek_data)
-                    except OSError as exc:
-                        if exc.errno == errno.ENXIO:  # nothing but hole up to EOF
-                            out.append((pos, end - pos, False))
-                            return out
-                        raise
-                    data = min(data, end)
-                    if data > pos:
-                        out.append((pos, data - pos, False))
-                    if data >= end:
-                        break
-                    hole = min(os.lseek(self._fd, data, seek_hole), end)
-                    out.append((data, hole - data, True))
-                    pos = hole
-                if pos < end and (not out or out[-1][0] + out[-1][1] < end):
-                    last = out[-1][0] + out[-1][1] if out else start
-                    out.append((last, end - last, True))
-            except OSError:
-                return [(start, end - start, True)]
+        for lo, hi in platform.data_ranges(self._fd, end, start):
+            if lo > pos:
+                out.append((pos, lo - pos, False))
+            out.append((lo, hi - lo, True))
+            pos = hi
+        if pos < end:
+            out.append((pos, end - pos, False))
         return out
 
     def read_into(self, offset: int, view: memoryview, *, tolerant: bool = False) -> int:
@@ -253,18 +228,16 @@ class ReadOnlySource:
         length = min(len(view), max(0, self.size - offset))
         if length <= 0:
             return 0, []
-        preadv = getattr(os, "preadv", None)
-        if preadv is not None:
-            got = 0
-            try:
-                while got < length:
-                    n = preadv(self._fd, [view[got:length]], offset + got)
-                    if n <= 0:
-                        break
-                    got += n
-                return got, []
-            except OSError:
-                pass  # the careful path below retries, records and zero-fills
+        got = 0
+        try:
+            while got < length:
+                n = platform.pread_into(self._fd, view[got:length], offset + got)
+                if n <= 0:
+                    break
+                got += n
+            return got, []
+        except OSError:
+            pass  # the careful path below retries, records and zero-fills
         data, bad = self.read_checked(offset, length, tolerant=tolerant)
         view[: len(data)] = data
         return len(data), bad

@@ -18,7 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hvrescue.preserve.manifest import MANIFEST, VerifyResult, load_manifest, verify_entries
+from hvrescue.preserve.manifest import (
+    MANIFEST,
+    VerifyResult,
+    check_recorded,
+    load_manifest,
+    verify_entries,
+)
 from hvrescue.preserve.run import REFERENCE_ONLY, Options, Outcome, preserve
 
 # Files copied or hashed at once unless told: enough to overlap reads of a few disks without
@@ -86,6 +92,7 @@ def preserve_to(
     algorithms: tuple[str, ...] = ("sha256",),
     allow_same_storage: bool = False,
     resume: bool = False,
+    snapshot: bool = False,
     jobs: int | None = None,
     search: list[str] | None = None,
     case: str | None = None,
@@ -100,6 +107,7 @@ def preserve_to(
         algorithms=algorithms or ("sha256",),
         allow_same_storage=allow_same_storage,
         resume=resume,
+        snapshot=snapshot,
         jobs=jobs or default_jobs(),
         search=list(search or []),
         case=case,
@@ -190,8 +198,10 @@ def verify_copy(
     progress: Callable[[int, int], None] | None = None,
     case: str | None = None,
     argv: list[str] | None = None,
+    algorithms: tuple[str, ...] | None = None,
 ) -> VerifyReport:
-    """Re-hash the preserved copy at ``target`` (DEST or its manifest.json).
+    """Re-hash the preserved copy at ``target`` (DEST or its manifest.json), under every
+    algorithm the manifest records, or only ``algorithms`` (each must be recorded).
 
     ``progress(done, total)`` is called from worker threads. With ``argv`` (the command line),
     the action is appended to the case record (``case``, default DEST/case.sqlite) with exit
@@ -201,8 +211,14 @@ def verify_copy(
 
     dest, manifest = load_manifest(target)
     entries = manifest["files"]
+    if algorithms:
+        check_recorded(entries, algorithms)
     results = verify_entries(
-        dest, entries, jobs or default_jobs(), _running_total(progress, recorded_bytes(manifest))
+        dest,
+        entries,
+        jobs or default_jobs(),
+        _running_total(progress, recorded_bytes(manifest)),
+        algorithms or None,
     )
     report = VerifyReport(dest, manifest, results)
     if argv is not None:

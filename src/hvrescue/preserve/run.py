@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from hvrescue.preserve.manifest import (
 )
 from hvrescue.preserve.plan import NOT_A_GAP, PlannedFile, Unreachable, build_plan
 from hvrescue.preserve.refill import RefillResult, refill
+from hvrescue.preserve.snapshot import Snapshots
 
 REFERENCE_ONLY = {"config-disk-missing", "config-file-missing", *NOT_A_GAP}
 # Problems of a retry of unreadable ranges (the original changed or is gone): the ranges stay.
@@ -61,6 +62,7 @@ class Options:
     jobs: int = 2
     search: list[str] = field(default_factory=list)
     case: str | None = None
+    snapshot: bool = False  # read the sources through volume shadow copies (Windows)
 
 
 @dataclass
@@ -102,7 +104,25 @@ def preserve(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Outcome:
-    """Run a preservation. ``progress(done_bytes, total_bytes)`` is called from worker threads."""
+    """Run a preservation. ``progress(done_bytes, total_bytes)`` is called from worker threads.
+    With ``options.snapshot`` the sources are read through shadow copies made for this run and
+    deleted when it ends, however it ends."""
+    if not options.snapshot:
+        return _preserve(sources, dest, options, argv, progress, cancel, None)
+    with Snapshots() as snaps:
+        return _preserve(sources, dest, options, argv, progress, cancel, snaps)
+
+
+def _preserve(
+    sources: list[str],
+    dest: str,
+    options: Options,
+    argv: list[str],
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+    snaps: Snapshots | None,
+) -> Outcome:
+    cancel = cancel or threading.Event()
     for a in options.algorithms:
         if a not in ALGORITHMS:
             raise InputError("error.preserve.algorithm", name=a, known=", ".join(ALGORITHMS))
@@ -119,7 +139,7 @@ def preserve(
     if state == "done":
         return _reverify_done(dest, options, argv)
 
-    plan = build_plan(sources, options.search)
+    plan = build_plan(snaps.take(sources) if snaps else sources, options.search)
     if not plan.files:
         raise InputError("error.preserve.nothing", sources=", ".join(sources))
     same = check_storage(plan, dest, options.allow_same_storage)
@@ -141,7 +161,7 @@ def preserve(
     counter_lock = threading.Lock()
 
     def tick(n: int) -> None:
-        if cancel is not None and cancel.is_set():
+        if cancel.is_set():
             raise Cancelled()
         with counter_lock:
             counter[0] += n
@@ -207,6 +227,8 @@ def preserve(
                 problems.append(Unreachable(f.source, "unreadable", detail=exc.key))
             return
         entry = _entry(f, rel_of, result)
+        if snaps is not None:
+            snaps.restore_names(entry)
         journal.append(entry)
         publish(part, final, confined)
         confined.unlink(part + ".state")
@@ -251,14 +273,15 @@ def preserve(
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         futures = [pool.submit(one, f) for f in order]
         try:
-            for fut in futures:
-                fut.result()
+            _wait_all(futures)
         except BaseException:
-            if cancel is not None:
-                cancel.set()
-            for fut in futures:
-                fut.cancel()
+            # Ctrl-C or a failure: running copies stop at their next chunk (their checkpoints
+            # stay for --resume), queued ones never start.
+            cancel.set()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
+    if snaps is not None:
+        snaps.release()  # before the manifest, which records when they went
 
     files = [entries[f.rel] for f in plan.files if f.rel in entries]
     unreachable = plan.unreachable + problems
@@ -275,10 +298,24 @@ def preserve(
         "notes": plan.notes,
         "warnings": ["same-storage"] if same else [],
     }
+    if snaps is not None:
+        manifest["snapshots"] = snaps.records()
+        if snaps.undeleted():
+            manifest["warnings"].append("snapshot-not-deleted")
     write_manifest(dest, manifest)
     _record_case(options.case or os.path.join(dest, CASE_FILE), argv, manifest, dest, complete)
     shutil.rmtree(work, ignore_errors=True)
     return Outcome(dest, manifest, complete, verified[0], retried[0], recovered[0])
+
+
+def _wait_all(futures: list[Future[None]]) -> None:
+    """Wait for every future, raising the first failure. Short waits, never one unbounded
+    ``result()``: on Windows before Python 3.14 a blocked wait does not see Ctrl-C."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+        for fut in done:
+            fut.result()
 
 
 def _complete(unreachable: list[dict[str, Any]], files: list[dict[str, Any]]) -> bool:

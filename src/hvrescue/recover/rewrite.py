@@ -20,7 +20,7 @@ from typing import Any
 
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
-from hvrescue.platform import pwrite
+from hvrescue.platform import make_sparse, pwrite, set_size
 from hvrescue.recover.guard import ContentGuard
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhdx import structures as s
@@ -111,6 +111,7 @@ def _open(path: str) -> VhdxImage:
 def _copy_replayed(img: VhdxImage, fd: int, size: int, guard: ContentGuard) -> None:
     """The file's bytes after log replay, holes of the source kept as holes."""
     segments = img.source.data_segments(0, min(size, img.source.size))
+    make_sparse(fd)  # holes are skipped below, and the log may grow the file past the source
     covered = 0
     for offset, length, is_data in segments:
         covered = offset + length
@@ -135,7 +136,7 @@ def _copy_replayed(img: VhdxImage, fd: int, size: int, guard: ContentGuard) -> N
         data = guard.read(lo, hi - lo)
         if data.count(0) != len(data):
             pwrite(fd, data, lo)
-    os.ftruncate(fd, size)
+    set_size(fd, size)
 
 
 def _metadata_region(img: VhdxImage, locator: bytes | None) -> bytes:

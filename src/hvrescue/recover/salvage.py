@@ -25,7 +25,7 @@ from typing import Any
 from hvrescue.errors import HvrescueError, InputError, OutputError
 from hvrescue.io.atomic import check_output_folder, link_into_place, output_error
 from hvrescue.io.nofollow import open_existing, open_new
-from hvrescue.platform import pwrite
+from hvrescue.platform import pwrite, set_size
 from hvrescue.recover import ddmap
 from hvrescue.recover.ddmap import BAD, GOOD, NOT_DONE, UNTRIED, read_map, write_map
 from hvrescue.vdisk.disk import Disk, merge_gaps
@@ -240,7 +240,7 @@ def salvage(
             fd = -1
             try:
                 fd = open_new(partial, os.O_RDWR)
-                os.ftruncate(fd, size)
+                set_size(fd, size)  # sparse: a gap of zeros costs no space
             except BaseException as exc:
                 if fd >= 0:
                     os.close(fd)

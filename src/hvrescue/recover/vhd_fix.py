@@ -14,7 +14,7 @@ import struct
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
 from hvrescue.io.source import ReadOnlySource
-from hvrescue.platform import pwrite
+from hvrescue.platform import make_sparse, pwrite, set_size
 from hvrescue.recover.guard import ContentGuard
 from hvrescue.recover.rewrite import MAX_EXTEND, Change, guard_map
 from hvrescue.vdisk.vhd import structures as s
@@ -90,7 +90,7 @@ def repair_vhd(
                 if header_fix is not None:
                     pwrite(fd, header_fix, img.footer.data_offset)
             pwrite(fd, good, footer_at)
-            os.ftruncate(fd, footer_at + s.FOOTER_SIZE)
+            set_size(fd, footer_at + s.FOOTER_SIZE)
         if guard.gaps:
             changes.append(Change("rewrite.written-with-gaps", guard.summary(out)))
         return changes
@@ -118,7 +118,10 @@ def _data_end(img: VhdImage) -> int:
 
 def _copy(src: ReadOnlySource, fd: int, guard: ContentGuard) -> None:
     """The file's bytes, holes kept; read errors go through the guard (refused, or listed)."""
-    for offset, length, is_data in src.data_segments():
+    segments = src.data_segments()
+    if any(not is_data for _, _, is_data in segments):
+        make_sparse(fd)  # else NTFS writes zeros into every hole skipped here
+    for offset, length, is_data in segments:
         if not is_data:
             continue
         pos, end = offset, offset + length

@@ -16,7 +16,7 @@ import uuid
 
 from hvrescue.errors import InputError
 from hvrescue.io.atomic import atomic_output
-from hvrescue.platform import pwrite
+from hvrescue.platform import pwrite, set_size
 from hvrescue.recover.guard import ContentGuard
 from hvrescue.recover.rewrite import Change, guard_map
 from hvrescue.recover.vhd_fix import (
@@ -86,13 +86,13 @@ def reparent_vhd(
         guard = ContentGuard(img, allow_gaps)
         with atomic_output(out, check=lambda _tmp: guard_map(guard, out, argv)) as fd:
             _copy(src, fd, guard)
-            os.ftruncate(fd, end)
+            set_size(fd, end)
             pwrite(fd, bytes(header), hdr_off)
             for offset, blob in placed:
                 pwrite(fd, blob + bytes(-len(blob) % SECTOR or 0), offset)
             pwrite(fd, footer, pos)
             pwrite(fd, footer, 0)
-            os.ftruncate(fd, pos + s.FOOTER_SIZE)
+            set_size(fd, pos + s.FOOTER_SIZE)
         changes = [
             Change(
                 "rewrite.parent-locator",

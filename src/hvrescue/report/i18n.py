@@ -11,6 +11,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from hvrescue.platform import ui_language
+
 LANGUAGES = ("en", "ja")
 # Catalogue keys that are interface words, not codes a user can ask `explain` about.
 INTERFACE_PREFIXES = (
@@ -60,8 +62,11 @@ def catalogue(lang: str) -> dict[str, str]:
 
 
 def detect_language(explicit: str | None = None) -> str:
-    """--lang, then HVRESCUE_LANG, then the POSIX locale variables; English by default."""
+    """--lang, then HVRESCUE_LANG, then the Windows user interface language, then the POSIX
+    locale variables; English by default."""
     candidates = [explicit, os.environ.get("HVRESCUE_LANG")]
+    if not any(candidates):
+        candidates.append(ui_language())  # asked only when needed: a call into kernel32
     candidates += [os.environ.get(v) for v in ("LC_ALL", "LC_MESSAGES", "LANG")]
     for value in candidates:
         if value:

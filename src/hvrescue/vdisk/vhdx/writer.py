@@ -7,13 +7,12 @@ sparse through :func:`hvrescue.io.atomic.atomic_output`, never over an existing 
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 from dataclasses import dataclass, field
 
 from hvrescue.io.atomic import atomic_output
-from hvrescue.platform import pwrite
+from hvrescue.platform import make_sparse, pwrite, set_size
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhdx import structures as s
 
@@ -210,6 +209,7 @@ def write_vhdx(path: str, spec: VhdxSpec, data: dict[int, bytes] | None = None) 
     bat_bytes = struct.pack(f"<{entries}Q", *bat) + bytes(bat_length - entries * 8)
     log_guid = spec.log_guid if spec.pending_log else s.ZERO_GUID
     with atomic_output(path) as fd:
+        make_sparse(fd)  # the BAT region and unwritten blocks stay holes
         ident = bytearray(64 * s.KiB)
         ident[0:8] = s.FILE_SIGNATURE
         creator = spec.creator.encode("utf-16-le")[:512]
@@ -235,4 +235,4 @@ def write_vhdx(path: str, spec: VhdxSpec, data: dict[int, bytes] | None = None) 
             pwrite(fd, payload, foff)
         for chunk, foff in bitmap_at.items():
             pwrite(fd, bytes(bitmaps[chunk]), foff)
-        os.ftruncate(fd, next_free)
+        set_size(fd, next_free)
