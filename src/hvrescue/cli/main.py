@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -46,8 +45,27 @@ from hvrescue.cli.output import (
     set_quiet,
 )
 from hvrescue.errors import HvrescueError, OutputError
-from hvrescue.preserve.case_record import CASE_TABLES, check_case_record
 from hvrescue.report.i18n import Messages, detect_language
+
+CASE_TABLES = frozenset({"meta", "actions", "files"})  # as hvrescue.preserve.case_record says
+
+
+def check_case_record(path: str, may_create: bool = False) -> None:
+    """:func:`hvrescue.preserve.case_record.check_case_record`, imported when --case is given
+    (sqlite3 is not needed to start)."""
+    from hvrescue.preserve.case_record import check_case_record as check
+
+    check(path, may_create)
+
+
+class _NoDatabaseError(Exception):
+    """Stands for sqlite3.Error while sqlite3 was never imported (so none can be raised)."""
+
+
+def _database_error() -> type[Exception]:
+    module = sys.modules.get("sqlite3")
+    return module.Error if module is not None else _NoDatabaseError
+
 
 # Shared with the command modules, which import them from here.
 __all__ = [
@@ -245,7 +263,7 @@ def audited(*input_params: str) -> Callable[[F], F]:
                     record_command(
                         c.case, name, sys.argv, inputs, code if isinstance(code, int) else 2
                     )
-                except (OSError, sqlite3.Error) as exc:
+                except (OSError, _database_error()) as exc:
                     raise OutputError("error.case.write", path=c.case, reason=str(exc)) from exc
 
             try:
@@ -270,8 +288,10 @@ def audited(*input_params: str) -> Callable[[F], F]:
 
 
 # The commands of the other modules register themselves on `cli`.
+import hvrescue.cli.collect_cmds  # noqa: E402
 import hvrescue.cli.diagnose_cmds  # noqa: E402
 import hvrescue.cli.disk_cmds  # noqa: E402
+import hvrescue.cli.fleet_cmds  # noqa: E402
 import hvrescue.cli.preserve_cmds  # noqa: E402
 import hvrescue.cli.recover_cmds  # noqa: E402, F401
 
@@ -353,7 +373,7 @@ def main() -> None:
         key, params = os_error_message(exc)
         _report_error(key, params)
         sys.exit(EXIT_ERROR)
-    except sqlite3.Error as exc:
+    except _database_error() as exc:
         if interrupt_note.get("seen"):
             _interrupted()
         if debug:

@@ -51,6 +51,9 @@ class Item:
     member: bool = False
     depth: int = 0  # 0 on disk, 1 in a zip on disk, 2 in a zip in a zip...
     stat: os.stat_result | None = None
+    # In a collector's bundle: what its manifest says the item is (hvrescue.evidence.bundle:
+    # a command's output or its stderr, an export, a copied file, a listing), else None.
+    route: Any = None
 
     def open(self, limit: int | None = None) -> Stream:
         return self.opener(limit)

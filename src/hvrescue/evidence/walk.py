@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hvrescue.errors import HvrescueError, InputError
+from hvrescue.evidence import bundle
 from hvrescue.evidence import classify as cls
 from hvrescue.evidence.budget import Budget
 from hvrescue.evidence.items import GuardedFile, Item, ItemError, Opener, Stream
@@ -159,6 +160,7 @@ class Walk:
         stack = [root]
         visited: set[tuple[int, int]] = set()
         kinds: set[str] = set()
+        table: dict[str, bundle.Route] = {}
         files = 0
         while stack:
             folder = stack.pop()
@@ -197,9 +199,14 @@ class Walk:
                     yield Skipped(path, "not-regular", kind)
                 else:
                     files += 1
+                    if folder == root and cls.is_bundle_manifest(entry.name):
+                        table = _bundle_table(path)
                     for found in self._file(path, root, lst):
                         if isinstance(found, Item):
                             kinds.add(found.kind)
+                            if table and not found.member:
+                                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                                found.route = table.get(rel)
                         yield found
             stack.extend(reversed(subfolders))
         if cls.BUNDLE in kinds:
@@ -209,6 +216,17 @@ class Walk:
         else:
             kind = cls.FOLDER
         yield Folder(root, kind, files)
+
+
+def _bundle_table(path: str) -> dict[str, bundle.Route]:
+    """The routes of a bundle folder's members from its manifest (bounded; none when it
+    cannot be read as one)."""
+    try:
+        with open_evidence_file(path) as fh:
+            data = fh.read(bundle.MAX_MANIFEST_BYTES + 1)
+    except (OSError, NotRegularFileError):
+        return {}
+    return bundle.table_from(data)
 
 
 def _link(path: str, real_root: str) -> Skipped:

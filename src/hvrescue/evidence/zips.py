@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hvrescue.evidence import bundle
 from hvrescue.evidence import classify as cls
 from hvrescue.evidence.budget import RATIO_FLOOR, Budget, LimitExceeded
 from hvrescue.evidence.items import Item, ItemError, Stream
@@ -168,8 +169,11 @@ def archive_items(
         yield Skipped(path, exc.reason, exc.detail)
         return
     with zf:
-        if any(cls.is_bundle_manifest(info.filename) for info in infos[:1000]):
+        table: dict[str, bundle.Route] = {}
+        manifests = [i for i in infos[:1000] if cls.is_bundle_manifest(i.filename)]
+        if manifests:
             item.kind = cls.BUNDLE
+            table = _bundle_table(zf, manifests[0], budget)
         yield item
         if len(infos) > budget.max_members:
             yield Skipped(path, "zip-too-many-members", f"{len(infos)} > {budget.max_members}")
@@ -183,7 +187,31 @@ def archive_items(
             if tally.members > budget.max_members:
                 yield Skipped(member, "zip-too-many-members", f"more than {budget.max_members}")
                 return
-            yield from _member(zf, info, member, item.root, depth, budget, tally)
+            for found in _member(zf, info, member, item.root, depth, budget, tally):
+                if table and isinstance(found, Item):
+                    found.route = table.get(name.replace("\\", "/"))
+                yield found
+
+
+def _bundle_table(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget
+) -> dict[str, bundle.Route]:
+    """The routes of a bundle's members from its manifest (bounded; none when unreadable)."""
+    limit = min(bundle.MAX_MANIFEST_BYTES, budget.member_limit())
+    if info.file_size > limit:
+        return {}
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except ZIP_ERRORS:
+        return {}
+    if len(data) > limit:
+        return {}
+    try:
+        with budget.hold(len(data), "bundle manifest"):
+            return bundle.table_from(data)
+    except LimitExceeded:
+        return {}
 
 
 def _member(
