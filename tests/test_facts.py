@@ -412,10 +412,12 @@ def test_tasklist_filtered_through_findstr_into_a_file(tmp_path: Path):
 @pytest.mark.parametrize(
     "name,expected",
     [
-        ("sc sdshow cryptsvc.txt", "cryptsvc"),
+        # A known service is named in its own spelling, whatever the file name's case.
+        ("sc sdshow cryptsvc.txt", "CryptSvc"),
         ("sdshow_EventSystem.log", "EventSystem"),
-        ("cryptsvc-sddl-before.txt", "cryptsvc"),
-        ("eventsystem.txt", "eventsystem"),
+        ("cryptsvc-sddl-before.txt", "CryptSvc"),
+        ("eventsystem.txt", "EventSystem"),
+        ("sd-cryptsvc.txt", "CryptSvc"),
     ],
 )
 def test_sdshow_service_name_from_the_file_name(tmp_path, name, expected):

@@ -31,17 +31,34 @@ from hvrescue.evidence import budget as limits
 from hvrescue.evidence import classify as cls
 from hvrescue.evidence import text as txt
 from hvrescue.facts.model import Fact, FactSet, Problem, Provenance, Unrecognised
-from hvrescue.logs import csv_events, text_events, xml_events
+from hvrescue.logs import (
+    csv_events,
+    dialog,
+    repost,
+    signals,
+    signatures,
+    text_events,
+    viewer_friendly,
+    viewer_rows,
+    xml_events,
+)
 from hvrescue.logs.commands import (
+    backup_logs,
     bcdedit,
     dism,
+    fltmc,
     hotfix,
+    icacls,
+    manage_bde,
+    msinfo,
     powershell,
+    pserror,
     sc,
     systeminfo,
     tasklist,
     vssadmin,
 )
+from hvrescue.logs.inputs import Collected, label_services
 from hvrescue.logs.textutil import PROMPT, Text
 
 # The limits as they were named here before the walker had its budget.
@@ -59,7 +76,10 @@ OUTPUT_START = re.compile(
     + r"|vssadmin \d|Deployment Image Servicing|展開イメージのサービスと管理ツール"
     r"|Windows Boot Manager|Windows ブート マネージャー|\[SC\]|SERVICE_NAME:"
     r"|Image Name\s+PID|イメージ名\s+PID|Source\s+Description\s+HotFixID|Caption\s+CSName"
-    r"|Host Name:|ホスト名:|Log Name:|ログの名前:)",
+    r"|Host Name:|ホスト名:|Log Name:|ログの名前:"
+    r"|Protokollname:|Nom du journal\s?:|[-+]?\s*System\s*$|Level\tDate and Time|レベル\t日付と時刻"
+    r"|wbadmin \d|\[System Summary\]|\[システムの要約\]|\s+ProviderName: "
+    r"|BitLocker Drive Encryption: Configuration|BitLocker ドライブ暗号化: 構成)",
     re.MULTILINE,
 )
 
@@ -72,8 +92,18 @@ TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     systeminfo.parse,
     bcdedit.parse,
     powershell.parse,
+    pserror.parse,
+    msinfo.parse,
+    backup_logs.parse,
+    manage_bde.parse,
+    icacls.parse,
+    fltmc.parse,
     text_events.parse,
+    viewer_friendly.parse,
+    viewer_rows.parse,
 )
+# Facts that say what a whole list holds (and so what is missing from it).
+WHOLE_LISTS = frozenset({"vss_writer_list", "vss_provider_list"})
 # The start of a text that says whether it is an XML or CSV export (a whole line of headers).
 FORMAT_CHARS = 64 * 1024
 # Skipped reasons and the "unrecognised" reason they had before there was a skipped list.
@@ -91,6 +121,7 @@ _LEGACY = {
 def facts_from_text(text: str, path: str) -> list[Fact]:
     """Every command output and pasted event found anywhere in ``text`` (a transcript of
     several commands yields the facts of each)."""
+    text = repost.clean(text)  # quotes, fences, odd spaces undone; line numbers kept
     try:
         as_json = powershell.parse_json(text, path)
     except RecursionError:
@@ -101,6 +132,11 @@ def facts_from_text(text: str, path: str) -> list[Fact]:
     facts: list[Fact] = []
     for parser in TEXT_PARSERS:
         facts.extend(parser(doc))
+    # What no parser reads as a record: dialogs, a failure's own words, codes and names in
+    # sentences (hvrescue.logs.signatures and .signals), with a confidence below 1.0.
+    facts.extend(dialog.parse(doc))
+    facts.extend(signatures.match(doc, facts))
+    facts.extend(signals.signals(doc))
     facts.sort(key=lambda f: _line(f.provenance.locator))
     return facts
 
@@ -112,22 +148,30 @@ def _line(locator: str | None) -> int:
 
 
 # ---------------------------------------------------------------- the walk
-def collect(paths: list[str], budget: Budget | None = None) -> FactSet:
+def collect(paths: list[str], budget: Budget | None = None, jobs: int | None = None) -> Collected:
     """The facts of everything under ``paths``, what was not recognised, what could not be
-    read (``problems``, ``skipped``)."""
+    read (``problems``, ``skipped``). EVTX files are read in ``jobs`` processes (None: one
+    per core, 1: here); the result is the same whatever ``jobs`` is."""
+    from hvrescue.logs.parallel import read_entries
+
     budget = budget or Budget()
-    out = FactSet()
-    for entry in Walk(list(paths), budget):
-        add_entry(out, entry, budget)
+    out = Collected()
+    for entry, found in read_entries(Walk(list(paths), budget), budget, facts_from_item, jobs):
+        add_entry(out, entry, budget, found)
+    out.facts = label_services(out.facts)
     return out
 
 
-def add_entry(out: FactSet, entry: Item | Folder | Skipped, budget: Budget) -> None:
-    """One entry of a walk into ``out``."""
+def add_entry(
+    out: FactSet, entry: Item | Folder | Skipped, budget: Budget, found: FactSet | None = None
+) -> None:
+    """One entry of a walk into ``out`` (``found``: an item's facts, already read)."""
     if isinstance(entry, Skipped):
         add_skipped(out, entry)
     elif isinstance(entry, Item):
-        out.extend(facts_from_item(entry, budget))
+        if isinstance(out, Collected) and entry.kind not in (cls.ARCHIVE, cls.BUNDLE):
+            out.items.append((entry.path, entry.content))
+        out.extend(found if found is not None else facts_from_item(entry, budget))
 
 
 def facts_from_file(path: str, budget: Budget | None = None) -> FactSet:
@@ -166,11 +210,21 @@ def facts_from_item(item: Item, budget: Budget) -> FactSet:
     reader = READERS.get(item.content)
     if reader is None or item.kind in (cls.ARCHIVE, cls.BUNDLE):
         return out  # an archive's members come as items of their own
+    route = item.route
+    if route is not None and not route.evidence:
+        # A collector's own record (a command's stderr, its listing of disk files): not what
+        # the host printed, so a refusal's words are never read as the host's state.
+        out.unrecognised.append(Unrecognised(item.path, "collector-record"))
+        return out
     try:
         reader(item, budget, out)
     except (ItemError, LimitExceeded) as exc:
         out = FactSet()
         add_skipped(out, Skipped(item.path, exc.reason, exc.detail))
+    if route is not None and not route.complete:
+        # The output of a command that did not end well (refused, cut at its cap, timed out):
+        # its records stand, but a list in it is not the whole list.
+        out.facts = [f for f in out.facts if f.kind not in WHOLE_LISTS]
     return out
 
 
@@ -222,6 +276,7 @@ def _text(item: Item, budget: Budget, out: FactSet) -> None:
                 _parse_text(txt.TextStream(fh, decoding, chunk), item.path, budget, attempt)
         except txt.WrongEncoding:
             continue
+        attempt.facts = signals.dedupe(attempt.facts)
         out.extend(attempt)
         break
     if not out.facts and not out.problems:

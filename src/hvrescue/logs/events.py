@@ -33,6 +33,17 @@ LEVEL_WORDS = {
     "詳細": 5,
     "監査の成功": 0,
     "監査の失敗": 0,
+    # German and French Event Viewer.
+    "kritisch": 1,
+    "fehler": 2,
+    "warnung": 3,
+    "informationen": 4,
+    "ausführlich": 5,
+    "critique": 1,
+    "erreur": 2,
+    "avertissement": 3,
+    "informations": 4,
+    "commentaires": 5,
 }
 
 _TIME_FORMATS = (
@@ -44,24 +55,49 @@ _TIME_FORMATS = (
     "%m/%d/%Y %I:%M %p",
     "%m/%d/%Y %H:%M:%S",
     "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
     "%Y/%m/%d",
     "%Y-%m-%d",
     "%m/%d/%Y",
 )
 
 
-def parse_local_time(text: str) -> str | None:
-    """A time as Event Viewer or PowerShell printed it (local, no zone) to ISO 8601 without zone."""
+_MERIDIEM_FORMATS = tuple(f for f in _TIME_FORMATS if "%p" in f)
+# Day-first dates (French, British English): "02/10/2023 09:12:01" is 2 October there.
+_DAY_FIRST_FORMATS = (
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d/%m/%Y",
+    "%d.%m.%Y",
+)
+
+
+def parse_local_time(text: str, day_first: bool = False) -> str | None:
+    """A time as Event Viewer or PowerShell printed it (local, no zone) to ISO 8601 without zone.
+    ``day_first`` reads d/m/Y (the labels said French); otherwise m/d/Y, as before."""
     text = text.strip()
     if not text:
         return None
+    if day_first:
+        bare = re.sub(r"\.\d+$", "", text)
+        for fmt in _DAY_FIRST_FORMATS:
+            try:
+                return datetime.strptime(bare, fmt).isoformat()
+            except ValueError:
+                continue
+        if not re.match(r"^\d{4}", text):
+            return None  # never read a day-first date month-first
     # Japanese AM/PM markers: 午前 9:00:19 / 午後 9:00:19.
     m = re.match(r"^(\S+)\s+(午前|午後)\s*(\d{1,2}):(\d{2})(?::(\d{2}))?$", text)
     if m:
         hour = int(m.group(3)) % 12 + (12 if m.group(2) == "午後" else 0)
         text = f"{m.group(1)} {hour}:{m.group(4)}:{m.group(5) or '00'}"
     text = re.sub(r"\.\d+$", "", text)
-    for fmt in _TIME_FORMATS:
+    # Only the AM/PM forms can read "... 9:12:01 AM": trying only them saves four misses.
+    formats = _MERIDIEM_FORMATS if text[-2:].upper() in ("AM", "PM") else _TIME_FORMATS
+    for fmt in formats:
         try:
             return datetime.strptime(text, fmt).isoformat()
         except ValueError:
@@ -125,6 +161,8 @@ def event_fact(
     user_sid: str | None = None,
     process_id: int | None = None,
     thread_id: int | None = None,
+    confidence: float | None = None,
+    signature: str | None = None,
 ) -> Fact:
     attributes: dict[str, Any] = {
         "channel": channel,
@@ -150,4 +188,9 @@ def event_fact(
         "thread_id": thread_id,
         "format": source_format,
     }
+    # Only events read tolerantly from loose text say how sure they are (a parsed record is 1.0).
+    if confidence is not None:
+        attributes["confidence"] = confidence
+    if signature is not None:
+        attributes["signature"] = signature
     return Fact("event", attributes, provenance)

@@ -84,6 +84,26 @@ def severity_text(msg: Messages, severity: str) -> str:
     return msg(key) if msg.has(key) else severity
 
 
+def recognised_text(msg: Messages, item: dict[str, Any]) -> str:
+    """What was recognised in one input, for a person: the formats read, only loose signals,
+    or why nothing was (empty for a report.json of an earlier version)."""
+    recognised = item.get("recognised")
+    if recognised is None:
+        return ""
+    if item.get("signals_only"):
+        return msg("ui.report.input.signals-only", facts=item.get("facts", 0))
+    if recognised:
+        formats = ", ".join(item.get("formats") or [])
+        return msg("ui.report.input.recognised", formats=formats, facts=item.get("facts", 0))
+    reason = str(item.get("reason") or "no-known-content")
+    why = reason
+    for key in (f"facts.reason.{reason}", f"skipped.reason.{reason}"):
+        if msg.has(key):
+            why = msg(key)
+            break
+    return msg("ui.report.input.not-recognised", reason=why)
+
+
 class _Page:
     def __init__(self, report: dict[str, Any], lang: str) -> None:
         self.report = report
@@ -231,13 +251,27 @@ class _Page:
 
     def inputs(self) -> None:
         self.add(f"<section><h2>{_e(self.msg('ui.report.inputs'))}</h2>")
-        self._table("inputs", ["ui.report.col.path", "ui.report.col.size", "ui.report.col.sha256"])
+        self._table(
+            "inputs",
+            [
+                "ui.report.col.path",
+                "ui.report.col.size",
+                "ui.report.col.sha256",
+                "ui.report.col.recognised",
+            ],
+        )
         for item in self.report["inputs"]:
             size = item["size"]
+            shown = "-" if size is None else human_size(size)
+            state = item.get("recognised")
+            css = "" if state is None else ' class="lvl-warning"' if not state else ""
+            if item.get("signals_only"):
+                css = ' class="lvl-warning"'
             self.add(
                 f'<tr><td class="path">{_e(item["path"])}</td>'
-                f'<td class="num" title="{_e(size)}">{_e(human_size(size))}</td>'
-                f'<td class="hash">{_e(item["sha256"] or "-")}</td></tr>'
+                f'<td class="num" title="{_e(size)}">{_e(shown)}</td>'
+                f'<td class="hash">{_e(item["sha256"] or "-")}</td>'
+                f"<td{css}>{_e(recognised_text(self.msg, item))}</td></tr>"
             )
         self.add("</tbody></table></div></section>")
 

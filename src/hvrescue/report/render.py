@@ -12,7 +12,7 @@ from hvrescue import __version__
 from hvrescue.diagnose.engine import SEVERITY_ORDER, excerpt
 from hvrescue.diagnose.match import parse_time
 from hvrescue.diagnose.triage import Triage
-from hvrescue.report.html import severity_text, to_html, when_text
+from hvrescue.report.html import recognised_text, severity_text, to_html, when_text
 from hvrescue.report.i18n import Messages
 from hvrescue.units import human_size
 
@@ -20,9 +20,21 @@ MAX_TIMELINE = 60
 HASH_INPUTS_UP_TO = 256 * 1024 * 1024
 
 
-def _inputs(paths: list[str]) -> list[dict[str, Any]]:
+def _inputs(
+    paths: list[str], recognition: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Every input file with its size and hash, and what was recognised in it (zip members
+    follow their archive, with no size or hash of their own)."""
     from hvrescue.preserve.case import input_hash
 
+    status: dict[str, dict[str, Any]] = {}
+    members: dict[str, list[dict[str, Any]]] = {}
+    for entry in recognition or []:
+        outer, sep, _ = entry["path"].partition("!/")
+        if sep:
+            members.setdefault(os.path.realpath(outer), []).append(entry)
+        else:
+            status.setdefault(os.path.realpath(entry["path"]), entry)
     out: list[dict[str, Any]] = []
     for path in paths:
         files = [path]
@@ -39,9 +51,20 @@ def _inputs(paths: list[str]) -> list[dict[str, Any]]:
                 st = os.lstat(f)
             except OSError:
                 continue
-            size = st.st_size
-            out.append({"path": f, "size": size, "sha256": input_hash(f)})
+            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": input_hash(f)}
+            if recognition is not None:
+                row.update(_recognised(status.get(os.path.realpath(f))))
+            out.append(row)
+            for member in members.get(os.path.realpath(f), []):
+                out.append({"path": member["path"], "size": None, "sha256": None} | member)
     return out
+
+
+def _recognised(entry: dict[str, Any] | None) -> dict[str, Any]:
+    if entry is None:  # a file the walk did not hand to a reader (an archive, a folder's config)
+        return {"recognised": None, "formats": [], "facts": 0, "reason": None, "detail": None}
+    keys = ("recognised", "formats", "facts", "reason", "detail", "signals_only")
+    return {k: entry.get(k) for k in keys}
 
 
 MAX_EVENT_TEXT = 400
@@ -147,7 +170,7 @@ def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
         "skipped": [s.as_dict() for s in triage.skipped],
         "disks": triage.disks,
         "timeline": _timeline(triage),
-        "inputs": _inputs(triage.paths),
+        "inputs": _inputs(triage.paths, triage.recognition),
         "symptoms": symptoms,
         "paths": triage.paths,
         "lang": lang,
@@ -213,10 +236,16 @@ def to_markdown(report: dict[str, Any], lang: str) -> str:
         for disk in report["disks"]:
             lines.append("- " + " → ".join(disk["chain"] or [disk["path"]]))
         lines.append("")
-    cols = [msg(f"ui.report.col.{c}") for c in ("path", "size", "sha256")]
-    lines += [f"## {msg('ui.report.inputs')}", "", "| " + " | ".join(cols) + " |", "|---|--:|---|"]
+    cols = [msg(f"ui.report.col.{c}") for c in ("path", "size", "sha256", "recognised")]
     lines += [
-        f"| {i['path']} | {human_size(i['size'])} | {i['sha256'] or '-'} |"
+        f"## {msg('ui.report.inputs')}",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|---|--:|---|---|",
+    ]
+    lines += [
+        f"| {i['path']} | {'-' if i['size'] is None else human_size(i['size'])} "
+        f"| {i['sha256'] or '-'} | {recognised_text(msg, i)} |"
         for i in report["inputs"]
     ]
     if report.get("skipped"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from hvrescue.facts.model import Fact, Provenance
+from hvrescue.logs.commands.repost import cleaned
 from hvrescue.logs.events import parse_local_time
 from hvrescue.logs.textutil import Text
 
@@ -49,7 +50,7 @@ def _fact(text: Text, i: int, row: dict[str, str], source: str) -> Fact | None:
 
 def parse(text: Text) -> list[Fact]:
     facts: list[Fact] = []
-    lines = text.lines
+    lines = cleaned(text)  # a table reposted as a quote or in a fence reads the same
     i = 0
     while i < len(lines):
         line = lines[i]

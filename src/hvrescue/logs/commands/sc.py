@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from hvrescue.facts.model import Fact, Provenance
@@ -21,9 +22,18 @@ HEX_FIELDS = {"TYPE"}
 
 _FILE_NAME_NOISE = {
     "sc",
+    "sd",
     "sdshow",
     "sddl",
+    "dacl",
+    "acl",
+    "perm",
+    "perms",
+    "permissions",
     "security",
+    "qc",
+    "query",
+    "queryex",
     "before",
     "after",
     "output",
@@ -34,7 +44,74 @@ _FILE_NAME_NOISE = {
     "old",
     "new",
     "backup",
+    "orig",
+    "original",
+    "current",
+    "fixed",
+    "bak",
 }
+# Services the rules and the field ask about, spelled as Windows spells them: a file name's words
+# are matched against these (and against the services the evidence names elsewhere).
+KNOWN_SERVICES = (
+    "CryptSvc",
+    "EventSystem",
+    "VSS",
+    "swprv",
+    "COMSysApp",
+    "SENS",
+    "vmms",
+    "vmcompute",
+    "HvHost",
+    "vmickvpexchange",
+    "vmicvss",
+    "vmicheartbeat",
+    "vmicshutdown",
+    "vmictimesync",
+    "vmicguestinterface",
+    "vmicrdv",
+    "vmicvmsession",
+    "wbengine",
+    "SDRSVC",
+    "vds",
+    "Winmgmt",
+    "RpcSs",
+    "DcomLaunch",
+    "BITS",
+    "wuauserv",
+    "TrustedInstaller",
+    "msiserver",
+    "EventLog",
+    "Schedule",
+    "WinRM",
+    "ClusSvc",
+    "MSDTC",
+    "SQLWriter",
+    "LanmanServer",
+    "LanmanWorkstation",
+    "Spooler",
+)
+
+
+def file_name_words(path: str) -> list[str]:
+    """The words of a saved output's file name that may name its service (`sd-cryptsvc.txt`:
+    ["cryptsvc"]): not the command, not a note about the capture, not a number."""
+    stem = os.path.splitext(os.path.basename(path.split("!/")[-1].replace("\\", "/")))[0]
+    return [
+        w
+        for w in re.split(r"[\s_\-.]+", stem)
+        if w and w.lower() not in _FILE_NAME_NOISE and not w.isdigit()
+    ]
+
+
+def service_from_words(words: list[str], known: Iterable[str] = ()) -> str | None:
+    """The service a file name names: the first word that is a service known to the rules or
+    seen in the evidence (as that service is spelled), else the first word."""
+    spelled = {name.lower(): name for name in KNOWN_SERVICES}
+    spelled.update({name.lower(): name for name in known if name})
+    for word in words:
+        if word.lower() in spelled:
+            return spelled[word.lower()]
+    return words[0] if words else None
 
 
 def _coded(key: str, value: str) -> dict[str, Any] | str:
@@ -131,15 +208,16 @@ def _security(text: Text, index: int, sddl: str) -> Fact:
     if m:
         service, source = m.group(1), "command"
     else:
-        # `sc sdshow cryptsvc > cryptsvc.txt` leaves only the name of the file.
-        stem = os.path.splitext(os.path.basename(text.path.split("!/")[-1]))[0]
-        # "sc sdshow cryptsvc", "sdshow_EventSystem", "cryptsvc-sddl-before": the service is the
-        # word that is not part of the command or of a note about the capture.
-        words = [
-            w
-            for w in re.split(r"[\s_\-.]+", stem)
-            if w and w.lower() not in _FILE_NAME_NOISE and not w.isdigit()
-        ]
-        service, source = (words[0] if words else stem or None), "file_name"
-    attrs = {"service_name": service, "service_name_from": source, **parse_sddl(sddl)}
+        # `sc sdshow cryptsvc > sd-cryptsvc.txt` leaves only the name of the file.
+        words = file_name_words(text.path)
+        service, source = service_from_words(words, _services_named(text)), "file_name"
+    attrs: dict[str, Any] = {"service_name": service, "service_name_from": source}
+    if source == "file_name":
+        attrs["file_name_words"] = words
+    attrs.update(parse_sddl(sddl))
     return Fact("service_security", attrs, Provenance(text.path, text.locator(index)))
+
+
+def _services_named(text: Text) -> list[str]:
+    """Services the same text names in `sc` outputs (SERVICE_NAME lines)."""
+    return [m.group("name") for line in text.lines if (m := SERVICE_NAME.match(line))]
