@@ -45,11 +45,14 @@ _FACILITY_LAYER = {
     ("ntstatus", 4): "storage",
 }
 
+# libyaml's safe loader where PyYAML was built with it (about 8x faster on the rule base).
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @cache
 def tables() -> dict[str, list[dict[str, Any]]]:
     text = resources.files("hvrescue.diagnose").joinpath("codes.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=SAFE_LOADER)
     if not isinstance(data, dict):
         return {}
     return {k: list(v) for k, v in data.items() if isinstance(v, list)}

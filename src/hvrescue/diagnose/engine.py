@@ -11,8 +11,8 @@ from typing import Any
 
 from hvrescue.diagnose.derive import derived_facts
 from hvrescue.diagnose.match import (
+    FactIndex,
     _text,
-    clause_matches,
     get_field,
 )
 from hvrescue.diagnose.quote import shell_quote
@@ -206,10 +206,10 @@ def _render_step(
     return out
 
 
-def _match(rule: Rule, by_kind: dict[str, list[Fact]]) -> Diagnosis | None:
+def _match(rule: Rule, index: FactIndex) -> Diagnosis | None:
     bindings: dict[str, list[Fact]] = {}
     for i, clause in enumerate(rule.require):
-        matched = [f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)]
+        matched = index.matching(clause, bindings)
         if not matched:
             return None
         bindings[clause.bind or f"require{i}"] = matched
@@ -218,9 +218,7 @@ def _match(rule: Rule, by_kind: dict[str, list[Fact]]) -> Diagnosis | None:
     for g, group in enumerate(groups):
         any_matched = False
         for i, clause in enumerate(group):
-            matched = [
-                f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)
-            ]
+            matched = index.matching(clause, bindings)
             if matched:
                 any_matched = True
                 name = clause.bind or f"group{g}_{i}"
@@ -229,15 +227,11 @@ def _match(rule: Rule, by_kind: dict[str, list[Fact]]) -> Diagnosis | None:
             return None
     confidence = rule.confidence
     for i, clause in enumerate(rule.support):
-        matched = [f for f in by_kind.get(clause.kind, []) if clause_matches(f, clause, bindings)]
+        matched = index.matching(clause, bindings)
         if matched:
             bindings[clause.bind or f"support{i}"] = matched
             confidence += clause.weight
-    if any(
-        clause_matches(f, clause, bindings)
-        for clause in rule.forbid
-        for f in by_kind.get(clause.kind, [])
-    ):
+    if any(index.matching(clause, bindings) for clause in rule.forbid):
         return None
     return Diagnosis(rule, min(1.0, confidence), bindings)
 
@@ -298,11 +292,14 @@ def evaluate(rules: Iterable[Rule], facts: Iterable[Fact]) -> list[Diagnosis]:
         by_kind[fact.kind].append(fact)
     specific: list[Diagnosis] = []
     generic: list[Diagnosis] = []
+    index = FactIndex(by_kind)
     for rule in rules:
-        diagnosis = _match(rule, by_kind)
+        diagnosis = _match(rule, index)
         if diagnosis is not None:
             (generic if rule.generic else specific).append(diagnosis)
     cited = {id(f) for d in specific for fs in d.bindings.values() for f in fs}
     found = [s for d in specific + generic for s in _split(d, cited)]
+    if any(not d.rule.fallback and SEVERITY_ORDER[d.severity] >= 1 for d in found):
+        found = [d for d in found if not d.rule.fallback]
     found.sort(key=lambda d: (-d.confidence, -SEVERITY_ORDER[d.severity], d.rule.id))
     return found

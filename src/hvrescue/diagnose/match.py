@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -130,15 +131,225 @@ def parse_time(value: Any) -> dt.datetime | None:
 
 
 def _conditions_hold(attributes: dict[str, Any], conds: dict[str, Condition]) -> bool:
-    return all(condition_holds(get_field(attributes, k), c) for k, c in conds.items())
+    return all(holds(get(attributes)) for get, holds in _compiled(conds))
+
+
+# ---------------------------------------------------------------- compiled conditions
+# The engine tests every clause against every fact of its kind (a host's logs: tens of
+# thousands of events times a hundred clauses), so each condition set is turned once into
+# (field getter, test) pairs with the same results as get_field and condition_holds: the
+# paths split, the regular expressions compiled, the constants case-folded ahead.
+_Test = Callable[[Any], bool]
+_Getter = Callable[[dict[str, Any]], Any]
+_COMPILED: dict[int, tuple[dict[str, Condition], tuple[tuple[_Getter, _Test], ...]]] = {}
+_MAX_COMPILED = 4096
+_MAX_MEMO = 4096
+
+
+def _compiled(conds: dict[str, Condition]) -> tuple[tuple[_Getter, _Test], ...]:
+    entry = _COMPILED.get(id(conds))
+    if entry is not None and entry[0] is conds:  # the dict is held here, so its id is its own
+        return entry[1]
+    if len(_COMPILED) >= _MAX_COMPILED:
+        _COMPILED.clear()
+    pairs = tuple((field_getter(k), compile_condition(c)) for k, c in conds.items())
+    _COMPILED[id(conds)] = (conds, pairs)
+    return pairs
+
+
+def field_getter(path: str) -> _Getter:
+    """``get_field(attributes, path)`` as a function of the attributes alone."""
+    alternatives = tuple(tuple(a.split(".")) for a in path.split("|"))
+    if len(alternatives) == 1 and len(alternatives[0]) == 1:
+        key = alternatives[0][0]
+
+        def one(attributes: dict[str, Any]) -> Any:
+            if not isinstance(attributes, dict):
+                return None
+            value = attributes.get(key)
+            return None if value is None or value == "" else value
+
+        return one
+
+    def nested(attributes: dict[str, Any]) -> Any:
+        for parts in alternatives:
+            cur: Any = attributes
+            for part in parts:
+                if not isinstance(cur, dict):
+                    cur = None
+                    break
+                cur = cur.get(part)
+            if cur not in (None, ""):
+                return cur
+        return None
+
+    return nested
+
+
+def _same_as(b: Any) -> _Test:
+    """``lambda a: _same(a, b)`` with ``b``'s side worked out once."""
+    nb = _number(b)
+    if isinstance(b, str):
+        key = b.strip().casefold()
+
+        def same_text(a: Any) -> bool:
+            if isinstance(a, str):
+                return a.strip().casefold() == key
+            if nb is not None:
+                na = _number(a)
+                if na is not None:
+                    return na == nb
+            return bool(a == b)
+
+        return same_text
+
+    def same_other(a: Any) -> bool:
+        if nb is not None:
+            na = _number(a)
+            if na is not None:
+                return na == nb
+        return bool(a == b)
+
+    return same_other
+
+
+def _member_of(values: list[Any]) -> _Test:
+    """``lambda a: any(_same(a, c) for c in values)``, by set lookup where it is the same."""
+    tests = [_same_as(c) for c in values]
+
+    def slow(a: Any) -> bool:
+        return any(t(a) for t in tests)
+
+    if all(isinstance(c, str) for c in values):
+        keys = {c.strip().casefold() for c in values}
+
+        def texts(a: Any) -> bool:
+            return a.strip().casefold() in keys if isinstance(a, str) else slow(a)
+
+        return texts
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in values):
+        numbers = {float(c) for c in values}
+
+        def numeric(a: Any) -> bool:
+            na = _number(a)
+            return na in numbers if na is not None else slow(a)
+
+        return numeric
+    return slow
+
+
+def compile_condition(cond: Condition) -> _Test:
+    """``lambda value: condition_holds(value, cond)``, worked out once."""
+    unset = msgspec.UNSET
+    exists = cond.exists
+    positive = (cond.eq, cond.in_, cond.regex, cond.contains, cond.gt, cond.ge, cond.lt, cond.le)
+    if_missing = all(p is unset for p in (*positive, cond.len_gt, cond.len_ge))
+    tests: list[_Test] = []
+    if cond.eq is not unset:
+        tests.append(_same_as(cond.eq))
+    if cond.ne is not unset:
+        ne = _same_as(cond.ne)
+        tests.append(lambda v: not ne(v))
+    if isinstance(cond.in_, list):
+        tests.append(_member_of(cond.in_))
+    if isinstance(cond.not_in, list):
+        not_in = _member_of(cond.not_in)
+        tests.append(lambda v: not not_in(v))
+    if isinstance(cond.regex, str):
+        search = re.compile(cond.regex, re.IGNORECASE).search
+        tests.append(lambda v: search(_text(v)) is not None)
+    if isinstance(cond.not_regex, str):
+        avoid = re.compile(cond.not_regex, re.IGNORECASE).search
+        tests.append(lambda v: avoid(_text(v)) is None)
+    for needle, want in ((cond.contains, True), (cond.not_contains, False)):
+        if isinstance(needle, str):
+            tests.append(_contains(needle.casefold(), want))
+    for bound, op in ((cond.gt, ">"), (cond.ge, ">="), (cond.lt, "<"), (cond.le, "<=")):
+        if isinstance(bound, (int, float)):
+            tests.append(_bounded(op, bound))
+    for lbound, op in ((cond.len_gt, ">"), (cond.len_ge, ">=")):
+        if isinstance(lbound, int):
+            tests.append(_sized(op, lbound))
+    checks = tuple(tests)
+    check_exists = exists is not unset
+    # The values a rule looks at repeat (providers, event ids, channels): a string's or an
+    # int's answer is kept (the tests are pure), up to a bound.
+    memo: dict[Any, bool] = {}
+
+    def work(value: Any) -> bool:
+        if check_exists and (value not in (None, "", [], {})) != exists:
+            return False
+        if value is None:
+            return if_missing
+        return all(test(value) for test in checks)
+
+    def holds(value: Any) -> bool:
+        kind = type(value)
+        if kind is not str and kind is not int:
+            return work(value)
+        known = memo.get(value)
+        if known is None:
+            known = work(value)
+            if len(memo) < _MAX_MEMO:
+                memo[value] = known
+        return known
+
+    return holds
+
+
+def _contains(needle: str, want: bool) -> _Test:
+    def test(value: Any) -> bool:
+        if isinstance(value, list):
+            found = any(isinstance(v, str) and v.casefold() == needle for v in value)
+        else:
+            found = needle in _text(value).casefold()
+        return found == want
+
+    return test
+
+
+def _bounded(op: str, bound: float) -> _Test:
+    def test(value: Any) -> bool:
+        number = _number(value)
+        return number is not None and _compare(number, op, bound)
+
+    return test
+
+
+def _sized(op: str, bound: int) -> _Test:
+    def test(value: Any) -> bool:
+        return isinstance(value, (list, str, dict)) and _compare(len(value), op, bound)
+
+    return test
 
 
 def clause_matches(fact: Fact, clause: Clause, bindings: dict[str, list[Fact]]) -> bool:
-    attrs = fact.attributes
-    if not _conditions_hold(attrs, clause.where):
-        return False
-    if clause.any_of and not any(_conditions_hold(attrs, c) for c in clause.any_of):
-        return False
+    return clause_matcher(clause)(fact, bindings)
+
+
+_Matcher = Callable[[Fact, dict[str, list[Fact]]], bool]
+
+
+def clause_matcher(clause: Clause) -> _Matcher:
+    """``lambda fact, bindings: clause_matches(fact, clause, bindings)``, the conditions
+    compiled once (the engine asks this once per clause, then once per fact)."""
+    where = _compiled(clause.where)
+    any_of = tuple(_compiled(c) for c in clause.any_of)
+    near = clause.near is not None
+
+    def matches(fact: Fact, bindings: dict[str, list[Fact]]) -> bool:
+        attrs = fact.attributes
+        for get, holds in where:
+            if not holds(get(attrs)):
+                return False
+        if any_of and not any(all(h(g(attrs)) for g, h in pairs) for pairs in any_of):
+            return False
+        return not near or _near_holds(attrs, clause, bindings)
+
+    return matches
+
+
+def _near_holds(attrs: dict[str, Any], clause: Clause, bindings: dict[str, list[Fact]]) -> bool:
     if clause.near is not None:
         mine = parse_time(get_field(attrs, clause.near.field))
         others = [
@@ -157,3 +368,46 @@ def clause_matches(fact: Fact, clause: Clause, bindings: dict[str, list[Fact]]) 
         if not lo <= mine <= hi:
             return False
     return True
+
+
+class FactIndex:
+    """The facts by kind, and for a clause the facts it matches, in their order. The first
+    condition of a clause on a plain field is answered once per distinct value of that field
+    (the facts grouped by it on first use) instead of once per fact; the other conditions are
+    then tested on the facts that pass it."""
+
+    def __init__(self, by_kind: dict[str, list[Fact]]) -> None:
+        self.by_kind = by_kind
+        self._groups: dict[tuple[str, str], tuple[dict[Any, list[int]], list[int]]] = {}
+
+    def _grouped(self, kind: str, key: str) -> tuple[dict[Any, list[int]], list[int]]:
+        found = self._groups.get((kind, key))
+        if found is None:
+            get = field_getter(key)
+            groups: dict[Any, list[int]] = {}
+            odd: list[int] = []  # values that are no string, int or None: tested one by one
+            for i, fact in enumerate(self.by_kind.get(kind, [])):
+                value = get(fact.attributes)
+                kind_of = type(value)
+                if value is None or kind_of is str or kind_of is int:
+                    groups.setdefault(value, []).append(i)
+                else:
+                    odd.append(i)
+            found = self._groups[(kind, key)] = (groups, odd)
+        return found
+
+    def matching(self, clause: Clause, bindings: dict[str, list[Fact]]) -> list[Fact]:
+        facts = self.by_kind.get(clause.kind, [])
+        match = clause_matcher(clause)
+        first = next(iter(clause.where), None)
+        if not facts or first is None or "|" in first or "." in first:
+            return [f for f in facts if match(f, bindings)]
+        get, holds = _compiled(clause.where)[0]
+        groups, odd = self._grouped(clause.kind, first)
+        chosen: list[int] = []
+        for value, members in groups.items():
+            if holds(value):
+                chosen += members
+        chosen += [i for i in odd if holds(get(facts[i].attributes))]
+        chosen.sort()
+        return [facts[i] for i in chosen if match(facts[i], bindings)]

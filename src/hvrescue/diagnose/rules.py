@@ -31,6 +31,9 @@ Precondition = Literal[
     "none", "on-a-copy", "after-preserve", "administrator", "winre", "safe-mode", "maintenance"
 ]
 
+# libyaml's safe loader where PyYAML was built with it (about 8x faster on the rule base).
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class Text(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     en: str
@@ -117,6 +120,9 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     fixtures: Fixtures | None = None
     generic: bool = False
     per: str = ""  # binding.field: one diagnosis per distinct value
+    # Kept only when no other diagnosis of warning or worse holds: the last word on evidence
+    # that shows a failure no rule explains (a verdict is never healthy while it stands).
+    fallback: bool = False
 
 
 # Formats a placeholder may name, applied in order: {finding.path:name:quoted}.
@@ -173,7 +179,7 @@ def _validate(rule: Rule, source: str) -> None:
 
 def parse_rules(text: str, source: str) -> list[Rule]:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise RuleError(f"{source}: {exc}") from exc
     items = raw if isinstance(raw, list) else [raw]

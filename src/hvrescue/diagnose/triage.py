@@ -25,7 +25,7 @@ from hvrescue.diagnose.engine import Diagnosis, evaluate
 from hvrescue.diagnose.rules import load_rules
 from hvrescue.evidence import UNREAD, Budget, Folder, Item, Walk
 from hvrescue.evidence.classify import DISK
-from hvrescue.facts.model import Fact, FactSet, Problem, Provenance, Skipped, Unrecognised
+from hvrescue.facts.model import Fact, Problem, Provenance, Skipped, Unrecognised
 from hvrescue.findings import Finding
 from hvrescue.vdisk.detect import DISK_SUFFIXES
 
@@ -54,6 +54,8 @@ class Triage:
     skipped: list[Skipped] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     disks: list[dict[str, Any]] = field(default_factory=list)  # chains, for the diagram
+    # Per input file or member: recognised or not, how, and why not (hvrescue.logs.inputs).
+    recognition: list[dict[str, Any]] = field(default_factory=list)
 
     def facts_summary(self) -> dict[str, int]:
         return dict(sorted(Counter(f.kind for f in self.facts).items()))
@@ -90,7 +92,9 @@ class Triage:
             counts[k] for k in ("unreadable", "disk_errors", "skipped")
         ):
             return "problems"
-        if self.facts or self.disks:
+        # Codes and names found in sentences alone (signals) are not evidence of health: no
+        # record was read.
+        if self.disks or any(f.kind != "signal" for f in self.facts):
             return "healthy"
         return "nothing-recognised"
 
@@ -213,7 +217,10 @@ def _guest_facts(triage: Triage, disk: str) -> None:
     except MissingDependencyError as exc:  # the guest was not read: say so, never stay silent
         triage.problems.append(Problem(disk, "facts.dependency-missing", None, dict(exc.params)))
         return
-    except HvrescueError:
+    except HvrescueError as exc:
+        # The guest could not be read (its volumes unreadable, a secret refused): what it would
+        # have said is missing, so the verdict must not rest on silence.
+        triage.problems.append(Problem(disk, "guest.not-read", None, {"detail": exc.key}))
         return
     triage.facts.extend(found.facts)
     triage.problems.extend(found.problems)
@@ -249,18 +256,25 @@ def _problem_facts(triage: Triage) -> None:
 
 
 def run_triage(
-    paths: list[str], symptoms: list[str] | None = None, budget: Budget | None = None
+    paths: list[str],
+    symptoms: list[str] | None = None,
+    budget: Budget | None = None,
+    jobs: int | None = None,
 ) -> Triage:
-    """Walk ``paths`` once and triage what it holds (``budget``: the walk's memory budget)."""
-    from hvrescue.logs.collect import add_entry
+    """Walk ``paths`` once and triage what it holds (``budget``: the walk's memory budget;
+    ``jobs``: processes reading event logs, None for one per core)."""
+    from hvrescue.logs.collect import add_entry, facts_from_item
+    from hvrescue.logs.inputs import Collected, label_services
+    from hvrescue.logs.parallel import read_entries
 
     budget = budget or Budget()
     triage = Triage([os.path.abspath(p) for p in paths])
-    found = FactSet()
+    found = Collected()
     disks: list[str] = []
     in_folder: dict[str, list[Item]] = {}
     folders: list[tuple[str, list[Item]]] = []
-    for entry in Walk(list(paths), budget):
+    walk = Walk(list(paths), budget)
+    for entry, got in read_entries(walk, budget, facts_from_item, jobs):
         if isinstance(entry, Folder):
             folders.append((os.path.abspath(entry.path), in_folder.pop(entry.path, [])))
             continue
@@ -269,8 +283,8 @@ def run_triage(
                 disks.append(os.path.abspath(entry.path))
             if entry.root != entry.path:
                 in_folder.setdefault(entry.root, []).append(entry)
-        add_entry(found, entry, budget)
-    triage.facts.extend(found.facts)
+        add_entry(found, entry, budget, got)
+    triage.facts.extend(label_services(found.facts))
     # Disk images are the engine's: what the facts layer says of them does not count here
     # (also those without a signature: zeroed, empty, foreign; `check` says what they are).
     disk_set = {os.path.realpath(d) for d in disks}
@@ -281,9 +295,14 @@ def run_triage(
     triage.problems = list(found.problems)
     if disks:
         _disk_facts(triage, disks)
+        from hvrescue.guest.reconcile import reconcile_fstab
+
+        # fstab entries whose device is on another disk of the VM given are not missing
+        triage.facts = reconcile_fstab(triage.facts)
     if folders:
         _inventory_facts(triage, folders, disk_set, budget)
     _problem_facts(triage)
+    triage.recognition = found.inputs(triage.facts, disks)
     for name in symptoms or []:
         triage.facts.append(
             Fact("symptom", {"name": name}, Provenance("command line", "--symptom"))

@@ -58,6 +58,7 @@ def triage_to_folder(
     out_dir: str | None = None,
     on_folder: Callable[[str], None] | None = None,
     budget: Budget | None = None,
+    jobs: int | None = None,
 ) -> TriageOutcome:
     """Read the evidence, diagnose, and write report.json/.md/.html to ``out_dir`` (default: a
     new folder beside the evidence, never inside it). ``on_folder(out)`` is called once the
@@ -68,7 +69,7 @@ def triage_to_folder(
 
     if out_dir is not None:
         check_output_dir(out_dir)  # before the analysis, not after it
-    result = run_triage(list(paths), list(symptoms), budget)
+    result = run_triage(list(paths), list(symptoms), budget, jobs)
     report = build(result, lang, list(symptoms))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = out_dir or default_out_dir(list(paths), stamp)
