@@ -118,7 +118,7 @@ def test_disk_commands_need_no_optional_package(module: str, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("module", "command"),
     [
-        ("pytsk3", ["ls", "{disk}", "1:/"]),
+        ("pyfsext", ["ls", "{disk}", "1:/"]),
         ("pytsk3", ["guest", "{disk}"]),
         ("mfusepy", ["mount", "{disk}", "{mnt}"]),
     ],

@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 # qemu-utils: qemu-img, an oracle for disk content. ntfs-3g, dosfstools, mtools, fdisk: build the
 # NTFS/FAT guest disks of the filesystem tests. gddrescue: ddrescuelog reads salvage's maps.
 # fuse3: fusermount for the mount test. chromium + a Japanese font: the report screenshot test.
-PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2 chromium fonts-ipafont-gothic"
+# e2fsprogs, xfsprogs, btrfs-progs, lvm2: build the Linux guest volumes of the ext/XFS/LVM tests.
+PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2 chromium fonts-ipafont-gothic e2fsprogs xfsprogs btrfs-progs lvm2"
 missing=""
-for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3 chromium; do
+for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3 chromium mkfs.ext4 debugfs mkfs.xfs mkfs.btrfs pvcreate; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.text import Text
 
+from hvrescue.cli.lazy import LazyChoice
 from hvrescue.cli.main import (
     EXIT_ERROR,
     EXIT_FINDINGS,
@@ -22,7 +23,7 @@ from hvrescue.cli.main import (
     search_option,
 )
 from hvrescue.cli.output import console, emit_json, hint, stdout_binary
-from hvrescue.diagnose.triage import SYMPTOMS
+from hvrescue.cli.unlock import secret_options
 from hvrescue.errors import InputError
 
 MAX_SHOWN = 5
@@ -34,7 +35,7 @@ MAX_SHOWN = 5
     "--symptom",
     "symptoms",
     multiple=True,
-    type=click.Choice(SYMPTOMS),
+    type=LazyChoice("hvrescue.diagnose.triage", "SYMPTOMS"),
     help="What you see (repeatable): adds the triage table's checks for it.",
 )
 @click.option(
@@ -53,16 +54,19 @@ MAX_SHOWN = 5
     help="Print the timeline (every event with a time, oldest first) instead of the summary: "
     "jsonl (Timesketch), csv (Excel) or json.",
 )
+@click.option("--jobs", type=click.IntRange(1, 64), default=None, help="EVTX logs read at once.")
 @max_memory_option
 @json_option
 @pass_ctx
 @audited("paths")
+@secret_options
 def triage(
     c: Ctx,
     paths: tuple[str, ...],
     symptoms: tuple[str, ...],
     out_dir: str | None,
     timeline_format: str | None,
+    jobs: int | None,
     max_memory: str | None,
     as_json: bool,
 ) -> None:
@@ -82,6 +86,7 @@ def triage(
         out_dir,
         on_folder=lambda out: on_interrupt("ui.interrupted.triage", out=out),
         budget=Budget.from_option(max_memory),
+        jobs=jobs,
     )
     report = outcome.report
     code = EXIT_FINDINGS if outcome.serious else EXIT_OK
@@ -174,6 +179,7 @@ def explain(c: Ctx, code: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 @audited("disk")
+@secret_options
 def guest(c: Ctx, disk: str, search: tuple[str, ...], as_json: bool) -> None:
     """Facts from inside a Windows guest's disk, offline and read-only: registry (transaction
     logs applied in memory), boot configuration, servicing, services and drivers, crash dumps,
@@ -194,7 +200,10 @@ def guest(c: Ctx, disk: str, search: tuple[str, ...], as_json: bool) -> None:
     for vol in result.volumes:
         roles = ", ".join(vol["roles"]) or "-"
         con.print(
-            Text(f"p{vol['index']} {vol['filesystem']} {vol['type']} ({roles})", style="bold")
+            Text(
+                f"{vol.get('id') or vol['index']} {vol['filesystem']} {vol['type']} ({roles})",
+                style="bold",
+            )
         )
     counts = result.kind_counts()
     con.print(

@@ -6,7 +6,7 @@ its result."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -24,8 +24,11 @@ from hvrescue.cli.main import (
     search_option,
 )
 from hvrescue.cli.output import console, emit_json, gaps_table
+from hvrescue.cli.unlock import secret_options
 from hvrescue.errors import HvrescueError
-from hvrescue.fs.listing import FilesystemError
+
+if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
+    from hvrescue.fs.listing import FilesystemError
 
 PARTITION_COLUMNS = ("index", "scheme", "offset", "size", "type", "filesystem", "name")
 
@@ -52,10 +55,12 @@ def _fail_with_met(c: Ctx, exc: FilesystemError, as_json: bool) -> None:
 @json_option
 @pass_ctx
 @audited("disk")
+@secret_options
 def ls_(c: Ctx, disk: str, path: str | None, search: tuple[str, ...], as_json: bool) -> None:
-    """Partitions of a disk or chain, or the files under PATH ('2:/Windows', or '/Windows' when
-    one partition holds a filesystem). Read-only: no journal replay, no repair."""
-    from hvrescue.fs.listing import list_folder, list_partitions
+    """Partitions and volumes of a disk or chain, or the files under PATH ('2:/Windows',
+    '3/vg0/root:/etc', or '/Windows' when one volume holds a filesystem). Read-only: an ext3/4
+    journal is replayed in memory only, nothing is repaired."""
+    from hvrescue.fs.listing import FilesystemError, list_folder, list_partitions
 
     try:
         if path is None:
@@ -80,9 +85,37 @@ def _show_partitions(c: Ctx, listing: Any, as_json: bool) -> None:
         cells = {**r, "scheme": c.msg("ui.ls.no-table") if r["scheme"] == "none" else r["scheme"]}
         table.add_row(*(Text("" if cells[k] is None else str(cells[k])) for k in PARTITION_COLUMNS))
     console().print(table)
+    _show_volumes(c, listing.volumes)
     if listing.undefined_met:
         _say_met(c, listing.undefined_met, console(stderr=True))
     sys.exit(code)
+
+
+def _show_volumes(c: Ctx, volumes: list[dict[str, Any]]) -> None:
+    """Every volume with its address; one that cannot be read says why."""
+    out = console()
+    out.print(Text(c.msg("ui.ls.volumes"), style="bold"))
+    table = Table(show_header=True)
+    for col in ("id", "kind", "filesystem", "size", "state"):
+        table.add_column(c.msg(f"ui.col.vol-{col}"))
+    for v in volumes:
+        problem = v.get("problem")
+        if problem:
+            state, style = c.msg(problem["key"], **problem["params"]), "yellow"
+        elif v["readable"]:
+            state, style = c.msg("ui.vol.readable"), ""
+        elif v["filesystem"] == "lvm2":
+            state, style = c.msg("ui.vol.container"), ""
+        else:
+            state, style = c.msg("ui.vol.unknown"), "yellow"
+        kind = c.msg("ui.vol.lvm") if v["kind"] == "lvm" else c.msg("ui.vol.partition")
+        if v["kind"] == "shadow":  # fs.shadow: oldest is vss1
+            kind = f"{c.msg('ui.vol.shadow')} {v.get('created') or ''}".rstrip()
+        if v.get("locked") is False and not problem:
+            state = c.msg("ui.vol.bitlocker-unlocked")
+        cells = (v["id"], kind, v["filesystem"] or "", str(v["size"]))
+        table.add_row(*(Text(x) for x in cells), Text(state, style=style))
+    out.print(table)
 
 
 def _show_folder(c: Ctx, listing: Any, as_json: bool) -> None:
@@ -102,6 +135,8 @@ def _show_folder(c: Ctx, listing: Any, as_json: bool) -> None:
             style = "red"
         table.add_row(Text(kind), str(e.size), Text(e.modified or ""), Text(names, style=style))
     console().print(table)
+    for note in listing.notes:
+        console(stderr=True).print(Text(c.msg(note["key"], **note["params"]), style="yellow"))
     if listing.undefined_met:
         _say_met(c, listing.undefined_met, console(stderr=True))
     undefined = listing.disk_undefined
@@ -123,6 +158,7 @@ def _show_folder(c: Ctx, listing: Any, as_json: bool) -> None:
 @json_option
 @pass_ctx
 @audited("disk")
+@secret_options
 def extract(
     c: Ctx,
     disk: str,
@@ -135,7 +171,7 @@ def extract(
     """Copy files and folders out of a disk or chain into DIR (names made safe, times kept,
     never overwriting), with a manifest of hashes. Exit 0 all copied, 1 some skipped, 2 error."""
     from hvrescue.cli.main import on_interrupt
-    from hvrescue.fs.listing import extract_files
+    from hvrescue.fs.listing import FilesystemError, extract_files
 
     def started() -> None:
         on_interrupt("ui.interrupted.extract", to=to_dir)
@@ -166,6 +202,10 @@ def extract(
     for s in result.incomplete:
         line = c.msg("ui.extract.incomplete", source=s["source"], path=s["path"])
         con.print(Text(line, style="red"))
+    if result.links:
+        con.print(Text(c.msg("ui.extract.links", count=len(result.links))))
+    for note in result.notes:
+        con.print(Text(c.msg(note["key"], **note["params"]), style="yellow"))
     for m in result.manifests:
         con.print(Text(c.msg("ui.extract.manifest", path=m)))
     sys.exit(code)
@@ -178,6 +218,7 @@ def extract(
 @search_option
 @pass_ctx
 @audited("disk")
+@secret_options
 def mount(c: Ctx, disk: str, mountpoint: str, search: tuple[str, ...]) -> None:
     """A read-only FUSE view of the flattened disk (MOUNTPOINT/disk.raw) and of its partitions
     (p1.raw, p2.raw, ...) for your own tools. Runs until Ctrl-C, which unmounts it."""

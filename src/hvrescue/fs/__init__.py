@@ -1,47 +1,49 @@
-"""Partitions and files inside a virtual disk, read-only (`ls`, `extract`, `mount`)."""
+"""Partitions, volumes and files inside a virtual disk, read-only (`ls`, `extract`, `mount`).
+
+Volumes are addressed as fs.addressing describes: ``1``, ``2``, ``3/vg0/root`` (``ID:/path``)."""
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 from hvrescue.errors import HvrescueError, InputError
+from hvrescue.fs.addressing import VolumeInfo, discover, open_volume, parse_spec
 from hvrescue.fs.partitions import Partition, partitions
-from hvrescue.fs.volume import Volume
 from hvrescue.vdisk.disk import Disk
-
-_SPEC = re.compile(r"^(\d+):(.*)$")
 
 
 def probe(disk: Disk) -> list[tuple[Partition, str | None]]:
     """Every partition with its filesystem type (None when none is recognised)."""
-    out: list[tuple[Partition, str | None]] = []
-    for part in partitions(disk):
-        try:
-            out.append((part, Volume(disk, part).type))
-        except HvrescueError:
-            out.append((part, None))
-    return out
+    return [(v.partition, v.filesystem) for v in discover(disk) if v.kind == "partition"]
 
 
-def open_path(disk: Disk, spec: str) -> tuple[Volume, str]:
-    """``N:/path`` (partition N) or ``/path`` (the only partition with a filesystem)."""
-    match = _SPEC.match(spec)
-    parts = partitions(disk)
-    if match:
-        index = int(match.group(1))
-        chosen = [p for p in parts if p.index == index]
+def open_path(disk: Disk, spec: str, volumes: list[VolumeInfo] | None = None) -> tuple[Any, str]:
+    """``ID:/path`` (volume ID: ``2``, ``3/vg0/root``) or ``/path`` (the only readable volume)."""
+    vid, inner = parse_spec(spec)
+    found = volumes if volumes is not None else discover(disk)
+    if vid is not None:
+        chosen = [v for v in found if v.id == vid]
         if not chosen:
-            raise InputError("error.fs.no-partition", index=index)
-        return Volume(disk, chosen[0]), match.group(2) or "/"
-    volumes: list[Volume] = []
-    for part in parts:
+            if vid.isdigit():
+                raise InputError("error.fs.no-partition", index=int(vid))
+            raise InputError(
+                "error.fs.no-volume", volume=vid, choices=", ".join(v.id for v in found) or "-"
+            )
+        return open_volume(disk, chosen[0]), inner
+    opened: list[Any] = []
+    for info in found:
+        if not info.readable or info.kind == "shadow":  # a shadow copy is named, never guessed
+            continue
         try:
-            volumes.append(Volume(disk, part))
+            opened.append(open_volume(disk, info))
         except HvrescueError:
             continue
-    if len(volumes) == 1:
-        return volumes[0], spec or "/"
-    if not volumes:
+    if len(opened) == 1:
+        return opened[0], inner
+    if not opened:
         raise InputError("error.fs.none")
-    choices = ", ".join(f"{v.partition.index}:{v.type}" for v in volumes)
+    choices = ", ".join(f"{v.id}:{v.type}" for v in opened)
     raise InputError("error.fs.which-partition", choices=choices, path=spec)
+
+
+__all__ = ["Partition", "VolumeInfo", "discover", "open_path", "partitions", "probe"]

@@ -23,17 +23,17 @@ import hashlib
 import json
 import os
 import stat
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import HvrescueError, InputError
+from hvrescue.fs.linuxfs import LinuxVolume, link_leaves
 from hvrescue.fs.names import HOST_NAME_MAX, NameTable, display_name, fit, safe_name
 from hvrescue.fs.volume import Entry, Stream, Volume
 from hvrescue.fs.walk import LOOP, SKIP, TOO_DEEP, Walk
 from hvrescue.io.atomic import atomic_output, link_into_place, output_error
 from hvrescue.io.nofollow import is_link
-from hvrescue.platform import long_path, path_limit
+from hvrescue.platform import long_path, on_windows, path_limit, set_times
 from hvrescue.preserve.manifest import base_record
 
 # The suffix of a file whose data touches undefined ranges of the disk (see the manifest).
@@ -72,13 +72,15 @@ def _stop_if_destination(exc: OSError, path: str) -> None:
 
 
 def _cost(path: str) -> int:
-    if sys.platform == "win32":
+    if on_windows():
         return len(path.encode("utf-16-le", errors="surrogatepass")) // 2
     return len(os.fsencode(path))
 
 
 class Extractor:
-    def __init__(self, volume: Volume, to_dir: str, label: str, streams: bool) -> None:
+    def __init__(
+        self, volume: Volume | LinuxVolume, to_dir: str, label: str, streams: bool
+    ) -> None:
         self.volume = volume
         self.root = long_path(os.path.realpath(to_dir))
         self.label = safe_name(label)
@@ -91,9 +93,12 @@ class Extractor:
         self.deleted = 0  # names of deleted entries met in the folders walked
         self.metadata: list[str] = []  # NTFS metadata at the root, left out unless asked for
         self.renamed_folders: list[dict[str, str]] = []
+        # Symbolic links and special files (ext, XFS) are recorded, never created or followed.
+        self.links: list[dict[str, Any]] = []
+        self.links_count = 0  # all of them; at most _MAX_LISTED are listed
 
     def _source(self, entry: Entry) -> str:
-        return f"{self.volume.partition.index}:{entry.path}"
+        return f"{self.volume.id}:{entry.path}"
 
     def _rel(self, path: str) -> str:
         prefix = os.path.join(self.root, "")
@@ -160,7 +165,7 @@ class Extractor:
         for issue in walk.issues:
             self.result.skipped.append(
                 {
-                    "source": f"{self.volume.partition.index}:{issue.path}",
+                    "source": f"{self.volume.id}:{issue.path}",
                     "path": None,
                     "reason": issue.reason,
                 }
@@ -173,7 +178,7 @@ class Extractor:
     def _folder(self, folder: Entry, children: list[Entry]) -> None:
         out: _Out = folder.tag
         folder.tag = None
-        if folder.inode == self.volume.root_inode:
+        if folder.inode == self.volume.root_inode and self.volume.type == "ntfs":
             kept = []
             for child in children:
                 if child.original.startswith("$"):
@@ -215,6 +220,9 @@ class Extractor:
     # ------------------------------------------------------------------ files
     def _file(self, entry: Entry, out: _Out, own_rename: bool = False) -> None:
         target = out.path
+        if entry.kind is not None:  # a symbolic link or a special file: recorded only
+            self._link(entry, target)
+            return
         if target is None:
             self._skip(entry, out.blocked or "error.extract.folder", None)
             return
@@ -228,6 +236,8 @@ class Extractor:
             "changed": entry.changed,
             "renamed": out.renamed,
         }
+        if entry.mode is not None:
+            record.update(mode=f"{entry.mode:o}", uid=entry.uid, gid=entry.gid)
         if own_rename or out.renamed:
             record["original"] = display_name(entry.original)
         mark = len(self.volume.disk.touched)
@@ -262,6 +272,24 @@ class Extractor:
                 if stream.name:
                     self._stream(entry, stream, target, record)
         self.result.files.append(record)
+
+    def _link(self, entry: Entry, target: str | None) -> None:
+        self.links_count += 1
+        if len(self.links) >= _MAX_LISTED:
+            return
+        record: dict[str, Any] = {
+            "source": self._source(entry),
+            "path": self._rel(target) if target else None,
+            "type": entry.kind,
+            "mode": f"{entry.mode or 0:o}",
+            "uid": entry.uid,
+            "gid": entry.gid,
+            "modified": entry.modified,
+        }
+        if entry.link is not None:
+            record["target"] = entry.link
+            record["leaves_volume"] = link_leaves(entry.path, entry.link)
+        self.links.append(record)
 
     def _stream(self, entry: Entry, stream: Stream, target: str, record: dict[str, Any]) -> None:
         shown = display_name(stream.name)
@@ -348,7 +376,11 @@ class Extractor:
             "metadata_not_extracted": self.metadata,
             "deleted_entries": self.deleted,
             "partition": self.volume.partition.as_dict(),
+            "volume": self.volume.id,
             "filesystem": self.volume.type,
+            "notes": list(getattr(self.volume, "notes", [])),
+            "links": self.links,
+            "links_count": self.links_count,
             **base_record(argv),
         }
         path = os.path.join(self.root, name)
@@ -364,15 +396,10 @@ def _set_times(path: str, entry: Entry) -> None:
     if entry.mtime_ns is None:
         return
     atime = entry.atime_ns if entry.atime_ns is not None else entry.mtime_ns
-    try:
-        os.utime(path, ns=(atime, entry.mtime_ns), follow_symlinks=False)
-    except NotImplementedError:
-        # Windows has no utime without following links; ``path`` is a file or folder we
-        # created ourselves, never a link, so following changes nothing.
-        with contextlib.suppress(OSError):
-            os.utime(path, ns=(atime, entry.mtime_ns))
-    except OSError:
-        pass
+    # Windows has no utime without following links (the platform uses the path there);
+    # ``path`` is a file or folder we created ourselves, never a link.
+    with contextlib.suppress(OSError):
+        set_times(path, atime, entry.mtime_ns, follow_symlinks=False)
 
 
 def _norm(path: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import HvrescueError, InputError
-from hvrescue.fs import open_path, probe
+from hvrescue.fs import discover, open_path
 from hvrescue.fs.volume import Entry
 from hvrescue.vdisk.disk import Disk, merge_gaps
 from hvrescue.vdisk.layer import Gap
@@ -41,6 +41,11 @@ class FilesystemError(HvrescueError):
             self.params["undefined_met"] = [g.as_dict() for g in met[:MAX_LISTED_IN_ERROR]]
 
 
+def _warned(notes: list[dict[str, Any]]) -> bool:
+    """A note of warning (a journal not replayed: the view is before recovery)."""
+    return any(n.get("severity") == "warning" for n in notes)
+
+
 def met_so_far(disk: Disk) -> list[Gap]:
     """The undefined ranges reading has met on ``disk`` so far, merged."""
     return merge_gaps(disk.touched)
@@ -62,6 +67,8 @@ class PartitionListing:
     size: int
     partitions: list[dict[str, Any]]  # Partition.as_dict() plus "filesystem" (None: unknown)
     undefined_met: list[Gap] = field(default_factory=list)
+    # Every volume with its address (fs.addressing): partitions, LVM logical volumes...
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +79,7 @@ class PartitionListing:
             "disk": self.disk,
             "size": self.size,
             "partitions": self.partitions,
+            "volumes": self.volumes,
             "undefined_met": [g.as_dict() for g in self.undefined_met[:MAX_LISTED]],
         }
 
@@ -88,10 +96,12 @@ class FolderListing:
     incomplete: dict[str, list[Gap]]  # file path -> the undefined ranges its data touches
     disk_undefined: list[Gap] = field(default_factory=list)
     undefined_met: list[Gap] = field(default_factory=list)
+    volume: str = ""  # the volume's address ("2", "3/vg0/root")
+    notes: list[dict[str, Any]] = field(default_factory=list)  # e.g. a journal replayed
 
     @property
     def ok(self) -> bool:
-        return not self.incomplete and not self.undefined_met
+        return not self.incomplete and not self.undefined_met and not _warned(self.notes)
 
     def as_dict(self) -> dict[str, Any]:
         rows = []
@@ -105,7 +115,9 @@ class FolderListing:
         return {
             "disk": self.disk,
             "partition": self.partition,
+            "volume": self.volume,
             "filesystem": self.filesystem,
+            "notes": self.notes,
             "path": self.path,
             "entries": rows,
             "disk_undefined": [g.as_dict() for g in self.disk_undefined[:MAX_LISTED]],
@@ -115,10 +127,14 @@ class FolderListing:
 
 def list_partitions(disk: str, search: list[str] | None = None) -> PartitionListing:
     with Disk.open(disk, list(search or [])) as d:
-        found = probe(d)
-        rows = [{**p.as_dict(), "filesystem": fs} for p, fs in found]
+        volumes = discover(d)
+        rows = [
+            {**v.partition.as_dict(), "filesystem": v.filesystem}
+            for v in volumes
+            if v.kind == "partition"
+        ]
         # A partition table or boot sector in an undefined range.
-        return PartitionListing(disk, d.size, rows, met_so_far(d))
+        return PartitionListing(disk, d.size, rows, met_so_far(d), [v.as_dict() for v in volumes])
 
 
 def list_folder(disk: str, path: str, search: list[str] | None = None) -> FolderListing:
@@ -146,6 +162,8 @@ def list_folder(disk: str, path: str, search: list[str] | None = None) -> Folder
             incomplete,
             undefined,
             met,
+            volume.id,
+            list(getattr(volume, "notes", [])),
         )
 
 
@@ -159,10 +177,17 @@ class ExtractResult:
     skipped: list[dict[str, Any]]
     incomplete: list[dict[str, Any]]
     undefined_met: list[Gap] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)  # symlinks, special files
+    notes: list[dict[str, Any]] = field(default_factory=list)  # e.g. a journal replayed
 
     @property
     def ok(self) -> bool:
-        return not self.skipped and not self.incomplete and not self.undefined_met
+        return (
+            not self.skipped
+            and not self.incomplete
+            and not self.undefined_met
+            and not _warned(self.notes)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +197,8 @@ class ExtractResult:
             "skipped": self.skipped,
             "incomplete": self.incomplete,
             "undefined_met": [g.as_dict() for g in self.undefined_met[:MAX_LISTED]],
+            "links": self.links,
+            "notes": self.notes,
         }
 
 
@@ -196,14 +223,15 @@ def extract_files(
         on_start()
     command = argv or ["hvrescue", "extract", disk, *paths, "--to", to_dir]
     with Disk.open(disk, list(search or [])) as d:
-        extractors: dict[int, Extractor] = {}
+        extractors: dict[str, Extractor] = {}
+        volumes = discover(d)
         for spec in paths:
             with _walking(d):
-                volume, inner = open_path(d, spec)
-            ex = extractors.get(volume.partition.index)
+                volume, inner = open_path(d, spec, volumes)
+            ex = extractors.get(volume.id)
             if ex is None:
-                ex = Extractor(volume, to_dir, f"p{volume.partition.index}", streams)
-                extractors[volume.partition.index] = ex
+                ex = Extractor(volume, to_dir, f"p{volume.id}", streams)
+                extractors[volume.id] = ex
             ex.extract(inner)
         # Undefined ranges met while reading the filesystem's own structures (folders, file
         # records): what they hide cannot be listed, so they are said.
@@ -218,6 +246,8 @@ def extract_files(
         [s for ex in extractors.values() for s in ex.result.skipped],
         [s for ex in extractors.values() for s in ex.result.incomplete],
         met,
+        [link for ex in extractors.values() for link in ex.links],
+        [n for ex in extractors.values() for n in getattr(ex.volume, "notes", [])],
     )
 
 
@@ -232,11 +262,11 @@ def mount_disk(
     ``p1.raw``...) until interrupted. ``on_ready(names)`` is called with the file names the
     view shows just before it is mounted. libfuse refusing to mount raises
     ``error.mount.failed``."""
-    from hvrescue.fs.mount import build_view, mount
+    from hvrescue.fs.mount import mount, volume_views
 
     try:
         with Disk.open(disk, list(search or [])) as d:
-            names = list(build_view(d))
+            names = list(volume_views(d))
             if on_ready is not None:
                 on_ready(names)
             mount(d, mountpoint, debug=debug)

@@ -3,6 +3,7 @@ so that people can use their own tools on it (`ntfs-3g -o ro`, `photorec`, `fls`
 
     MOUNTPOINT/disk.raw   the whole virtual disk as the guest sees it (log replayed, chain read)
     MOUNTPOINT/p1.raw ... each partition of its MBR or GPT
+    MOUNTPOINT/p3_vg0_root.raw ... each LVM logical volume that can be read (volume 3/vg0/root)
 
 Every write is refused (EROFS). A read that reaches a range without defined content (see
 ``Disk.undefined``) fails with EIO at its first byte, as a bad sector would. The filesystem
@@ -19,8 +20,10 @@ import time
 from typing import Any
 
 from hvrescue.errors import InputError
+from hvrescue.fs.names import safe_name
 from hvrescue.fs.partitions import partitions
-from hvrescue.platform import user_ids
+from hvrescue.fs.source import MappedSource
+from hvrescue.platform import on_windows, user_ids
 from hvrescue.vdisk.disk import Disk
 
 
@@ -28,7 +31,8 @@ def _fuse() -> Any:
     try:
         import mfusepy
     except (ImportError, OSError) as exc:
-        raise InputError("error.mount.no-fuse", reason=str(exc)[:200]) from exc
+        key = "error.mount.no-winfsp" if on_windows() else "error.mount.no-fuse"
+        raise InputError(key, reason=str(exc)[:200]) from exc
     return mfusepy
 
 
@@ -41,11 +45,24 @@ def build_view(disk: Disk) -> dict[str, tuple[int, int]]:
     return view
 
 
+def volume_views(disk: Disk) -> dict[str, MappedSource]:
+    """{name: source} of every file the mount shows: the disk, partitions, logical volumes."""
+    from hvrescue.fs.addressing import discover
+
+    views = {n: MappedSource.whole(disk, o, s) for n, (o, s) in build_view(disk).items()}
+    for info in discover(disk):
+        if info.kind in ("lvm", "shadow") and info.problem is None:  # p2@vss1.raw: fs.shadow
+            views[safe_name(f"p{info.id}") + ".raw"] = info.source
+        elif info.detail.get("locked") is False:  # p2-decrypted.raw (fs.bitlocker)
+            views[safe_name(f"p{info.id}") + "-decrypted.raw"] = info.source
+    return views
+
+
 def mount(disk: Disk, mountpoint: str, debug: bool = False) -> None:
     fuse = _fuse()
     if not os.path.isdir(mountpoint):
         raise InputError("error.mount.not-a-folder", path=mountpoint)
-    view = build_view(disk)
+    view = volume_views(disk)
     now = time.time()
     uid, gid = user_ids()
 
@@ -64,7 +81,7 @@ def mount(disk: Disk, mountpoint: str, debug: bool = False) -> None:
             entry = view.get(path.lstrip("/"))
             if entry is None:
                 raise fuse.FuseOSError(errno.ENOENT)
-            return {**base, "st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": entry[1]}
+            return {**base, "st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": entry.size}
 
         def readdir(self, path: str, fh: int) -> list[str]:
             if path != "/":
@@ -82,18 +99,16 @@ def mount(disk: Disk, mountpoint: str, debug: bool = False) -> None:
             entry = view.get(path.lstrip("/"))
             if entry is None:
                 raise fuse.FuseOSError(errno.ENOENT)
-            start, length = entry
-            if offset >= length:
+            if offset >= entry.size:
                 return b""
             try:
-                data, gaps = disk.read_checked(start + offset, min(size, length - offset))
+                data, first = entry.read_checked(offset, min(size, entry.size - offset))
             except Exception as exc:  # a read error must reach the reader as EIO, not kill us
                 raise fuse.FuseOSError(errno.EIO) from exc
-            if gaps:
+            if first is not None:
                 # Undefined content (damage, truncation, read errors, a missing parent) is
                 # never handed out as data: the reader gets what a bad sector gives, EIO, for
                 # the first undefined byte; what lies before it is returned.
-                first = gaps[0].offset - (start + offset)
                 if first <= 0:
                     raise fuse.FuseOSError(errno.EIO)
                 return data[:first]

@@ -19,6 +19,7 @@ from hvrescue.errors import HvrescueError, InputError
 from hvrescue.fs.names import display_name
 from hvrescue.fs.ntfs_names import faithful_name, parents
 from hvrescue.fs.partitions import Partition
+from hvrescue.fs.source import MappedSource
 from hvrescue.vdisk.disk import Disk, merge_gaps
 from hvrescue.vdisk.layer import Gap
 
@@ -77,12 +78,27 @@ class Entry:
     depth: int = 0  # levels below the entry a walk started from
     status: str | None = None  # set by a walk: "loop" or "too-deep" for a folder not entered
     tag: Any = None  # for the walk's consumer (the extractor keeps its output folder here)
+    # POSIX filesystems (ext, XFS): mode bits, owner, symbolic link target ("" when none);
+    # kind "symlink" or "special" (device, FIFO, socket) for what is neither file nor folder.
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    link: str | None = None
+    kind: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        out = self._base()
+        if self.mode is not None:
+            out.update(mode=f"{self.mode:o}", uid=self.uid, gid=self.gid)
+            if self.link is not None:
+                out["target"] = self.link
+        return out
+
+    def _base(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "name": self.name,
-            "type": "directory" if self.is_dir else "file",
+            "type": self.kind or ("directory" if self.is_dir else "file"),
             "size": self.size,
             "inode": self.inode,
             "created": self.created,
@@ -96,10 +112,15 @@ class Entry:
 
 
 class Volume:
-    def __init__(self, disk: Disk, partition: Partition) -> None:
+    def __init__(
+        self, disk: Disk, partition: Partition, source: MappedSource | None = None, vid: str = ""
+    ) -> None:
         tsk = _tsk()
         self.disk = disk
         self.partition = partition
+        # Where the bytes come from: the partition, or an LVM logical volume inside it.
+        self.source = source or MappedSource.whole(disk, partition.offset, partition.size)
+        self.id = vid or str(partition.index)  # the volume's address (see fs.addressing)
         self._tsk = tsk
         outer = self
 
@@ -111,13 +132,10 @@ class Volume:
                 pass
 
             def read(self, offset: int, size: int) -> bytes:
-                end = min(offset + size, outer.partition.size)
-                if offset >= end:
-                    return b""
-                return outer.disk.read(outer.partition.offset + offset, end - offset)
+                return outer.source.read(offset, size)
 
             def get_size(self) -> int:
-                return outer.partition.size
+                return outer.source.size
 
         self._img = _Image()
         try:
@@ -329,7 +347,7 @@ class Volume:
                     if start >= size:
                         continue
                     length = min(int(run.len) * block, size - start)
-                    runs.append((self.partition.offset + int(run.addr) * block, length))
+                    runs += self.source.to_disk(int(run.addr) * block, length)
                 return runs
         except (OSError, HvrescueError):
             return None

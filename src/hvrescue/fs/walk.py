@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hvrescue.errors import HvrescueError
-from hvrescue.fs.volume import MAX_DEPTH, MAX_WALK, Entry, Volume
+from hvrescue.fs.volume import MAX_DEPTH, MAX_WALK, Entry
+
+if TYPE_CHECKING:
+    from hvrescue.fs.linuxfs import LinuxVolume
+    from hvrescue.fs.volume import Volume
 
 LOOP = "loop"
 TOO_DEEP = "too-deep"
@@ -29,7 +34,9 @@ class WalkIssue:
 
 
 class Walk:
-    def __init__(self, volume: Volume, limit: int = MAX_WALK, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(
+        self, volume: Volume | LinuxVolume, limit: int = MAX_WALK, max_depth: int = MAX_DEPTH
+    ) -> None:
         self.volume = volume
         self.limit = limit
         self.max_depth = max_depth

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hvrescue.errors import HvrescueError
 from hvrescue.facts.model import Fact, Problem, Provenance
+from hvrescue.fs.linuxfs import LinuxVolume
 from hvrescue.fs.volume import Entry, Volume
 from hvrescue.guest.result import GuestResult
 from hvrescue.guest.values import json_safe
@@ -19,11 +20,16 @@ if TYPE_CHECKING:
 
 class GuestContext:
     """One volume of the guest as the artefact readers see it. ``roles`` says what the volume is
-    (``windows``, ``boot``; a Linux detector would add ``linux``)."""
+    (``windows``, ``boot``, ``linux``: it holds /etc/os-release, ``linuxfs``: ext or XFS,
+    ``linux-boot``: a separate /boot). ``volume_id`` is its address (``1``, ``3/vg0/root``);
+    ``volume_info`` what fs.addressing and the superblock say of it (``uuid``, ``label``...);
+    ``disk_volumes`` the same for every volume of the disk (what /etc/fstab is checked
+    against); ``disk_hint`` what the disk's file name says (guest.disk_kind);
+    ``raw_superblock`` an ext superblock as on the disk, before any journal replay."""
 
     def __init__(
         self,
-        volume: Volume,
+        volume: Volume | LinuxVolume,
         label: str,
         result: GuestResult,
         tmp: str = "",
@@ -35,6 +41,11 @@ class GuestContext:
         self.tmp = tmp  # a private folder for hive copies (regipy reads paths)
         self.partition = partition
         self.roles: list[str] = []
+        self.volume_id = str(partition)
+        self.volume_info: dict[str, Any] = {}
+        self.disk_volumes: list[dict[str, Any]] = []
+        self.disk_hint: dict[str, Any] = {}
+        self.raw_superblock = b""
         self._hives: dict[str, Hive | None] = {}
         self._opened = 0
 

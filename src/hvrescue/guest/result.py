@@ -18,6 +18,9 @@ NOTABLE_KINDS = frozenset(
         "safeboot_msiserver",
         "folder_count",
         "hive_replay",
+        "guest_disk",
+        "linux_os",
+        "linux_filesystem",
     }
 )
 
@@ -55,6 +58,8 @@ class GuestResult:
     problems: list[Problem] = field(default_factory=list)
     artefacts: list[ArtefactRun] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per artefact, all volumes
+    # A Linux disk's kind (guest.disk_kind: WSL, Docker Desktop, a VM's), None for the others.
+    disk_kind: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON of `guest --json`."""
@@ -64,6 +69,7 @@ class GuestResult:
             "facts": [f.as_dict() for f in self.facts],
             "problems": [p.as_dict() for p in self.problems],
             "artefacts": [a.as_dict() for a in self.artefacts],
+            "disk_kind": self.disk_kind,
         }
 
     def kind_counts(self) -> dict[str, int]:
@@ -79,4 +85,5 @@ class GuestResult:
             for f in self.facts
             if f.kind in NOTABLE_KINDS
             or (f.kind == "package" and f.attributes.get("state_code") != "installed")
+            or (f.kind == "fstab_entry" and f.attributes.get("resolved") is False)
         ]

@@ -17,6 +17,11 @@ crash-dumps        MEMORY.DMP, Minidump                           :mod:`.crash_d
 event-logs         System, Application, Setup, Hyper-V worker     :mod:`.event_logs`
 dotnet-folders     .NET and Temporary ASP.NET Files folders       :mod:`.dotnet`
 wer                Windows Error Reporting reports                :mod:`.wer`
+linux-os           os-release, kernels, Hyper-V drivers, KVP      :mod:`.linux_os`
+linux-boot         kernels of a separate /boot volume             :mod:`.linux_os`
+linux-fstab        /etc/fstab against the disk's volumes          :mod:`.linux_fstab`
+linux-filesystem   ext/XFS state, errors, journal, free space     :mod:`.linux_fs`
+linux-logs         tails of /var/log, systemd journal present     :mod:`.linux_logs`
 =================  =============================================  ==========================
 """
 
@@ -29,12 +34,17 @@ from hvrescue.guest.artefacts import (
     crash_dumps,
     dotnet,
     event_logs,
+    linux_fs,
+    linux_fstab,
+    linux_logs,
+    linux_os,
     registry_hives,
     services,
     servicing,
     wer,
 )
 from hvrescue.guest.artefacts.base import Artefact, run_artefact
+from hvrescue.guest.artefacts.linux_files import resolve
 from hvrescue.guest.context import GuestContext
 
 ARTEFACTS: tuple[Artefact, ...] = (
@@ -46,7 +56,13 @@ ARTEFACTS: tuple[Artefact, ...] = (
     event_logs.READER,
     dotnet.READER,
     wer.READER,
+    linux_os.READER,
+    linux_os.BOOT_READER,
+    linux_fstab.READER,
+    linux_fs.READER,
+    linux_logs.READER,
 )
+LINUX_FILESYSTEMS = ("ext2", "ext3", "ext4", "xfs")
 
 
 def _windows(ctx: GuestContext) -> bool:
@@ -61,10 +77,32 @@ def _boot(ctx: GuestContext) -> bool:
     return "windows" not in ctx.roles and ctx.exists(bcd.STORES[1])
 
 
+def _linux(ctx: GuestContext) -> bool:
+    """A Linux root filesystem: it says which system it is (os-release(5), maybe a link)."""
+    if not _linuxfs(ctx):
+        return False
+    return any(resolve(ctx, p) is not None for p in linux_os.OS_RELEASE)
+
+
+def _linuxfs(ctx: GuestContext) -> bool:
+    # Stand-ins for a volume in tests may carry no type: they are no Linux filesystem.
+    return getattr(ctx.volume, "type", None) in LINUX_FILESYSTEMS
+
+
+def _linux_boot(ctx: GuestContext) -> bool:
+    """A separate /boot: kernels at its root, and no system of its own."""
+    if "linux" in ctx.roles or not _linuxfs(ctx):
+        return False
+    return any(linux_os.IMAGE.match(e.name) for e in ctx.listdir("/") if not e.is_dir)
+
+
 # (role, test) in order: a test may look at the roles found before it.
 DETECTORS: tuple[tuple[str, Callable[[GuestContext], bool]], ...] = (
     ("windows", _windows),
     ("boot", _boot),
+    ("linux", _linux),
+    ("linuxfs", _linuxfs),
+    ("linux-boot", _linux_boot),
 )
 
 

@@ -1,0 +1,171 @@
+"""The last boots and errors a Linux guest logged as text (``/var/log/syslog``, ``messages``,
+``kern.log``, ``boot.log``, ``dmesg``): a bounded tail of each, the lines that mark a boot and
+the ones that explain a failure (filesystem errors, mounts and devices that never came, a full
+disk, I/O errors, panics) as ``linux_log_event`` facts with file and line. The binary systemd
+journal (``/var/log/journal``) is not decoded here: ``linux_journal`` says it is there and how
+to read it on a copy (``journalctl --directory``)."""
+
+from __future__ import annotations
+
+import re
+
+from hvrescue.guest.artefacts.base import Artefact
+from hvrescue.guest.artefacts.linux_files import resolve, tail
+from hvrescue.guest.context import GuestContext
+
+LOGS = (
+    "/var/log/syslog",
+    "/var/log/messages",
+    "/var/log/kern.log",
+    "/var/log/boot.log",
+    "/var/log/dmesg",
+)
+JOURNAL = "/var/log/journal"
+TAIL = 1024 * 1024  # bytes of each log kept
+SCAN_LIMIT = 512 * 1024 * 1024  # a log larger than this is not read through for its tail
+MAX_EVENTS = 200  # per log, the newest
+MAX_JOURNAL_FILES = 10_000
+# (category, pattern) in order: the first that matches names the line.
+PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern, re.I))
+    for name, pattern in (
+        ("panic", r"Kernel panic|not syncing|VFS: Unable to mount root"),
+        (
+            "fs-error",
+            r"EXT[234]-fs error|EXT4-fs \(\S+\): warning: mounting fs with errors|"
+            r"XFS \(\S+\): (Corruption|Metadata corruption|log I/O error|Internal error)|"
+            r"Structure needs cleaning|journal commit I/O error|Couldn't clean up the journal|"
+            r"Remounting filesystem read-only|Read-only file system",
+        ),
+        (
+            "fs-recovery",
+            r"EXT4-fs \(\S+\): recovery complete|XFS \(\S+\): Starting recovery|"
+            r"orphan cleanup|recovering journal",
+        ),
+        ("disk-full", r"No space left on device|ENOSPC"),
+        (
+            "mount-failure",
+            r"Timed out waiting for device|Dependency failed for|Failed to mount|start timed out|"
+            r"failed with result 'dependency'|Emergency Shell|"
+            r"Failed to start File System Check|emergency mode|Give root password for maintenance|"
+            r"can't find (UUID|LABEL)=|Cannot open access to console",
+        ),
+        (
+            "io-error",
+            r"I/O error|blk_update_request|critical medium error|"
+            r"hv_storvsc \S+: tag#\d+ cmd 0x[0-9a-f]+ status",
+        ),
+        ("oom", r"Out of memory|oom-kill|invoked oom-killer"),
+        (
+            "boot",
+            r"Linux version \d|Booting Linux|Command line: .*root=|Startup finished in|"
+            r"systemd\[1\]: systemd \d+ running|-- Reboot --",
+        ),
+    )
+)
+# What a reposted log carries in front of its lines: a quote marker, a code fence's indent.
+_REPOST = re.compile(r"^(?:\s|\u00a0|>)+")
+_STAMP = re.compile(
+    r"^(?P<t>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?|"
+    r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)\s+(?P<host>\S+)\s+(?P<rest>.*)$"
+)
+_UPTIME = re.compile(r"^\[\s*(?P<t>\d+\.\d+)\]\s*(?P<rest>.*)$")
+
+
+def classify(line: str) -> str | None:
+    for name, pattern in PATTERNS:
+        if pattern.search(line):
+            return name
+    return None
+
+
+def scan(text: str) -> tuple[list[dict[str, object]], int]:
+    """The notable lines of a log's tail (newest ``MAX_EVENTS``) and how many lines it had."""
+    events: list[dict[str, object]] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        category = classify(line)
+        if category is None:
+            continue
+        body = _REPOST.sub("", line).replace("\u00a0", " ")
+        event: dict[str, object] = {"category": category, "tail_line": number}
+        stamp = _STAMP.match(body)
+        uptime = _UPTIME.match(body)
+        if stamp:
+            event.update(time_text=stamp.group("t"), host=stamp.group("host"))
+            body = stamp.group("rest")
+        elif uptime:
+            event.update(time_text=None, uptime_seconds=float(uptime.group("t")))
+            body = uptime.group("rest")
+        else:
+            event["time_text"] = None
+        event["message"] = body.strip()[:400]
+        events.append(event)
+    return events[-MAX_EVENTS:], len(lines)
+
+
+def read_logs(ctx: GuestContext) -> None:
+    for path in LOGS:
+        entry = resolve(ctx, path)
+        if entry is None or entry.is_dir or entry.kind is not None:
+            continue
+        if entry.size > SCAN_LIMIT:
+            ctx.fact(
+                "linux_log",
+                {"file": entry.path, "size": entry.size, "read": False, "reason": "too-large"},
+                entry.path,
+            )
+            continue
+        data = tail(ctx, entry, TAIL, SCAN_LIMIT)
+        if data is None:
+            continue
+        text = data.decode("utf-8", "replace")
+        if entry.size > TAIL:
+            text = text.split("\n", 1)[-1]  # the first line of the tail is cut
+        events, count = scan(text)
+        ctx.fact(
+            "linux_log",
+            {
+                "file": entry.path,
+                "size": entry.size,
+                "read": True,
+                "tail_bytes": len(data),
+                "tail_lines": count,
+                "modified": entry.modified,
+                "events": len(events),
+                "boots": sum(1 for e in events if e["category"] == "boot"),
+            },
+            entry.path,
+        )
+        for event in events:
+            event["file"] = entry.path
+            ctx.fact("linux_log_event", event, entry.path, f"tail-line:{event['tail_line']}")
+    _journal(ctx)
+
+
+def _journal(ctx: GuestContext) -> None:
+    folders = [e for e in ctx.listdir(JOURNAL) if e.is_dir][:64]
+    files = 0
+    size = 0
+    newest: str | None = None
+    for folder in folders:
+        for entry in ctx.listdir(folder.path)[:MAX_JOURNAL_FILES]:
+            if entry.name.endswith((".journal", ".journal~")):
+                files += 1
+                size += entry.size
+                if entry.modified and (newest is None or entry.modified > newest):
+                    newest = entry.modified
+    if files:
+        ctx.fact(
+            "linux_journal",
+            {"folder": JOURNAL, "files": files, "bytes": size, "newest": newest, "decoded": False},
+            JOURNAL,
+        )
+
+
+READER = Artefact(
+    name="linux-logs",
+    reads=(*LOGS, JOURNAL + "/*/*.journal"),
+    run=read_logs,
+    roles=frozenset({"linux"}),
+)
