@@ -1,56 +1,32 @@
-"""Events per second from all public .evtx samples: the bare `evtx` package (records as JSON,
-nothing else) beside hvrescue's facts end to end (JSON decoded, fact built, provenance).
-Prints figures; asserts nothing.
+"""``hvrescue facts --format jsonl`` on a folder of real EVTX beside the bare ``evtx`` package
+(records as JSON, nothing else) over the same files: both as whole commands in child processes,
+the order alternated; min/median wall, CPU (workers included), peak memory, the rate ratio.
+Asserts nothing. Goal (issue 18): ratio >= 0.5.
 
-    python3 bench/bench_facts.py [--repeat 10]
+    python3 bench/bench_facts.py [--rounds 5] [--corpus DIR] [--jobs N] [--format jsonl|json]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
-import evtx
-
-from hvrescue.logs.collect import collect
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public" / "evtx"
+from events_common import DEFAULT_CORPUS, compare, count_events, evtx_files
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--format", default="jsonl", choices=("jsonl", "json"))
     args = ap.parse_args()
-    files = sorted(str(p) for p in Path(args.corpus).rglob("*.evtx"))
-    if not files:
-        sys.exit(f"no .evtx under {args.corpus}")
-    print(f"{len(files)} files, {args.repeat} passes")
-
-    t = time.perf_counter()
-    bare = 0
-    for _ in range(args.repeat):
-        for f in files:
-            for _record in evtx.PyEvtxParser(f).records_json():
-                bare += 1
-    t_bare = time.perf_counter() - t
-
-    t = time.perf_counter()
-    ours = 0
-    for _ in range(args.repeat):
-        ours += len(collect(files).facts)
-    t_ours = time.perf_counter() - t
-
-    print(
-        f"  evtx package, records_json only   {bare:8d} records {t_bare:7.2f} s "
-        f"{bare / t_bare:10.0f} records/s"
-    )
-    print(
-        f"  hvrescue facts (end to end)       {ours:8d} events  {t_ours:7.2f} s "
-        f"{ours / t_ours:10.0f} events/s  (target >= 100000)"
-    )
+    files = evtx_files(args.corpus)
+    ours = [sys.executable, "-m", "hvrescue", "facts", "--format", args.format, args.corpus]
+    if args.jobs:
+        ours[4:4] = ["--jobs", str(args.jobs)]
+    label = f"facts --format {args.format}" + (f" --jobs {args.jobs}" if args.jobs else "")
+    compare(label, ours, files, args.rounds, count_events(files))
 
 
 if __name__ == "__main__":

@@ -1,19 +1,33 @@
-"""`merge` beside its peers, in one run. Prints figures; asserts nothing.
+"""`merge` beside its peer, in one run, on inputs the project did not build. Prints figures;
+asserts nothing. Linux (peak memory from GNU time).
 
-    python3 bench/bench_merge.py [--workdir DIR] [--data-gib 1]
+    python3 bench/bench_merge.py [--workdir DIR] [--rounds 3] [--data-gib 1] [--cases ...]
 
-1. A 4 GiB-virtual dynamic VHDX holding ~1 GiB (32 MiB blocks): `hvrescue merge` (which also
-   verifies its output) against `qemu-img convert -O vhdx` of the same file.
-2. A two-level chain of the same size (base + child each holding ~half): `hvrescue merge`
-   against libvhdi-python reading the chain and writing a sparse raw file.
-3. Cost follows the data: the same 1 GiB in a 64 TiB-virtual disk.
+Inputs: a sparse raw image of 4 GiB holding 1 GiB of random (incompressible) data in 1 MiB
+extents, one every 4 MiB, converted by `qemu-img convert -O vhdx` at 1, 32 and 256 MiB
+blocks (so at 32 and 256 MiB every block is a quarter full, the case that used to cost the
+block size); and a 3-deep chain (base + two differencing children, each holding a third of the
+extents and rewriting some of its parent's), written by hvrescue's test writer because qemu
+writes no differencing VHDX.
+
+Each case is timed as whole processes, `--rounds` times, the order alternated with the peer:
+
+- verified: `hvrescue merge` (reads the chain, writes, fsyncs, reads back and proves equality)
+  against `qemu-img convert -O vhdx` + `sync OUT` + `qemu-img compare` (the peer's way to the
+  same guarantee). qemu cannot read a VHDX chain, so for the chain the peer converts the
+  base-sized single disk holding the same 1 GiB (its time is the reference).
+- `--no-verify`: `merge(..., verify=False)` against plain `qemu-img convert -O vhdx`.
+
+Prints min and median of each, the ratio of the medians, and the peak resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,120 +35,172 @@ import time
 import uuid
 from pathlib import Path
 
-from hvrescue.recover.merge import merge
 from hvrescue.vdisk.vhdx.writer import ParentSpec, VhdxSpec, write_vhdx
 
 MiB = 1 << 20
 GiB = 1 << 30
+VIRTUAL = 4 * GiB
 
 
-def timed(label: str, fn) -> float:
+def extents(data_gib: float) -> list[int]:
+    """Offsets of the 1 MiB data extents: one every 4 MiB, as many as ``data_gib`` holds."""
+    count = int(data_gib * GiB // MiB)
+    step = max(MiB, VIRTUAL // count // MiB * MiB)
+    return [i * step for i in range(count) if i * step + MiB <= VIRTUAL]
+
+
+def write_raw(path: Path, offsets: list[int], seed: int) -> None:
+    rnd = random.Random(seed)
+    with open(path, "wb") as f:
+        f.truncate(VIRTUAL)
+        for off in offsets:
+            f.seek(off)
+            f.write(rnd.randbytes(MiB))
+
+
+def run(cmd: list[str]) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of one process. The peak comes from GNU time where it is
+    installed: a child forked from this (large) process would report this one's peak as its
+    own (Linux keeps the high-water mark across exec)."""
+    gnu_time = shutil.which("time") if os.path.exists("/usr/bin/time") else None
+    wrapped = ["/usr/bin/time", "-f", "%M", *cmd] if gnu_time else cmd
     t = time.perf_counter()
-    fn()
+    proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _out, err = proc.communicate()
     dt = time.perf_counter() - t
-    print(f"  {label:<58} {dt:7.2f} s")
-    return dt
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}: {err.decode(errors='replace')}")
+    lines = err.decode(errors="replace").split()
+    peak = int(lines[-1]) * 1024 if gnu_time and lines and lines[-1].isdigit() else 0
+    return dt, peak
 
 
-def data(gib: float, every: int, seed: int) -> dict[int, bytes]:
-    blob = os.urandom(32 * MiB)
-    count = int(gib * GiB // (32 * MiB))
-    return {
-        (i * every + seed) * 32 * MiB: seed.to_bytes(4, "little") + blob[4:] for i in range(count)
-    }
+def run_all(cmds: list[list[str]]) -> tuple[float, int]:
+    total, peak = 0.0, 0
+    for cmd in cmds:
+        dt, rss = run(cmd)
+        total += dt
+        peak = max(peak, rss)
+    return total, peak
 
 
-def libvhdi_to_raw(leaf: Path, base: Path, out: Path) -> None:
-    import pyvhdi
+def ours(leaf: Path, out: Path, verify: bool) -> list[str]:
+    code = (
+        "import sys; from hvrescue.recover.merge import merge; "
+        f"r = merge({str(leaf)!r}, {str(out)!r}, verify={verify}); "
+        "sys.exit(0 if r.status == ('verified' if r.output_digest else 'unverified') else 1)"
+    )
+    return [sys.executable, "-c", code]
 
-    p = pyvhdi.file()
-    p.open(str(base))
-    c = pyvhdi.file()
-    c.open(str(leaf))
-    c.set_parent(p)
-    size = c.get_media_size()
-    with open(out, "wb") as f:
-        f.truncate(size)
-        pos = 0
-        zero = bytes(4 * MiB)
-        while pos < size:
-            chunk = c.read_buffer_at_offset(min(4 * MiB, size - pos), pos)
-            if chunk != zero[: len(chunk)]:
-                os.pwrite(f.fileno(), chunk, pos)
-            pos += len(chunk)
-    c.close()
-    p.close()
+
+def peer(qemu: str, src: Path, out: Path, verify: bool) -> list[list[str]]:
+    convert = [qemu, "convert", "-f", "vhdx", "-O", "vhdx", str(src), str(out)]
+    if not verify:
+        return [convert]
+    return [
+        convert,
+        ["sync", str(out)],
+        [qemu, "compare", "-f", "vhdx", "-F", "vhdx", str(src), str(out)],
+    ]
+
+
+def build(work: Path, qemu: str, data_gib: float) -> dict[str, tuple[Path, Path]]:
+    """case -> (leaf for hvrescue, single disk for the peer)."""
+    offsets = extents(data_gib)
+    raw = work / "src.raw"
+    if not raw.exists():
+        write_raw(raw, offsets, 1)
+    cases: dict[str, tuple[Path, Path]] = {}
+    for mib in (1, 32, 256):
+        disk = work / f"q{mib}.vhdx"
+        if not disk.exists():
+            subprocess.run(
+                [
+                    qemu,
+                    "convert",
+                    "-f",
+                    "raw",
+                    "-O",
+                    "vhdx",
+                    "-o",
+                    f"block_size={mib}M,subformat=dynamic",
+                    str(raw),
+                    str(disk),
+                ],
+                check=True,
+            )
+        cases[f"{mib} MiB blocks (qemu-made)"] = (disk, disk)
+    leaf = work / "c2.avhdx"
+    if not leaf.exists():
+        rnd = random.Random(2)
+        ids = [uuid.uuid4() for _ in range(3)]
+        names = ["c0.vhdx", "c1.avhdx", "c2.avhdx"]
+        for level in range(3):
+            own = offsets[level::3]
+            if level:  # rewrite a sixth of the parent's extents too
+                own = sorted(own + offsets[level - 1 :: 18])
+            parent = (
+                ParentSpec(ids[level - 1], relative_path=".\\" + names[level - 1])
+                if level
+                else None
+            )
+            spec = VhdxSpec(
+                virtual_size=VIRTUAL, block_size=32 * MiB, data_write_guid=ids[level], parent=parent
+            )
+            write_vhdx(str(work / names[level]), spec, {o: rnd.randbytes(MiB) for o in own})
+    cases["3-deep chain, 32 MiB blocks"] = (leaf, work / "q32.vhdx")
+    return cases
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--data-gib", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cases", nargs="*", default=None, help="substrings of case names")
     args = ap.parse_args()
+    qemu = shutil.which("qemu-img")
+    if not qemu:
+        raise SystemExit("qemu-img is needed (Debian: qemu-utils)")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hvr-merge-"))
     work.mkdir(parents=True, exist_ok=True)
-    qemu = shutil.which("qemu-img")
-
-    print(f"1. 4 GiB-virtual VHDX, {args.data_gib} GiB of data, 32 MiB blocks")
-    single = work / "single.vhdx"
-    if not single.exists():
-        write_vhdx(
-            str(single),
-            VhdxSpec(virtual_size=4 * GiB, block_size=32 * MiB),
-            data(args.data_gib, 4, 0),
-        )
-    for p in (work / "m1.vhdx", work / "q1.vhdx"):
-        p.unlink(missing_ok=True)
-    ours = timed(
-        "hvrescue merge (with verification)", lambda: merge(str(single), str(work / "m1.vhdx"))
+    cases = build(work, qemu, args.data_gib)
+    print(
+        f"4 GiB virtual, {args.data_gib} GiB of random data; {args.rounds} rounds, order alternated"
     )
-    if qemu:
-        theirs = timed(
-            "qemu-img convert -O vhdx",
-            lambda: subprocess.run(
-                [qemu, "convert", "-f", "vhdx", "-O", "vhdx", str(single), str(work / "q1.vhdx")],
-                check=True,
-            ),
-        )
-        print(f"  ratio hvrescue / qemu-img = {ours / theirs:.2f}")
-
-    print("2. two-level chain, 4 GiB virtual, ~1 GiB of data in all")
-    base, child = work / "base.vhdx", work / "child.avhdx"
-    if not child.exists():
-        base_id = uuid.uuid4()
-        write_vhdx(
-            str(base),
-            VhdxSpec(virtual_size=4 * GiB, block_size=32 * MiB, data_write_guid=base_id),
-            data(args.data_gib / 2, 4, 0),
-        )
-        write_vhdx(
-            str(child),
-            VhdxSpec(
-                virtual_size=4 * GiB,
-                block_size=32 * MiB,
-                parent=ParentSpec(base_id, relative_path=".\\base.vhdx"),
-            ),
-            data(args.data_gib / 2, 4, 1),
-        )
-    for p in (work / "m2.vhdx", work / "l2.raw"):
-        p.unlink(missing_ok=True)
-    ours = timed("hvrescue merge of the chain", lambda: merge(str(child), str(work / "m2.vhdx")))
-    try:
-        theirs = timed(
-            "libvhdi-python reading the chain + writing sparse raw",
-            lambda: libvhdi_to_raw(child, base, work / "l2.raw"),
-        )
-        print(f"  ratio hvrescue / libvhdi = {ours / theirs:.2f}")
-    except ImportError:
-        print("  libvhdi-python not installed")
-
-    print(f"3. the same {args.data_gib} GiB in a 64 TiB-virtual VHDX")
-    huge = work / "huge.vhdx"
-    if not huge.exists():
-        spread = {off * 4096: v for off, v in data(args.data_gib, 4, 0).items()}
-        write_vhdx(str(huge), VhdxSpec(virtual_size=64 * 2**40, block_size=32 * MiB), spread)
-    (work / "m3.vhdx").unlink(missing_ok=True)
-    timed("hvrescue merge, 64 TiB virtual", lambda: merge(str(huge), str(work / "m3.vhdx")))
+    for name, (leaf, single) in cases.items():
+        if args.cases and not any(c in name for c in args.cases):
+            continue
+        print(name)
+        for verify in (True, False):
+            times: dict[str, list[float]] = {"hvrescue": [], "peer": []}
+            peaks: dict[str, int] = {"hvrescue": 0, "peer": 0}
+            for r in range(args.rounds):
+                order = ["hvrescue", "peer"] if r % 2 == 0 else ["peer", "hvrescue"]
+                for who in order:
+                    out = work / f"out-{who}.vhdx"
+                    out.unlink(missing_ok=True)
+                    cmds = (
+                        [ours(leaf, out, verify)]
+                        if who == "hvrescue"
+                        else peer(qemu, single, out, verify)
+                    )
+                    dt, rss = run_all(cmds)
+                    times[who].append(dt)
+                    peaks[who] = max(peaks[who], rss)
+                    out.unlink(missing_ok=True)
+            label = "verified" if verify else "no verify"
+            peer_label = "convert+sync+compare" if verify else "convert"
+            med = {k: statistics.median(v) for k, v in times.items()}
+            ours_t, peer_t = times["hvrescue"], times["peer"]
+            print(
+                f"  {label:<9} hvrescue min {min(ours_t):5.2f} med {med['hvrescue']:5.2f} s"
+                f" ({peaks['hvrescue'] / MiB:4.0f} MiB) | qemu {peer_label} min"
+                f" {min(peer_t):5.2f} med {med['peer']:5.2f} s ({peaks['peer'] / MiB:3.0f} MiB)"
+                f" | ratio {med['hvrescue'] / med['peer']:.2f}"
+                f"  [all: {' '.join(f'{t:.2f}' for t in ours_t)} /"
+                f" {' '.join(f'{t:.2f}' for t in peer_t)}]"
+            )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,13 +1,14 @@
 """`preserve` against `cp` and `cp` + `sha256sum`, in one run. Prints figures; asserts nothing.
 
-    python3 bench/bench_preserve.py [--workdir DIR] [--gib 2] [--rounds 3] [--cold]
+    python3 bench/bench_preserve.py [--workdir DIR] [--gib 2] [--rounds 3] [--cold] [--hash blake3]
 
 Builds a VM-like folder of ~2 GiB in several files (one large disk, a differencing disk, smaller
 files), then times, alternating the order each round:
   cp -r SRC DEST                      (copy only; coreutils uses copy_file_range)
   cp -r SRC DEST; sync                (the same, on disk: preserve fsyncs every copy)
   sha256sum SRC/*  after that cp      (what people do to prove the copy)
-  hvrescue preserve SRC DEST          (copy + SHA-256 + manifest + case record, one pass)
+  hvrescue preserve SRC DEST          (copy + SHA-256 + manifest + case record, one pass; with
+                                      --hash, the further digests in the same pass)
 With --cold the page cache is dropped before every command (needs root); otherwise every run
 reads from a warm cache, which favours the peers' second read. Peak memory is from
 /usr/bin/time when present.
@@ -88,6 +89,7 @@ def main() -> None:
     ap.add_argument("--gib", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--hash", default=None, help="further digests for preserve, e.g. blake3")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hvr-bench-"))
     src = work / "src"
@@ -116,6 +118,7 @@ def main() -> None:
                 peaks["sha256sum"] = max(peaks.get("sha256sum", 0), peak2 or 0)
             else:
                 cmd = [*hv, "preserve", str(src), str(dest), "--allow-same-storage", "--json"]
+                cmd += ["--hash", args.hash] if args.hash else []
                 dt, peak = run(cmd, args.cold)
                 times["preserve"].append(dt)
             peaks[name] = max(peaks.get(name, 0), peak or 0)
@@ -136,6 +139,12 @@ def main() -> None:
         f"preserve / cp = {med['preserve'] / med['cp']:.2f}   "
         f"preserve / (cp; sync) = {med['preserve'] / med['cp+sync']:.2f}   "
         f"(rounds: {args.rounds}, medians)"
+    )
+    mins = {k: min(v) for k, v in times.items()}
+    print(
+        f"  min: preserve {mins['preserve']:.2f} s, cp; sync {mins['cp+sync']:.2f} s, "
+        f"preserve / (cp; sync) = {mins['preserve'] / mins['cp+sync']:.2f}; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print("  all runs:", {k: [round(x, 2) for x in v] for k, v in times.items()})
     if args.workdir is None:

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hvrescue import __version__
+from hvrescue.cli.hash_opts import hash_option
 from hvrescue.cli.main import (
     EXIT_ERROR,
     EXIT_FINDINGS,
@@ -221,16 +222,26 @@ def check(
     is_flag=True,
     help="Hash even when undefined ranges far exceed what the files hold (hashed as zeros).",
 )
+@hash_option("Hash algorithm(s) in one pass (repeatable or comma-separated; default sha256).")
 @json_option
 @pass_ctx
 @audited("file")
-def hash_(c: Ctx, file: str, search: tuple[str, ...], allow_gaps: bool, as_json: bool) -> None:
+def hash_(
+    c: Ctx,
+    file: str,
+    search: tuple[str, ...],
+    allow_gaps: bool,
+    hashes: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """SHA-256 of the virtual content as the guest sees it (log replayed, through the chain)."""
     from hvrescue.vdisk.reports import hash_disk
 
     try:
         with progress_bar(as_json, c.msg("ui.hash.progress")) as bar:
-            report = hash_disk(file, list(search), bar.update, allow_gaps=allow_gaps)
+            report = hash_disk(
+                file, list(search), bar.update, allow_gaps=allow_gaps, algorithms=hashes
+            )
     except HvrescueError as exc:
         fail(c, exc, as_json)
         return
@@ -242,7 +253,12 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], allow_gaps: bool, as_json:
         emit_json(data)
         sys.exit(code)
     size = size_text(report.size, c.msg)
-    console().print(Text(c.msg("ui.hash.result.sized", size=size, sha256=report.sha256)))
+    if list(report.hashes) == ["sha256"]:
+        console().print(Text(c.msg("ui.hash.result.sized", size=size, sha256=report.sha256)))
+    else:
+        for name, digest in report.hashes.items():
+            text = c.msg("ui.hash.result.digest", algorithm=name, size=size, digest=digest)
+            console().print(Text(text))
     err = console(stderr=True)
     if report.undefined:
         undefined = size_text(report.undefined_bytes, c.msg)
@@ -267,19 +283,37 @@ def hash_(c: Ctx, file: str, search: tuple[str, ...], allow_gaps: bool, as_json:
     default=None,
     help="json (as --json), jsonl (one fact per line, Timesketch's fields) or csv (Excel).",
 )
+@click.option("--jobs", type=click.IntRange(1, 64), default=None, help="EVTX logs read at once.")
 @max_memory_option
 @json_option
 @pass_ctx
 @audited("paths")
 def facts(
-    c: Ctx, paths: tuple[str, ...], fmt: str | None, max_memory: str | None, as_json: bool
+    c: Ctx,
+    paths: tuple[str, ...],
+    fmt: str | None,
+    jobs: int | None,
+    max_memory: str | None,
+    as_json: bool,
 ) -> None:
     """Facts from event logs (EVTX, XML, CSV, text) and command outputs, with provenance."""
     from hvrescue.evidence import Budget
     from hvrescue.logs.collect import collect
 
     fmt = record_format(as_json, fmt)
-    found = collect(list(paths), Budget.from_option(max_memory))
+    if fmt == "jsonl":
+        # Streamed: each log's facts written as soon as read, never all held.
+        from hvrescue.logs.stream import FactStream
+        from hvrescue.report.records import fact_records, write_records
+
+        streamed = FactStream(list(paths), Budget.from_option(max_memory), jobs)
+        with stdout_binary() as binary:
+            write_records(fact_records(streamed), binary, fmt)
+        _say_problems(c, streamed.summary, console(stderr=True))
+        _say_inputs(c, streamed.inputs(), console(stderr=True), brief=True)
+        sys.exit(EXIT_OK)
+    found = collect(list(paths), Budget.from_option(max_memory), jobs)
+    inputs = found.inputs()
     if fmt == "json":
         emit_json(
             {
@@ -287,6 +321,7 @@ def facts(
                 "unrecognised": [u.as_dict() for u in found.unrecognised],
                 "problems": [p.as_dict() for p in found.problems],
                 "skipped": [s.as_dict() for s in found.skipped],
+                "inputs": inputs,
             }
         )
         sys.exit(EXIT_OK)
@@ -297,6 +332,7 @@ def facts(
             write_records(fact_records(found.facts), stream, fmt)
         # The records hold the facts; what could not be read is said on stderr, never dropped.
         _say_problems(c, found, console(stderr=True))
+        _say_inputs(c, inputs, console(stderr=True), brief=True)
         sys.exit(EXIT_OK)
     out = console()
     counts: dict[str, int] = {}
@@ -309,7 +345,24 @@ def facts(
         summary = fact_summary(fact.attributes)
         out.print(f"[bold]{fact.kind}[/] [dim]{escape(where)}[/]\n    {escape(summary)}")
     _say_problems(c, found, out)
+    _say_inputs(c, inputs, out)
     sys.exit(EXIT_OK)
+
+
+def _say_inputs(c: Ctx, inputs: list[dict[str, Any]], out: Any, brief: bool = False) -> None:
+    """How many inputs were recognised; then each one read by its low-confidence signals
+    alone (and, unless ``brief``, each recognised one with its formats). The unrecognised
+    ones were named above with their reason."""
+    seen = sum(1 for i in inputs if i["recognised"])
+    out.print(Text(c.msg("ui.facts.inputs", recognised=seen, count=len(inputs))))
+    for item in inputs:
+        if item["signals_only"]:
+            text = c.msg("ui.facts.input-signals-only", path=item["path"], facts=item["facts"])
+            out.print(f"[yellow]{escape(text)}[/]")
+        elif item["recognised"] and not brief:
+            formats = ", ".join(item["formats"])
+            text = c.msg("ui.facts.input-recognised", path=item["path"], formats=formats)
+            out.print(f"[dim]{escape(text)}[/]")
 
 
 def _say_problems(c: Ctx, found: Any, out: Any) -> None:

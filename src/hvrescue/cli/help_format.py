@@ -12,6 +12,8 @@ import click
 
 def cell_width(text: str) -> int:
     """Columns a terminal gives ``text``: East Asian wide and full-width characters take two."""
+    if text.isascii():  # no wide or combining character: one column each (most help text)
+        return len(text)
     return sum(
         0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
         for ch in text

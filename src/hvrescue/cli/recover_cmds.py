@@ -77,6 +77,12 @@ def fail_undefined(c: Ctx, exc: UndefinedContentError, as_json: bool) -> None:
     is_flag=True,
     help="Write zeros where the chain's content is undefined, with a ddrescue map beside OUT.",
 )
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Skip the digest and the read-back (status unverified, exit 1).",
+)
 @search_option
 @json_option
 @pass_ctx
@@ -88,6 +94,7 @@ def merge(
     fmt: str,
     block_mib: int | None,
     allow_gaps: bool,
+    no_verify: bool,
     search: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -101,7 +108,15 @@ def merge(
     try:
         with progress_bar(as_json, c.msg("ui.merge.progress")) as bar:
             result = merge_chain(
-                leaf, out, fmt, block, list(search), bar.update, allow_gaps, sys.argv
+                leaf,
+                out,
+                fmt,
+                block,
+                list(search),
+                bar.update,
+                allow_gaps,
+                sys.argv,
+                verify=not no_verify,
             )
     except UndefinedContentError as exc:
         fail_undefined(c, exc, as_json)
@@ -132,6 +147,8 @@ def merge(
         )
         con.print(Text(gaps, style="yellow"))
         con.print(gaps_table(result.gaps, c.msg))
+    elif result.status == "unverified":
+        con.print(Text(c.msg("ui.merge.unverified"), style="yellow"))
     else:
         key = "ui.merge.verified" if result.verified else "ui.merge.mismatch"
         style = "green" if result.verified else "red"

@@ -2,9 +2,12 @@
 
 The reading thread reads a chunk with positioned reads and writes it to the copy; a second
 thread hashes the same chunk meanwhile (hashlib releases the GIL on large buffers), so hashing
-costs little wall time. A hole of a sparse source (SEEK_HOLE) is hashed as zeros but never
-written: the copy gets the same hole by its final truncate. A range that stays unreadable after
-the source layer's retries is written as zeros and returned in ``unreadable``.
+costs little wall time. A hole of a sparse source (``platform.data_ranges``) is hashed as zeros
+but never written: the copy, marked sparse, gets the same hole when its size is set. A range
+that stays unreadable after the source layer's retries is written as zeros and returned in
+``unreadable``. A chunk that read whole is written by the kernel from the source's cached pages
+where it can (:mod:`hvrescue.preserve.fastcopy`: ``copy_file_range``, a reflink on filesystems
+that share extents), never through our buffer again.
 
 Progress is checkpointed beside the partial copy (``<part>.state``) after the data up to that
 offset is on disk, so that an interrupted copy continues where it stopped; the part already
@@ -13,26 +16,25 @@ written is re-hashed from the partial copy itself.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import queue
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.errors import InputError
+from hvrescue.io import digest
 from hvrescue.io.nofollow import Confined
 from hvrescue.io.source import ReadOnlySource
-from hvrescue.platform import pwrite_all
+from hvrescue.platform import advise, make_sparse, pwrite_all, set_size
+from hvrescue.preserve.fastcopy import KernelCopy, SourceRange
 from hvrescue.preserve.partial import load_state, save_state, set_times
 
 CHUNK = 4 * 1024 * 1024
 CHECKPOINT_EVERY = 256 * 1024 * 1024
 WRITEBACK_EVERY = 64 * 1024 * 1024
-ALGORITHMS = ("sha256", "sha1", "md5", "sha512", "blake2b", "sha3_256")
+ALGORITHMS = digest.ALGORITHMS  # what a manifest may record
 _ZEROS = bytes(CHUNK)
 
 
@@ -46,23 +48,23 @@ class CopyResult:
 
 
 POOL_BUFFERS = 8
+# What the hasher is handed: the bytes, and the pool buffer holding them (None: not ours).
+_HashItem = tuple[bytes | memoryview, bytearray | None]
 
 
 class _Hasher:
     """Hash chunks on a second thread, in order, then hand each buffer back for reuse.
 
     Reused buffers matter: a fresh 4 MiB object per chunk costs a page fault per 4 KiB page,
-    more kernel time than the copy itself."""
+    more kernel time than the copy itself. They are made on first need (a small file takes
+    one), at most :data:`POOL_BUFFERS`."""
 
     def __init__(self, algorithms: tuple[str, ...]) -> None:
-        self.digests = [hashlib.new(a) for a in algorithms]
+        self.digests = [digest.new(a) for a in algorithms]
         self.algorithms = algorithms
-        self._queue: queue.Queue[tuple[memoryview | bytes, bytearray | None] | None] = queue.Queue(
-            maxsize=POOL_BUFFERS - 1
-        )
+        self._queue: queue.Queue[_HashItem | None] = queue.Queue(maxsize=POOL_BUFFERS - 1)
         self.free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(POOL_BUFFERS):
-            self.free.put(bytearray(CHUNK))
+        self._made = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -84,6 +86,9 @@ class _Hasher:
                     self.free.put(buffer)
 
     def buffer(self) -> bytearray:
+        if self._made < POOL_BUFFERS and self.free.empty():
+            self._made += 1
+            return bytearray(CHUNK)
         return self.free.get()
 
     def update(self, data: bytes | memoryview, buffer: bytearray | None = None) -> None:
@@ -98,9 +103,13 @@ class _Hasher:
         return {a: d.hexdigest() for a, d in zip(self.algorithms, self.digests, strict=True)}
 
 
-def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset`` (each output descriptor has one writer)."""
-    pwrite_all(fd, data, offset)
+def _write_all(fd: int, data: bytes | memoryview | SourceRange, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (each output descriptor has one writer); a
+    :class:`SourceRange` is copied inside the kernel where it can be."""
+    if isinstance(data, SourceRange):
+        data.write_to(fd, offset)
+    else:
+        pwrite_all(fd, data, offset)
 
 
 def hash_file(
@@ -187,7 +196,7 @@ def copy_file(
             try:
                 if start:
                     start = _verified_prefix(src, part, start, hasher, progress, unreadable)
-                os.ftruncate(out, start)
+                set_size(out, start)
                 holes = _copy_range(
                     src,
                     out,
@@ -201,7 +210,7 @@ def copy_file(
                 )
             finally:
                 hashes = hasher.finish()
-            os.ftruncate(out, size)
+            set_size(out, size)  # the holes past the last data: none written
             os.fsync(out)
             set_times(out, part, confined, st)
         finally:
@@ -243,13 +252,20 @@ class _Writer:
     """Write chunks on a third thread, in order, then pass them to the hasher, so that reading
     the next chunk overlaps writing this one (the two wait on different devices)."""
 
-    def __init__(self, out: int, hasher: _Hasher, on_written: Callable[[int, int], None]) -> None:
+    def __init__(
+        self,
+        out: int,
+        hasher: _Hasher,
+        on_written: Callable[[int, int], None],
+        kernel: KernelCopy | None = None,
+    ) -> None:
         self.out = out
         self.hasher = hasher
         self.on_written = on_written
+        self.kernel = kernel  # copies clean chunks from the source inside the kernel
         self.error: BaseException | None = None
-        self._queue: queue.Queue[tuple[memoryview, int, bytearray | None] | None] = queue.Queue(
-            maxsize=POOL_BUFFERS
+        self._queue: queue.Queue[tuple[memoryview, int, bytearray | None, bool, bool] | None] = (
+            queue.Queue(maxsize=POOL_BUFFERS)
         )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -259,14 +275,15 @@ class _Writer:
             item = self._queue.get()
             if item is None:
                 return
-            view, pos, buffer = item
+            view, pos, buffer, write, clean = item
             if self.error is not None:
                 if buffer is not None:
                     self.hasher.free.put(buffer)
                 continue
             try:
-                if buffer is not None:
-                    _write_all(self.out, view, pos)
+                if write:
+                    kernel = self.kernel if clean and self.kernel and self.kernel.usable else None
+                    _write_all(self.out, SourceRange(kernel, view) if kernel else view, pos)
                 self.hasher.update(view, buffer)
                 buffer = None
                 self.on_written(pos + len(view), len(view))
@@ -275,13 +292,17 @@ class _Writer:
                 if buffer is not None:
                     self.hasher.free.put(buffer)
 
-    def put(self, view: memoryview, pos: int, buffer: bytearray | None) -> None:
-        """Queue a chunk; ``buffer`` None means a hole: hashed as zeros, not written."""
+    def put(
+        self, view: memoryview, pos: int, buffer: bytearray | None, clean: bool = False
+    ) -> None:
+        """Queue a chunk; ``buffer`` None means a hole: hashed as zeros, not written. ``clean``:
+        ``view`` is the source's range as it read, whole and without error, so the kernel may
+        copy that range instead (else ``view``, zero-filled where it failed, is written)."""
         if self.error is not None:
             if buffer is not None:
                 self.hasher.free.put(buffer)
             raise self.error
-        self._queue.put((view, pos, buffer))
+        self._queue.put((view, pos, buffer, buffer is not None, clean))
 
     def finish(self) -> None:
         self._queue.put(None)
@@ -311,7 +332,7 @@ def _copy_range(
             # Start write-back of what is written so far (Linux does this for dirty pages on
             # DONTNEED), so the final fsync has little left and a multi-terabyte copy does not
             # fill the page cache.
-            _advise(out, marks["flushed"], upto - marks["flushed"], "POSIX_FADV_DONTNEED")
+            advise(out, marks["flushed"], upto - marks["flushed"], "dontneed")
             marks["flushed"] = upto
         if upto - marks["checkpoint"] >= CHECKPOINT_EVERY:
             # No flush here: a resume compares what the partial copy holds with the source
@@ -327,10 +348,13 @@ def _copy_range(
                 },
             )
 
-    _advise(src._fd, start, size - start, "POSIX_FADV_SEQUENTIAL")
-    writer = _Writer(out, hasher, on_written)
+    advise(src._fd, start, size - start, "sequential")
+    segments = src.data_segments(start, size)
+    if any(not is_data for _, _, is_data in segments):
+        make_sparse(out)  # else NTFS fills every skipped hole with zeros when writing past it
+    writer = _Writer(out, hasher, on_written, KernelCopy(src._fd, out))
     try:
-        for offset, length, is_data in src.data_segments(start, size):
+        for offset, length, is_data in segments:
             pos, end = offset, offset + length
             while pos < end:
                 n = min(CHUNK, end - pos)
@@ -348,7 +372,7 @@ def _copy_range(
                     if got < n:  # the file shrank under us: the rest reads as zeros
                         unreadable.append([pos + got, n - got])
                         view[got:] = bytes(n - got)
-                    writer.put(view, pos, buffer)
+                    writer.put(view, pos, buffer, clean=got == n and not bad_ranges)
                 else:
                     writer.put(memoryview(_ZEROS)[:n], pos, None)
                     holes += n
@@ -356,14 +380,6 @@ def _copy_range(
     finally:
         writer.finish()
     return holes
-
-
-def _advise(fd: int, offset: int, length: int, advice: str) -> None:
-    value = getattr(os, advice, None)
-    if sys.platform == "win32" or value is None or length <= 0:
-        return
-    with contextlib.suppress(OSError):  # advice only
-        os.posix_fadvise(fd, offset, length, value)
 
 
 def _merge(ranges: list[list[int]]) -> list[list[int]]:

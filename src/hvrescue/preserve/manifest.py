@@ -243,14 +243,17 @@ def verify_entries(
     entries: list[dict[str, Any]],
     jobs: int = 2,
     progress: Callable[[int], None] | None = None,
+    algorithms: tuple[str, ...] | None = None,
 ) -> list[VerifyResult]:
-    """Hash each entry's copy in ``dest``; a copy is read only through real folders of DEST,
-    never through a link (a link where a copy should be is reported as ``link``)."""
+    """Hash each entry's copy in ``dest``, under every algorithm it records (or those of
+    ``algorithms`` it records), all in one read; a copy is read only through real folders of
+    DEST, never through a link (a link where a copy should be is reported as ``link``)."""
     confined = Confined(dest)
+    wanted = ALGORITHMS if algorithms is None else algorithms
 
     def one(entry: dict[str, Any]) -> VerifyResult:
         rel = entry["path"]
-        expected = {a: str(entry[a]).lower() for a in ALGORITHMS if isinstance(entry.get(a), str)}
+        expected = {a: str(entry[a]).lower() for a in wanted if isinstance(entry.get(a), str)}
         expected_size = entry.get("size") if isinstance(entry.get("size"), int) else None
         ranges = recorded_ranges(entry)
         partial = bool(entry.get("unreadable"))
@@ -293,6 +296,23 @@ def verify_entries(
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, entries))
+
+
+def check_recorded(entries: list[dict[str, Any]], algorithms: tuple[str, ...]) -> None:
+    """Refuse to verify with an algorithm the manifest does not record for every entry
+    (``error.verify.not-recorded``): a file checked by nothing must not pass."""
+    for entry in entries:
+        if "invalid" in entry:
+            continue  # reported as invalid-entry by verification
+        for a in algorithms:
+            if not isinstance(entry.get(a), str):
+                recorded = ", ".join(x for x in ALGORITHMS if isinstance(entry.get(x), str))
+                raise InputError(
+                    "error.verify.not-recorded",
+                    algorithm=a,
+                    path=entry.get("path", ""),
+                    recorded=recorded or "-",
+                )
 
 
 def base_record(command: list[str]) -> dict[str, Any]:

@@ -55,16 +55,26 @@ def merge_chain(
     progress: Callable[[int, int], None] | None = None,
     allow_gaps: bool = False,
     argv: list[str] | None = None,
+    verify: bool = True,
 ) -> MergeResult:
     """Flatten the chain ending at ``leaf`` into one standalone disk ``out`` (``fmt`` "vhdx"
     or "raw"; ``block_size`` in bytes, default the base disk's), read back and compared with
-    the chain before it gets its name. ``progress(done, total)`` is called as blocks go by."""
+    the chain before it gets its name (``verify=False``: not, and the status says
+    ``unverified``). ``progress(done, total)`` is called as blocks go by."""
     from hvrescue.recover.merge import merge
 
     check_output_name(out, fmt, like=leaf, merge=True)
     check_output_folder(out)
     return merge(
-        leaf, out, fmt, block_size, list(search or []), progress, allow_gaps=allow_gaps, argv=argv
+        leaf,
+        out,
+        fmt,
+        block_size,
+        list(search or []),
+        progress,
+        allow_gaps=allow_gaps,
+        argv=argv,
+        verify=verify,
     )
 
 

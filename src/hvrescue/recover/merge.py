@@ -1,10 +1,17 @@
 """`merge`: flatten a whole chain (logs replayed) into one new standalone disk.
 
-Only blocks that hold data somewhere in the chain are read; a block whose merged content is all
-zeros stays unallocated in the output. The output is a dynamic VHDX (block size as the base's
-unless given) or a sparse raw image, written under a temporary name. The written file is opened
-again with the engine and its content digest compared with the chain's; only then does it get
-its final name, so a name never stands for an output that was not checked.
+Only what some layer of the chain holds is read, in pieces of at most 4 MiB, never a whole
+block at once; a piece's runs of non-zero 1 MiB units are all that is written. A block whose
+merged content is all zeros stays unallocated in the output; a partly filled block is
+allocated (a dynamic VHDX has no partly present state) but only its data takes space: the
+rest is a hole of the sparse output. The output is a dynamic VHDX (block size as the base's
+unless given) or a sparse raw image, written under a temporary name. Reading, writing, the
+content digest (taken once), the read-back and the flushing overlap on threads with a
+bounded pool of buffers (:mod:`hvrescue.recover.merge_pipe`). Before the output gets its final
+name its structure is read back with the engine and everything written is proved equal to the
+chain (:mod:`hvrescue.recover.merge_check` says exactly what is read back and why it proves
+equality), so a name never stands for an output that was not checked. ``verify=False`` skips
+the digest and the read-back: the status is then ``unverified``.
 
 A chain with undefined ranges (see :meth:`Disk.undefined`) is refused: its output would present
 unknown bytes as content. ``allow_gaps`` writes zeros there instead, writes a GNU ddrescue map
@@ -14,19 +21,20 @@ means exactly: the output equals the chain's content and the chain had no undefi
 
 from __future__ import annotations
 
+import errno
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from hvrescue.errors import InputError, UndefinedContentError
-from hvrescue.io.atomic import atomic_output
-from hvrescue.io.source import ReadOnlySource
-from hvrescue.platform import pwrite, sees_holes
+from hvrescue.io.atomic import atomic_output, temp_path
+from hvrescue.io.files import open_evidence
+from hvrescue.platform import set_size
 from hvrescue.recover import ddmap
-from hvrescue.recover.digest import KIND, UNIT, ContentDigest, nonzero_units, unit_ranges
+from hvrescue.recover.digest import KIND, ContentDigest
+from hvrescue.recover.merge_check import Proof, digest_ranges, full_digest, structure_holds
+from hvrescue.recover.merge_plan import copy_chain
 from hvrescue.vdisk.disk import Disk, gap_ranges, merge_gaps
 from hvrescue.vdisk.layer import OVERLAP, Gap
 from hvrescue.vdisk.vhdx import structures as s
@@ -55,10 +63,12 @@ class MergeResult:
     @property
     def verified(self) -> bool:
         """The output equals the chain's content, and all of that content was defined."""
-        return self.digest == self.output_digest and not self.gaps
+        return bool(self.output_digest) and self.digest == self.output_digest and not self.gaps
 
     @property
     def status(self) -> str:
+        if not self.output_digest:
+            return "unverified"  # merged with verify=False: nothing was read back
         if self.digest != self.output_digest:
             return "mismatch"
         return "written-with-gaps" if self.gaps else "verified"
@@ -150,7 +160,12 @@ def merge(
     progress: Callable[[int, int], None] | None = None,
     allow_gaps: bool = False,
     argv: list[str] | None = None,
+    verify: bool = True,
 ) -> MergeResult:
+    """Merge the chain ending at ``leaf`` into ``out``. With ``verify`` (the default) the output
+    is read back and proved equal to the chain before it is named (see
+    :mod:`hvrescue.recover.merge_check`); without it nothing is hashed or read back, and the
+    result's status is ``unverified``."""
     if fmt not in FORMATS:
         raise InputError("error.merge.format", value=fmt)
     if os.path.lexists(out):
@@ -173,30 +188,18 @@ def merge(
                 )
             raise UndefinedContentError("error.merge.undefined", gaps=undefined, leaf=leaf)
         bs = choose_block_size(disk, block_size)
-        base = disk.layers[-1]
-        spec = VhdxSpec(
-            virtual_size=disk.size,
-            block_size=bs,
-            logical_sector_size=disk.logical_sector_size,
-            physical_sector_size=int(getattr(base, "physical_sector_size", 0) or 4096)
-            if disk.logical_sector_size <= int(getattr(base, "physical_sector_size", 0) or 4096)
-            else disk.logical_sector_size,
-            creator="hvrescue merge",
-        )
-        if spec.physical_sector_size not in (512, 4096):
-            spec.physical_sector_size = 4096
-        digest = ContentDigest(disk.size)
-        total = disk.allocated_bytes()
-        done = 0
-        written = data_bytes = 0
-        found: list[Gap] = list(undefined)
+        spec = output_spec(disk, bs)
+        digest = ContentDigest(disk.size) if verify else None
         size = disk.size
         outcome: dict[str, str] = {}
+        proof: list[Proof] = []
+        gaps: list[Gap] = []
 
         def check_output(tmp: str) -> None:
             # Runs before the output gets its name: read it back and compare; with gaps, the
             # map goes beside it first, so the output never stands without it.
-            outcome["digest"] = digest_of(tmp, fmt, size, written_ranges)
+            if proof:
+                outcome["digest"] = digest_of(tmp, fmt, size, None, proof[0])
             if gaps:
                 ddmap.write_map(
                     map_path,
@@ -204,168 +207,109 @@ def merge(
                     argv or ["hvrescue", "merge", leaf, out],
                 )
 
-        gaps: list[Gap] = []
-        written_ranges: list[tuple[int, int]] = []
         try:
             with atomic_output(out, check=check_output) as fd:
                 builder = VhdxBuilder(fd, spec) if fmt == "vhdx" else None
                 if builder is None:
-                    os.ftruncate(fd, disk.size)
-                hasher = _DigestThread(digest, bs)
+                    set_size(fd, disk.size)  # sparse: nothing written but the data
+                check_fd = _open_again(out, fd) if verify else None
                 try:
-                    for block in data_blocks(disk, bs):
-                        offset = block * bs
-                        buffer = hasher.buffer()
-                        view = memoryview(buffer)[: min(bs, disk.size - offset)]
-                        n, block_gaps = disk.read_into_checked(offset, view)
-                        if block_gaps:
-                            found.extend(block_gaps)
-                            if not allow_gaps:
-                                raise UndefinedContentError(
-                                    "error.merge.undefined",
-                                    gaps=merge_gaps(found),
-                                    leaf=leaf,
-                                )
-                        data = memoryview(buffer)[:n]
-                        flags = nonzero_units(buffer, n)
-                        hasher.add(offset, data, flags, buffer)
-                        done += len(data)
-                        if progress:
-                            progress(min(done, total), total)
-                        if not any(flags):
-                            continue
-                        if builder is not None:
-                            builder.add_block(block, data)
-                        else:
-                            view = memoryview(data)
-                            pos = 0
-                            while pos < len(view):
-                                pos += pwrite(fd, view[pos:], offset + pos)
-                        written += 1
-                        written_ranges.append((offset, len(data)))
-                        data_bytes += len(data)
+                    stats = copy_chain(
+                        disk, fd, builder, bs, digest, check_fd, progress, allow_gaps
+                    )
                 finally:
-                    hasher.finish()
+                    if check_fd is not None:
+                        os.close(check_fd)
+                found = list(undefined) + stats.gaps
+                if stats.gaps and not allow_gaps:
+                    raise UndefinedContentError(
+                        "error.merge.undefined", gaps=merge_gaps(found), leaf=leaf
+                    )
                 file_size = builder.finish() if builder is not None else disk.size
                 gaps[:] = merge_gaps(found)
+                if digest is not None:
+                    proof.append(
+                        Proof(
+                            digest.hexdigest(),
+                            stats.matched,
+                            stats.written,
+                            builder.payload_start if builder is not None else 0,
+                            bs,
+                            stats.blocks,
+                        )
+                    )
         except BaseException:
             if gaps and os.path.lexists(map_path) and not os.path.lexists(out):
                 os.unlink(map_path)  # a map without its output would mislead
             raise
         chain = [layer.path for layer in disk.layers]
-        chain_digest = digest.hexdigest()
+    chain_hex = proof[0].digest if proof else ""
     return MergeResult(
         out,
         fmt,
         size,
         bs,
         chain,
-        written,
-        data_bytes,
+        len(stats.blocks),
+        stats.data_bytes,
         file_size,
-        chain_digest,
-        outcome["digest"],
+        chain_hex,
+        outcome.get("digest", ""),
         gaps,
         map_path if gaps else None,
     )
 
 
-class _DigestThread:
-    """Digest blocks on a second thread while the next block is read and this one written;
-    buffers (``buffer_size`` > 0) come from a small pool and return to it once digested."""
-
-    def __init__(self, digest: ContentDigest, buffer_size: int = 0) -> None:
-        self.digest = digest
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[
-            tuple[int, bytes | memoryview, list[bool], bytearray | None] | None
-        ] = queue.Queue(maxsize=3)
-        self._free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(5 if buffer_size else 0):
-            self._free.put(bytearray(buffer_size))
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def buffer(self) -> bytearray:
-        return self._free.get()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            offset, data, flags, buffer = item
-            if self.error is None:
-                try:
-                    self.digest.add(offset, data, flags)
-                except BaseException as exc:
-                    self.error = exc
-            if buffer is not None:
-                self._free.put(buffer)
-
-    def add(
-        self,
-        offset: int,
-        data: bytes | memoryview,
-        flags: list[bool],
-        buffer: bytearray | None = None,
-    ) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put((offset, data, flags, buffer))
-
-    def finish(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
+def output_spec(disk: Disk, bs: int) -> VhdxSpec:
+    """The output's geometry: the chain's size and logical sector, the base's physical sector
+    where the format allows it (512 or 4096, never below the logical sector)."""
+    base = disk.layers[-1]
+    physical = int(getattr(base, "physical_sector_size", 0) or 4096)
+    if disk.logical_sector_size > physical:
+        physical = disk.logical_sector_size
+    spec = VhdxSpec(
+        virtual_size=disk.size,
+        block_size=bs,
+        logical_sector_size=disk.logical_sector_size,
+        physical_sector_size=physical,
+        creator="hvrescue merge",
+    )
+    if spec.physical_sector_size not in (512, 4096):
+        spec.physical_sector_size = 4096
+    return spec
 
 
-def _digest_ranges(
-    read_into: Callable[[int, memoryview], int], extents: list[tuple[int, int]], size: int
+def _open_again(out: str, fd: int) -> int:
+    """A read-only descriptor on the output being written (its temporary name), to read each
+    write back through; refused unless it is the very file ``fd`` writes."""
+    check_fd = open_evidence(temp_path(out))
+    mine, again = os.fstat(fd), os.fstat(check_fd)
+    if (mine.st_dev, mine.st_ino) != (again.st_dev, again.st_ino):
+        os.close(check_fd)
+        raise OSError(errno.ESTALE, "the output being written was replaced", out)
+    return check_fd
+
+
+def digest_of(
+    path: str,
+    fmt: str,
+    size: int,
+    written: list[tuple[int, int]] | None = None,
+    proof: Proof | None = None,
 ) -> str:
-    step = 8 * UNIT
-    digest = ContentDigest(size)
-    hasher = _DigestThread(digest, step)
-    try:
-        for lo, hi in unit_ranges(extents, size):
-            pos = lo
-            while pos < hi:
-                buffer = hasher.buffer()
-                n = read_into(pos, memoryview(buffer)[: min(step, hi - pos)])
-                hasher.add(pos, memoryview(buffer)[:n], nonzero_units(buffer, n), buffer)
-                pos += n
-    finally:
-        hasher.finish()
-    return digest.hexdigest()
-
-
-def _source_read_into(src: ReadOnlySource) -> Callable[[int, memoryview], int]:
-    def read_into(offset: int, view: memoryview) -> int:
-        got = src.read_into(offset, view)
-        if got < len(view):
-            view[got:] = bytes(len(view) - got)
-        return len(view)
-
-    return read_into
-
-
-def digest_of(path: str, fmt: str, size: int, written: list[tuple[int, int]] | None = None) -> str:
-    """The content digest of a finished output, read back from the file. For a raw image the
-    ranges read are its data segments where the filesystem can tell them from holes, else
-    (Windows) the ``written`` ranges: what was never written reads as zeros by definition,
-    and reading a 520 GiB hole to learn so would cost the virtual size."""
-    if fmt == "raw":
-        with ReadOnlySource(path) as src:
-            if written is not None and not sees_holes():
-                return _digest_ranges(_source_read_into(src), written, size)
-            extents = [(o, n) for o, n, is_data in src.data_segments() if is_data]
-            return _digest_ranges(_source_read_into(src), extents, size)
-    with Disk.open(path) as disk:
-        return _digest_ranges(disk.read_into, list(disk.extents()), size)
+    """The content digest of a finished output, read back from the file. With merge's
+    ``proof``, the structure is read back and checked against what was written and compared
+    (:func:`~hvrescue.recover.merge_check.structure_holds`): when it holds, the output's
+    content is the chain's and so is its digest; otherwise (and without a proof) the whole
+    content is read and hashed."""
+    if proof is not None:
+        if structure_holds(path, fmt, size, proof):
+            return proof.digest
+        written = [(virtual, n) for virtual, _at, n in proof.written]
+    return full_digest(path, fmt, size, written)
 
 
 def chain_digest(leaf: str, search: list[str] | None = None) -> str:
     """The content digest of a chain (for comparing against any output)."""
     with Disk.open(leaf, search) as disk:
-        return _digest_ranges(disk.read_into, list(disk.extents()), disk.size)
+        return digest_ranges(disk.read_into, list(disk.extents()), disk.size)

@@ -171,7 +171,7 @@ class Disk:
             if run.kind is RunKind.ZERO:
                 view[:length] = bytes(length)
                 return length, []
-        view[:length] = bytes(length)
+        view[:length] = _zeros(length)
         gaps: list[Gap] = []
         self._resolve(0, offset, length, view, 0, gaps, True)
         return length, merge_gaps(gaps)
@@ -204,9 +204,7 @@ class Disk:
             if run.kind is RunKind.DATA:
                 if with_data and view is not None:
                     dst = view_off + (run.offset - offset)
-                    data, bad = layer.read_file_checked(run.file_offset, run.length)
-                    view[dst : dst + run.length] = data
-                    gaps.extend(self._file_gaps(layer.path, run, bad))
+                    self._read_run(layer, run, view[dst : dst + run.length], gaps)
             elif run.kind is RunKind.UNDEFINED:
                 gaps.append(Gap(run.offset, run.length, run.cause or TRUNCATED, layer.path))
             elif run.kind is RunKind.PARENT:
@@ -223,6 +221,22 @@ class Disk:
                 else:
                     gaps.append(Gap(run.offset, run.length, PARENT_MISSING, layer.path))
             # ZERO stays zero.
+
+    def _read_run(self, layer: AnyImage, run: Run, view: memoryview, gaps: list[Gap]) -> None:
+        """A DATA run's file bytes into ``view`` (zeroed by the caller): straight from the file
+        into the buffer where no replayed log rewrites the file (a chain's block is assembled
+        without an intermediate copy), through the layer otherwise."""
+        overlay = getattr(layer, "overlay", None)
+        if overlay is None or overlay.empty:
+            got, failed = layer.source.read_into_checked(run.file_offset, view)
+            lost = [(r.offset, r.length) for r in failed]
+            if got < run.length:  # map clips DATA to the file: a file shrinking meanwhile
+                lost.append((run.file_offset + got, run.length - got))
+            gaps.extend(self._file_gaps(layer.path, run, lost))
+            return
+        data, bad = layer.read_file_checked(run.file_offset, run.length)
+        view[:] = data
+        gaps.extend(self._file_gaps(layer.path, run, bad))
 
     def _touch(self, gaps: list[Gap]) -> None:
         self.touched.extend(gaps)

@@ -157,12 +157,13 @@ def check_files(
 # ---------------------------------------------------------------- hash
 @dataclass
 class HashReport:
-    sha256: str
+    sha256: str | None  # None when SHA-256 was not asked for (``--hash blake3``)
     size: int
     chain: list[str]
     unreadable: list[dict[str, Any]] = field(default_factory=list)
     undefined: list[Gap] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)  # every digest asked for, by name
 
     @property
     def complete(self) -> bool:
@@ -175,7 +176,9 @@ class HashReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "sha256": self.sha256,
+            **({"sha256": self.sha256} if self.sha256 is not None else {}),
+            "hashes": dict(self.hashes),
+            "algorithms": list(self.hashes),
             "size": self.size,
             "complete": self.complete,
             "chain": self.chain,
@@ -191,11 +194,14 @@ def hash_disk(
     search: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     allow_gaps: bool = False,
+    algorithms: tuple[str, ...] = ("sha256",),
 ) -> HashReport:
-    """SHA-256 of the virtual content as the guest sees it (log replayed, through the chain);
-    undefined ranges hash as zeros and are listed. ``progress(done, total)`` follows the
-    bytes hashed. Undefined ranges far larger than the files are refused unless
-    ``allow_gaps`` (see :func:`hvrescue.vdisk.disk.check_hash_cost`)."""
+    """Digests (SHA-256 by default; ``algorithms`` in one pass) of the virtual content as the
+    guest sees it (log replayed, through the chain); undefined ranges hash as zeros and are
+    listed. ``progress(done, total)`` follows the bytes hashed. Undefined ranges far larger
+    than the files are refused unless ``allow_gaps`` (see
+    :func:`hvrescue.vdisk.disk.check_hash_cost`)."""
+    from hvrescue.vdisk.digest import disk_digests
     from hvrescue.vdisk.disk import Disk
 
     with Disk.open(path, search) as disk:
@@ -208,18 +214,23 @@ def hash_disk(
                 progress(done, total)
 
         gaps: list[Gap] = []
-        digest = disk.sha256(
-            step if progress is not None else None, gaps=gaps, allow_gaps=allow_gaps
+        hashes = disk_digests(
+            disk,
+            algorithms or ("sha256",),
+            step if progress is not None else None,
+            gaps=gaps,
+            allow_gaps=allow_gaps,
         )
         unreadable = [
             {"path": p, "offset": r.offset, "length": r.length, "errno": r.errno}
             for p, r in disk.bad_ranges
         ]
         return HashReport(
-            digest,
+            hashes.get("sha256"),
             disk.size,
             [layer.path for layer in disk.layers],
             unreadable,
             gaps,
             list(disk.findings),
+            hashes,
         )

@@ -62,10 +62,17 @@ def validate_bat(img: VhdxImage, bat_offset: int) -> None:
     cr1 = img.chunk_ratio + 1
     fsize = img.file_size
     zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
+    zeroed = zeroed_pattern(cr1)
     raw = bat.cast("B")
     for start in range(0, len(bat), BAT_SCAN_CHUNK):
         stop = min(start + BAT_SCAN_CHUNK, len(bat))
-        if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
+        if bytes(raw[start * 8 : stop * 8]) == zero_chunk[: (stop - start) * 8]:
+            continue
+        if all_zeroed(raw, start, stop, cr1, zeroed, img.data_blocks):
+            # What qemu writes for empty blocks: every payload entry ZERO at offset 0, every
+            # sector bitmap entry NOT_PRESENT; each would only be counted.
+            sb_entries = stop // cr1 - start // cr1
+            counts["zero"] = counts.get("zero", 0) + (stop - start) - sb_entries
             continue
         for index in range(start, stop):
             entry = bat[index]
@@ -87,6 +94,27 @@ def validate_bat(img: VhdxImage, bat_offset: int) -> None:
             expected=needed_end,
             structure="blocks",
         )
+
+
+def zeroed_pattern(cr1: int) -> bytes:
+    """BAT entries of empty blocks as qemu writes them (payload ZERO, sector bitmap
+    NOT_PRESENT), for BAT_SCAN_CHUNK entries starting at any phase of the chunk ratio."""
+    payload = s.PAYLOAD_ZERO.to_bytes(8, "little")
+    period = payload * (cr1 - 1) + bytes(8)
+    return period * ((BAT_SCAN_CHUNK + cr1) // cr1 + 1)
+
+
+def all_zeroed(
+    raw: memoryview, start: int, stop: int, cr1: int, zeroed: bytes, data_blocks: int
+) -> bool:
+    """Whether entries [start, stop) are all empty blocks inside the virtual size (a ZERO entry
+    past it is reported, so such a chunk is walked entry by entry)."""
+    last = stop - 1
+    if last - last // cr1 >= data_blocks:
+        return False
+    phase = (start % cr1) * 8
+    # bytes(): a memoryview compared with bytes goes element by element, 100x slower
+    return bytes(raw[start * 8 : stop * 8]) == zeroed[phase : phase + (stop - start) * 8]
 
 
 def validate_bat_entry(
@@ -238,7 +266,7 @@ def suspect(img: VhdxImage) -> Iterator[tuple[int, int]]:
         else:
             blocks.add(index - index // cr1)
     defined = (s.PAYLOAD_NOT_PRESENT, s.PAYLOAD_UNDEFINED, s.PAYLOAD_ZERO, s.PAYLOAD_UNMAPPED)
-    for block, _index, entry in img._payload_entries():
+    for block, _index, entry in img._payload_entries(skip_zeroed=True):
         state = entry & 7
         if state in defined:
             continue

@@ -11,10 +11,9 @@ blocks 1 MiB-aligned after it.
 
 from __future__ import annotations
 
-import os
 import struct
 
-from hvrescue.platform import pwrite
+from hvrescue.platform import make_sparse, pwrite, set_size
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.writer import (
     BAT_OFFSET,
@@ -35,7 +34,7 @@ def bat_layout(spec: VhdxSpec) -> tuple[int, int, int]:
     return cr, entries, length
 
 
-def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data)
     pos = 0
     while pos < len(view):
@@ -49,30 +48,43 @@ class VhdxBuilder:
         if spec.virtual_size % spec.logical_sector_size:
             raise ValueError("virtual size must be a multiple of the logical sector size")
         self.fd = fd
+        make_sparse(fd)  # blocks land far past what is written: no zeros in between
         self.spec = spec
         self.chunk_ratio, self.entries, self.bat_length = bat_layout(spec)
         self.bat: dict[int, int] = {}  # BAT index -> entry, for the blocks written
-        self.next_free = BAT_OFFSET + self.bat_length
+        self.payload_start = BAT_OFFSET + self.bat_length  # every structure lies below it
+        self.next_free = self.payload_start
         self.blocks_written = 0
 
     def entry_index(self, block: int) -> int:
         cr = self.chunk_ratio
         return block + block // cr
 
+    def place(self, block: int) -> int:
+        """The file offset of block ``block``'s payload, given (FULLY_PRESENT) on first call.
+
+        A dynamic VHDX has no partly present block (MS-VHDX 2.5.1.1: PARTIALLY_PRESENT needs a
+        sector bitmap, which only a differencing disk has), so a block holding a little data
+        still owns a whole block of file offsets; but only what is written there takes space:
+        the rest is a hole of the sparse file and reads as zeros. Blocks are placed one after
+        the other in the order of the calls, so a caller placing them in ascending order writes
+        the file front to back."""
+        index = self.entry_index(block)
+        entry = self.bat.get(index)
+        if entry is not None:
+            return entry & ~0xFFFFF
+        offset = self.next_free
+        self.bat[index] = offset | s.PAYLOAD_FULLY_PRESENT
+        self.next_free += self.spec.block_size
+        self.blocks_written += 1
+        return offset
+
     def add_block(self, block: int, data: bytes | memoryview) -> None:
         """Block ``block`` holds ``data`` (at most one block; a short last block is padded by the
         file's sparse tail)."""
-        bs = self.spec.block_size
-        if len(data) > bs:
+        if len(data) > self.spec.block_size:
             raise ValueError("more than one block of data")
-        offset = self.next_free
-        view = memoryview(data)
-        pos = 0
-        while pos < len(view):
-            pos += pwrite(self.fd, view[pos:], offset + pos)
-        self.bat[self.entry_index(block)] = offset | s.PAYLOAD_FULLY_PRESENT
-        self.next_free += bs
-        self.blocks_written += 1
+        pwrite_all(self.fd, data, self.place(block))
 
     def finish(self) -> int:
         """Write every structure; returns the file size."""
@@ -88,7 +100,7 @@ class VhdxBuilder:
         pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[0])
         pwrite(self.fd, table, s.REGION_TABLE_OFFSETS[1])
         pwrite(self.fd, _metadata(spec), METADATA_OFFSET)
-        os.ftruncate(self.fd, self.next_free)
+        set_size(self.fd, self.next_free)
         # The BAT page by page where entries were set; the rest stays a hole (zeros).
         page = 64 * s.KiB
         per_page = page // 8

@@ -29,7 +29,7 @@ from hvrescue.vdisk.layer import (
 )
 from hvrescue.vdisk.vhdx import bat, metadata, regions
 from hvrescue.vdisk.vhdx import structures as s
-from hvrescue.vdisk.vhdx.bat import BAT_SCAN_CHUNK
+from hvrescue.vdisk.vhdx.bat import BAT_SCAN_CHUNK, all_zeroed, zeroed_pattern
 from hvrescue.vdisk.vhdx.describe import describe as describe_image
 from hvrescue.vdisk.vhdx.log import LogScan, Overlay
 
@@ -318,18 +318,22 @@ class VhdxImage(ImageBase):
             else:
                 yield Run(lo, hi - lo, RunKind.PARENT)
 
-    def _payload_entries(self) -> Iterator[tuple[int, int, int]]:
+    def _payload_entries(self, skip_zeroed: bool = False) -> Iterator[tuple[int, int, int]]:
         """(block, BAT index, entry) of every non-zero payload entry of a block inside the
-        disk, ascending; all-zero stretches of the BAT are skipped in bulk."""
+        disk, ascending; all-zero stretches of the BAT are skipped in bulk, and with
+        ``skip_zeroed`` so are stretches of empty blocks as qemu marks them (ZERO entries)."""
         if not self.readable or self.bat is None:
             return
         bat = self.bat
         raw = bat.cast("B")
         cr1 = self.chunk_ratio + 1
         zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
+        zeroed = zeroed_pattern(cr1) if skip_zeroed else b""
         for start in range(0, len(bat), BAT_SCAN_CHUNK):
             stop = min(start + BAT_SCAN_CHUNK, len(bat))
-            if raw[start * 8 : stop * 8] == zero_chunk[: (stop - start) * 8]:
+            if bytes(raw[start * 8 : stop * 8]) == zero_chunk[: (stop - start) * 8]:
+                continue
+            if zeroed and all_zeroed(raw, start, stop, cr1, zeroed, self.data_blocks):
                 continue
             for index in range(start, stop):
                 entry = int(bat[index])
@@ -355,7 +359,7 @@ class VhdxImage(ImageBase):
         by :meth:`suspect`), not overlapping anything; together at most the file's size (and
         what the log writes) plus one block."""
         present = (s.PAYLOAD_FULLY_PRESENT, s.PAYLOAD_PARTIALLY_PRESENT)
-        for block, index, entry in self._payload_entries():
+        for block, index, entry in self._payload_entries(skip_zeroed=True):
             if entry & 7 not in present or index in self.bat_unreadable:
                 continue
             if index in self.overlapping or not self._holds((entry >> 20) << 20):

@@ -1,0 +1,198 @@
+"""EVTX files of a walk read in worker processes, the results taken in the walk's order.
+
+A host's ``winevt\\Logs`` folder holds hundreds of logs; each is parsed alone, so the files are
+spread over processes (``jobs``; one per core by default) while the walk, the text readers and
+the rest stay in this process. The facts come back in exactly the order a serial read gives
+them (entry by entry, as the walk lists them): the serial and parallel results are equal
+(tests/test_events_parallel.py holds the two together on the public EVTX corpus).
+
+Memory stays bounded whatever the folder holds: at most ``WINDOW_PER_JOB`` files per worker are
+read ahead of the one the caller is taking, each worker holds one file's facts at a time under
+its own copy of the walk's budget, and what a file gave is handed on as soon as the files before
+it have been. A worker that dies (the system ran out of memory, say) costs nothing: that file is
+read again here, as it would have been without workers.
+
+Only on-disk EVTX files go to the workers: zip members are read whole from their archive, which
+is open in this process, and text is cheap next to the walk.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from hvrescue.evidence import Budget, Folder, Item, Skipped
+from hvrescue.evidence import classify as cls
+from hvrescue.facts.model import FactSet
+
+# Files read ahead per worker: enough to keep every worker busy while the caller takes the
+# oldest result, few enough that their facts never pile up.
+WINDOW_PER_JOB = 2
+MAX_JOBS = 64
+# A walk starts workers only once it has met this many bytes of on-disk EVTX (two or more
+# files): below that, starting processes costs more than it saves.
+PARALLEL_FROM_BYTES = 4 * 1024 * 1024
+# Small logs go to a worker together, up to this many bytes or files.
+BATCH_BYTES = 2 * 1024 * 1024
+BATCH_FILES = 64
+
+Entry = Item | Folder | Skipped
+Reader = Callable[[Item, Budget], FactSet]
+
+
+def default_jobs() -> int:
+    """One worker per core."""
+    return max(1, min(MAX_JOBS, os.cpu_count() or 1))
+
+
+def _context() -> Any:
+    # fork shares the imported modules with the workers (no second start-up); where there is
+    # no fork (Windows), spawn.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _worker_read(
+    files: list[tuple[str, str, str | None, str, int, str]], budget: Budget
+) -> list[FactSet]:
+    """In a worker: the facts of on-disk files, each as :func:`collect.facts_from_item` gives
+    them in the parent (the same opener, the same readers)."""
+    from hvrescue.evidence.walk import _opener
+    from hvrescue.logs.collect import facts_from_item
+
+    return [
+        facts_from_item(Item(path, kind, fmt, content, size, _opener(path), root), budget)
+        for path, kind, fmt, content, size, root in files
+    ]
+
+
+def _parallel_item(entry: Entry) -> bool:
+    return (
+        isinstance(entry, Item)
+        and not entry.member
+        and entry.content == cls.C_EVTX
+        and entry.kind not in (cls.ARCHIVE, cls.BUNDLE)
+    )
+
+
+def read_entries(
+    entries: Iterable[Entry],
+    budget: Budget,
+    read: Reader,
+    jobs: int | None = None,
+    from_bytes: int | None = None,
+) -> Iterator[tuple[Entry, FactSet | None]]:
+    """Each entry of ``entries`` with what ``read`` gives for it (None for a folder or a skipped
+    entry, which the caller handles as before), in the order of ``entries``. On-disk EVTX files
+    are read in ``jobs`` worker processes (None: one per core; 1: none, all here); small ones
+    go to a worker together (``BATCH_BYTES``, ``BATCH_FILES``), so a folder of many small logs
+    does not pay a hand-over per file."""
+    jobs = default_jobs() if jobs is None else max(1, min(MAX_JOBS, jobs))
+    if jobs == 1:
+        for entry in entries:
+            yield entry, (read(entry, budget) if isinstance(entry, Item) else None)
+        return
+    state = _Run(jobs, budget, read)
+    start_at = PARALLEL_FROM_BYTES if from_bytes is None else from_bytes
+    seen = 0
+    # The results are unpickled in the pool's own thread while this one goes on: facts are
+    # acyclic, and the cyclic collector would rescan every fact taken so far, again and again.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for entry in entries:
+            if _parallel_item(entry) and not state.broken:
+                assert isinstance(entry, Item)
+                seen += entry.size
+                if state.pool is None and seen >= start_at:
+                    state.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context())
+                if state.pool is not None:
+                    state.add(entry)
+                    yield from state.ready()
+                    continue
+            state.flush()
+            found: FactSet | None = None
+            if isinstance(entry, Item):
+                # Text and the rest are read here with the collector on, as without workers
+                # (their parsers may make cycles, and a large text is read piece by piece).
+                if was_enabled:
+                    gc.enable()
+                try:
+                    found = read(entry, budget)
+                finally:
+                    gc.disable()
+            state.pending.append(([entry], [found]))
+            yield from state.ready()
+        state.flush()
+        while state.pending:
+            yield from state.settle()
+    finally:
+        if was_enabled:
+            gc.enable()
+        if state.pool is not None:
+            state.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_Result = list[FactSet | None] | Future[list[FactSet]]
+
+
+class _Run:
+    """The entries handed out and not yet taken, oldest first, and the batch being filled."""
+
+    def __init__(self, jobs: int, budget: Budget, read: Reader) -> None:
+        self.pool: ProcessPoolExecutor | None = None
+        self.broken = False
+        self.window = jobs * WINDOW_PER_JOB
+        self.budget = budget
+        self.read = read
+        self.pending: deque[tuple[list[Entry], _Result]] = deque()
+        self.batch: list[Item] = []
+        self.batch_bytes = 0
+
+    def add(self, item: Item) -> None:
+        self.batch.append(item)
+        self.batch_bytes += item.size
+        if self.batch_bytes >= BATCH_BYTES or len(self.batch) >= BATCH_FILES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        files = [(i.path, i.kind, i.format, i.content, i.size, i.root) for i in batch]
+        result: _Result
+        try:
+            assert self.pool is not None
+            result = self.pool.submit(_worker_read, files, self.budget)
+        except (BrokenProcessPool, RuntimeError):
+            self.broken = True
+            result = [self.read(item, self.budget) for item in batch]
+        self.pending.append((list(batch), result))
+
+    def ready(self) -> Iterator[tuple[Entry, FactSet | None]]:
+        """What is ready at the head; waiting for the head only when the window is full."""
+        while self.pending:
+            head = self.pending[0][1]
+            running = sum(isinstance(r, Future) for _e, r in self.pending)
+            if isinstance(head, Future) and not head.done() and running <= self.window:
+                return
+            yield from self.settle()
+
+    def settle(self) -> Iterator[tuple[Entry, FactSet | None]]:
+        entries, result = self.pending.popleft()
+        if isinstance(result, Future):
+            try:
+                found: list[FactSet | None] = list(result.result())
+            except BrokenProcessPool:
+                # A worker died under it (killed, out of memory): read here, as without workers.
+                self.broken = True
+                found = [self.read(e, self.budget) for e in entries if isinstance(e, Item)]
+        else:
+            found = result
+        yield from zip(entries, found, strict=True)
