@@ -106,6 +106,10 @@ def test_what_python_cannot_catch_is_reported_and_the_run_goes_on(family: str, k
     )
     assert proc.returncode == 1
     result = json.loads(proc.stdout.splitlines()[-1])
-    [crash] = [k for k in result["crashes"] if k.startswith(kind)]
+    # One kind of failure, reported once per place it was met (a loaded machine may let the
+    # memory self-test pass the budget in the worker and in the supervisor's watch both).
+    found = [k for k in result["crashes"] if k.startswith(kind)]
+    assert found and (len(found) == 1 or kind == "Memory"), result["crashes"]
+    crash = found[0]
     assert "targets.py" in crash or kind == "Memory"  # located in the target's own code
     assert result["restarts"] >= 1 and result["runs"] > 1  # the campaign went on after it

@@ -37,7 +37,9 @@ ALLOWED = {
     # the names of hvrescue's commands
     "chain", "check", "info", "hash", "facts", "triage", "explain", "guest", "preserve",
     "verify", "inventory", "merge", "replay-log", "repair", "reparent", "salvage", "ls",
-    "extract", "mount", "collect", "audit", "report",
+    "extract", "mount", "collect", "audit", "report", "fleet",
+    # product names
+    "linux", "docker", "desktop", "wsl", "winfsp",
 }  # fmt: skip
 # Keys of a JSON answer whose values a person reads (everything else is data).
 HUMAN_KEYS = {"message", "meaning", "detail", "title", "text", "summary", "excerpt", "avoid"}
