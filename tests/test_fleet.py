@@ -54,6 +54,7 @@ def _names_the_bundle(report, bundle: Path) -> bool:
     return any(Path(e["path"]) == bundle for e in entries)
 
 
+@pytest.mark.slow  # 200 bundles; bench/bench_fleet.py times them
 def test_fleet_of_200_matches_triage_of_each_bundle(fleet200):
     bundles, r, _, base = fleet200
     assert r.rc == 1, r.stderr  # broken bundles and incidents: not all healthy

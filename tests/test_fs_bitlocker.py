@@ -338,6 +338,7 @@ def test_guest_and_triage_pass_the_secret_through(chain, tmp_path: Path):
     assert "error.bitlocker.wrong-secret" in tw.stdout
 
 
+@pytest.mark.slow  # every command run with a secret, 30 s
 def test_secrets_are_never_written_anywhere(chain, images, tmp_path: Path):
     """Every command that takes a secret, run with --case, --debug and --log-file: the secret
     is in no output, log, case database or manifest (as typed, without dashes, or in UTF-16)."""

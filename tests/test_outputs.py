@@ -228,6 +228,7 @@ def test_sigint_during_merge_leaves_nothing(big_disk: Path, tmp_path: Path):
     assert visible(tmp_path) == []  # the temporary file is gone too
 
 
+@pytest.mark.slow  # a large merge killed
 def test_sigkill_during_merge_leaves_nothing_under_the_final_name(big_disk: Path, tmp_path: Path):
     out = tmp_path / "merged.raw"
     r = stop_midway(

@@ -85,6 +85,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow  # a large disk salvaged and interrupted twice
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
 def test_interrupted_salvage_resumes(big_disk: tuple[Path, str], tmp_path: Path, how: str) -> None:
     disk, content = big_disk

@@ -398,6 +398,7 @@ def test_read_errors_are_exact_to_the_sector_across_chunks(
 
 
 # ---------------------------------------------------------------------------- log and copies
+@pytest.mark.slow  # a 14 s log replay over a grown file
 def test_truncated_vhdx_whose_log_grows_the_file(tmp_path: Path) -> None:
     """The log says the file is longer than it is (LastFileOffset): only what the log itself
     writes past the end is content; the rest of a block there is undefined, for every
