@@ -55,6 +55,7 @@ def windows_chain(corpus_file, tmp_path: Path) -> tuple[Path, Path]:
     return child, parent
 
 
+@pytest.mark.slow  # 25 s: a Windows chain built and read whole by two readers
 def test_windows_child_reads_like_libvhdi(windows_chain):
     child, parent = windows_chain
     result = run_cli("hash", "--json", child, evidence=[child, parent])

@@ -403,6 +403,7 @@ def _measure(disk: Path, folder: str, out: Path, monkeypatch) -> tuple[dict[str,
         return counting.calls, reads, len(ex.result.files)
 
 
+@pytest.mark.slow  # 1,000 and 10,000 files extracted
 def test_extract_and_ls_cost_follows_the_files(tmp_path: Path, monkeypatch):
     if not _fuse_ok():
         pytest.skip("needs mkntfs, ntfs-3g, qemu-img and /dev/fuse")

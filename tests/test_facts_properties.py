@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +46,7 @@ def test_random_bytes_never_crash(data: bytes):
     facts_from_bytes(b"ElfFile\x00" + data, "random.evtx")
 
 
+@pytest.mark.slow  # large texts read twice
 def test_large_text_without_prompts_is_read_in_linear_time(tmp_path):
     # 300,000 lines of an unrelated log (CBS.log-like): every parser must pass over it once,
     # not once per line (the test would time out if one did).
