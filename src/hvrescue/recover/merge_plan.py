@@ -4,7 +4,7 @@ Cost follows the data, also inside blocks: a block of a dynamic VHDX is allocate
 file made by qemu-img, Hyper-V or a copy that kept holes stores only what was written, and a
 block a quarter full is three quarters hole. Reading the hole would cost the block size in
 zero-filled copies and scans, so what each layer holds is narrowed to the parts of its file
-that hold data (the file system's allocated ranges: SEEK_DATA/SEEK_HOLE,
+that hold data (the file system's allocated ranges, as the platform module finds them,
 FSCTL_QUERY_ALLOCATED_RANGES). That is exact, not a guess: a hole reads as zeros, and a range
 that every layer leaves to a hole or does not hold reads as zeros from the disk too (a child's
 hole over its parent's data is read, because the parent's data keeps the range in the plan,
