@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import re
 
+from hvrescue.evidence.classify import VIEWER_HEADERS
+
 # Label (normalised: lower case, single spaces, no accelerator) -> (field, language).
 # English and Japanese as Event Viewer prints them; German and French from localised Windows
 # (see tests/fixtures/pasted_events/README.md for where each was seen).
@@ -99,16 +101,7 @@ def label(key: str) -> tuple[str, str] | None:
 # Column headers of the Event Viewer list as "Save All Events As > Text (tab delimited)" writes
 # them and as a copied header row shows them.
 ROW_HEADERS: dict[str, str] = {
-    "level": "level",
-    "date and time": "time",
-    "source": "source",
-    "event id": "event_id",
-    "task category": "task",
-    "レベル": "level",
-    "日付と時刻": "time",
-    "ソース": "source",
-    "イベント id": "event_id",
-    "タスクのカテゴリ": "task",
+    **VIEWER_HEADERS,  # English and Japanese, as the CSV export names them
     "ebene": "level",
     "datum und uhrzeit": "time",
     "quelle": "source",
