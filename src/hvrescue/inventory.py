@@ -8,6 +8,7 @@ listed base first, and each VM configuration's disks are matched to the files pr
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import ntpath
 import os
 from dataclasses import dataclass, field
@@ -34,6 +35,21 @@ MAX_FILES = 200_000
 DEFAULT_OLDER_THAN_DAYS = 14
 DEFAULT_MAX_DEPTH = 5
 VM_FOLDERS = ("virtual machines", "snapshots")
+# Checks run over a built inventory, each a module with ``check(inv, options) -> list[Finding]``
+# (see hvrescue.hyperv). A module that is not there is skipped.
+CHECK_MODULES: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Thresholds of the checks (`audit` exposes them as options). ``free_space``: free bytes
+    of the volume that holds each chain, by the chain's leaf (real path), when known (a live
+    host, or a collected Get-Volume); ``extra``: per-check settings by name."""
+
+    older_than_days: int = DEFAULT_OLDER_THAN_DAYS
+    max_depth: int = DEFAULT_MAX_DEPTH
+    free_space: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,10 +174,14 @@ def build_inventory(
     max_depth: int = DEFAULT_MAX_DEPTH,
     budget: Budget | None = None,
     items: list[Item] | None = None,
+    options: CheckOptions | None = None,
 ) -> Inventory:
     """``items``: the files of ``root`` as a walk already found them (triage walks once);
-    without them ``root`` is walked here, under ``budget``."""
+    without them ``root`` is walked here, under ``budget``. ``options``: the thresholds of the
+    checks of :data:`CHECK_MODULES` (``older_than_days``/``max_depth`` stand when not given)."""
     root = os.path.abspath(root)
+    opts = options or CheckOptions(older_than_days, max_depth)
+    older_than_days, max_depth = opts.older_than_days, opts.max_depth
     inv = Inventory(root, as_of or dt.datetime.now(dt.UTC))
     findings: list[Finding] = []
     search_dirs = [root, *(search or [])]
@@ -381,5 +401,7 @@ def build_inventory(
                 findings.append(Finding("inventory.orphan-differencing", Severity.WARNING, f.path))
     elif differencing:
         findings.append(Finding("inventory.no-vm-config", Severity.INFO, root))
+    for name in CHECK_MODULES:
+        findings.extend(importlib.import_module(name).check(inv, opts))
     inv.findings = dedupe(findings)
     return inv

@@ -236,8 +236,21 @@ def _inventory_facts(
         for f in inv.findings:
             if f.code == "inventory.empty-file" and os.path.realpath(f.path) in disks:
                 continue  # `check` reported it already (file.empty)
-            if f.code.startswith(("vm.", "inventory.")):
+            if f.code.startswith(("vm.", "inventory.", "hyperv.")):
                 triage.facts.append(_finding_fact(f, folder))
+        for vm in inv.vms:
+            triage.facts.append(_config_fact(vm, folder))
+
+
+def _config_fact(vm: dict[str, Any], folder: str) -> Fact:
+    """A VM configuration read from the evidence (``vm_config``): what `inventory --json` says
+    of it (name, vm_id, disks with their chains, state files...) with ``path`` made absolute
+    (``rel`` keeps the path under the folder)."""
+    attributes = dict(vm)
+    rel = str(vm.get("path") or "")
+    attributes["rel"] = rel
+    attributes["path"] = rel if os.path.isabs(rel) else os.path.join(folder, *rel.split("/"))
+    return Fact("vm_config", attributes, Provenance(attributes["path"]))
 
 
 def _problem_facts(triage: Triage) -> None:
