@@ -239,10 +239,10 @@ CASES: list[tuple[str, str, str | None, int | None, str | None, str]] = [
         "vhd-chain-broken",
         None,
         None,
-        "0xc03a000f",
+        "0xc03a000d",
         "Synthetic SCSI Controller",
     ),
-    ("dialog_chain_ja.txt", "vhd-chain-broken", None, None, "0xc03a000f", "チェーンが壊れて"),
+    ("dialog_chain_ja.txt", "vhd-chain-broken", None, None, "0xc03a000d", "チェーンが壊れて"),
     (
         "dialog_chain_ja.txt",
         "attachment-open-failed",
@@ -448,7 +448,7 @@ def test_a_task_dialog_copied_with_ctrl_c_in_english():
     assert d["instruction"].startswith("An error occurred while attempting to start")
     assert "'web01' failed to start." in d["content"]
     assert "Virtual machine ID 2C7D9E11" in d["content"]  # the expanded information, joined
-    assert d["codes"] == ["0xc03a000f"]
+    assert d["codes"] == ["0xc03a000d"]
 
 
 def test_a_task_dialog_in_japanese():
@@ -456,7 +456,7 @@ def test_a_task_dialog_in_japanese():
     assert d["title"] == "Hyper-V マネージャー"
     assert d["instruction"] == "選択された仮想マシンの起動中にエラーが発生しました。"
     assert "仮想ハード ディスクのチェーンが壊れています" in d["content"]
-    assert d["codes"] == ["0xc03a000f"]
+    assert d["codes"] == ["0xc03a000d"]
 
 
 @pytest.mark.parametrize(
