@@ -60,7 +60,12 @@ def record_format(as_json: bool, fmt: str | None) -> str | None:
 @audited("file")
 def info(c: Ctx, file: str, as_json: bool) -> None:
     """Every structure of one VHDX/VHD file."""
-    from hvrescue.vdisk.reports import info_report
+    if file.lower().endswith(".vmgs"):
+        from hvrescue.hyperv.vmgs import info_report
+    elif file.lower().endswith(".vhds"):
+        from hvrescue.hyperv.vhds import info_report
+    else:
+        from hvrescue.vdisk.reports import info_report
 
     try:
         report = info_report(file)
@@ -164,7 +169,10 @@ def check(
     c: Ctx, files: tuple[str, ...], search: tuple[str, ...], deep: bool, as_json: bool
 ) -> None:
     """Integrity findings for each file and its chain. Exit 0 clean, 1 findings, 2 error."""
-    from hvrescue.vdisk.reports import check_files
+    if files and all(f.lower().endswith(".vmgs") for f in files):
+        from hvrescue.hyperv.vmgs import check_files
+    else:
+        from hvrescue.vdisk.reports import check_files
 
     report = check_files(list(files), list(search), deep=deep)
     status, findings = report.status, report.findings

@@ -38,6 +38,8 @@ DISK_SUFFIXES = (".vhdx", ".avhdx", ".vhd", ".avhd")
 # (the same list as hvrescue.preserve.plan.RUNTIME_SUFFIXES).
 RUNTIME_SUFFIXES = (".vmrs", ".vmgs", ".bin", ".vsv", ".vmrs.tmp")
 CONFIG_SUFFIXES = (".vmcx",)
+# A VHD Set's own file: no published layout, never read as a disk (hvrescue.hyperv.vhds).
+VHD_SET_SUFFIXES = (".vhds",)
 # The file at the top of a bundle a collector wrote (a folder, or a zip). A collector that
 # writes one adds its reader where the walker meets BUNDLE items; until then a bundle's files
 # are read one by one like any folder's.
@@ -87,6 +89,8 @@ def classify(
     content = content_of(head, size)
     if lower.endswith(RUNTIME_SUFFIXES):
         return Classification(VM_RUNTIME, None, content)
+    if lower.endswith(VHD_SET_SUFFIXES):
+        return Classification(EMPTY if content == C_EMPTY else BINARY, "vhds", content)
     if content == C_DISK:
         return Classification(DISK, "vhdx" if head.startswith(b"vhdxfile") else "vhd", content)
     if lower.endswith(DISK_SUFFIXES):

@@ -39,6 +39,7 @@ ROLE_DIFF = "differencing-disk"
 ROLE_CONFIG = "configuration"
 ROLE_RUNTIME = "runtime-state"
 ROLE_OTHER = "other"
+ROLE_VHD_SET = "vhd-set"  # a .vhds, beside the .avhdx files that hold its data
 
 
 @dataclass
@@ -89,6 +90,8 @@ def _role_by_name(path: str) -> str:
         return ROLE_BASE
     if lower.endswith(RUNTIME_SUFFIXES):
         return ROLE_RUNTIME
+    if lower.endswith(".vhds"):
+        return ROLE_VHD_SET
     if lower.endswith(CONFIG_ROLE_SUFFIXES):
         return ROLE_CONFIG
     return ROLE_OTHER

@@ -15,7 +15,7 @@ from hvrescue.report.i18n import INTERFACE_PREFIXES, Messages
 
 def finding_layer(code: str) -> str:
     """The triage layer a finding code belongs to, from its family."""
-    if code.startswith(("vm.", "inventory.")):
+    if code.startswith(("vm.", "inventory.", "vmgs.", "vhds.", "hyperv.", "audit.")):
         return "vm-configuration"
     if code.startswith(("io.", "evidence.", "evtx.", "xml.", "csv.", "zip.", "walk.")):
         return "storage"
