@@ -32,12 +32,16 @@ class InfoReport:
 
 
 def info_report(path: str) -> InfoReport:
-    """Every structure of one disk file (no chain), with the findings met reading them."""
+    """Every structure of one disk file, with the findings met reading them, and Get-VHD's
+    FragmentationPercentage, MinimumSize (through the chain) and Alignment
+    (:mod:`hvrescue.vdisk.usage`)."""
     from hvrescue.vdisk.detect import open_image
+    from hvrescue.vdisk.usage import usage
 
     image = open_image(path)
     try:
-        return InfoReport(path, image.describe(), list(image.findings))
+        structures = {**image.describe(), **usage(image).as_dict()}
+        return InfoReport(path, structures, list(image.findings))
     finally:
         image.close()
 
