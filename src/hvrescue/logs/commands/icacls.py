@@ -78,6 +78,11 @@ def _entry(ace: str) -> dict[str, Any] | None:
     return {"principal": m.group("principal").strip(), **_perms(m.group("perms"))}
 
 
+def vm_id_of(principal: str) -> str | None:
+    """The VM id of a principal that is a VM's own account, lowercase; else None."""
+    return _vm_id(principal)
+
+
 def _vm_id(principal: str) -> str | None:
     m = VM_PRINCIPAL.match(principal)
     if m:
