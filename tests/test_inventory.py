@@ -248,3 +248,23 @@ def test_inventory_lists_what_it_did_not_read_and_never_blocks(vm: Path, tmp_pat
     # Neither is a file of the folder (the link's target may still be found as a parent, by
     # the chain's own search, and listed as outside the folder).
     assert not {"Virtual Hard Disks/stuck.vhdx", "Virtual Hard Disks/base.vhdx"} & paths
+
+
+def test_disks_of_a_vm_whose_configuration_was_not_read_are_not_called_orphans(
+    vm: Path, tmp_path: Path
+):
+    """One VM read (web01), another's configuration unreadable (app01): app01's checkpoint is
+    not an orphan (nothing says no VM uses it), but a stray one outside every VM folder is."""
+    app = tmp_path / "Hyper-V" / "app01"
+    make_chain(app / "Virtual Hard Disks", depth=2)
+    (app / "Virtual Machines").mkdir(parents=True)
+    (app / "Virtual Machines" / "5B6D2B1F-2E3C-4D4E-9FA0-1B2C3D4E5F60.vmcx").write_bytes(
+        b"\x00" * 4096
+    )
+    stray = tmp_path / "Hyper-V" / "stray"
+    make_chain(stray, depth=2)
+    r = run_cli("inventory", tmp_path / "Hyper-V", "--json")
+    found = r.json()["findings"]
+    assert any(f["code"].startswith("vm.config.") for f in found)
+    orphans = sorted(f["path"] for f in found if f["code"] == "inventory.orphan-differencing")
+    assert orphans == [str(stray / "c1.avhdx")]

@@ -37,7 +37,12 @@ DEFAULT_MAX_DEPTH = 5
 VM_FOLDERS = ("virtual machines", "snapshots")
 # Checks run over a built inventory, each a module with ``check(inv, options) -> list[Finding]``
 # (see hvrescue.hyperv). A module that is not there is skipped.
-CHECK_MODULES: tuple[str, ...] = ()
+CHECK_MODULES: tuple[str, ...] = (
+    "hvrescue.hyperv.aftermath",
+    "hvrescue.hyperv.leftovers",
+    "hvrescue.hyperv.statefiles",
+    "hvrescue.hyperv.headroom",
+)
 
 
 @dataclass(frozen=True)
@@ -312,10 +317,12 @@ def build_inventory(
     # VM configurations and the disks they name.
     vm_used: set[str] = set()
     read_any = False
+    unread_homes: list[str] = []  # folders of VMs whose configuration could not be read
     for cfg_path in configs:
         try:
             config = read_config(cfg_path)
         except ConfigUnavailable as exc:
+            unread_homes.append(_vm_home_local(cfg_path))
             code = (
                 "vm.config.parser-missing"
                 if exc.reason == "parser-missing"
@@ -325,6 +332,7 @@ def build_inventory(
             findings.append(Finding(code, sev, cfg_path, params={"detail": exc.detail}))
             continue
         except HvrescueError as exc:
+            unread_homes.append(_vm_home_local(cfg_path))
             findings.append(
                 Finding(
                     "vm.config.unreadable", Severity.ERROR, cfg_path, params={"detail": exc.key}
@@ -397,8 +405,11 @@ def build_inventory(
     differencing = [f for f in inv.files if f.role == ROLE_DIFF]
     if read_any:
         for f in differencing:
-            if f.path not in vm_used and f.path not in parents:
-                findings.append(Finding("inventory.orphan-differencing", Severity.WARNING, f.path))
+            if f.path in vm_used or f.path in parents:
+                continue
+            if any(_inside(f.path, home) for home in unread_homes):
+                continue  # it may be the disk of the VM whose configuration was not read
+            findings.append(Finding("inventory.orphan-differencing", Severity.WARNING, f.path))
     elif differencing:
         findings.append(Finding("inventory.no-vm-config", Severity.INFO, root))
     for name in CHECK_MODULES:

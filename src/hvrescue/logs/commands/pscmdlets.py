@@ -171,6 +171,7 @@ def _checkpoint(
             props.get("ParentSnapshotName") or props.get("ParentCheckpointName")
         ),
         "id": _none(whole.get("Id")),
+        "vm_id": _none(whole.get("VMId")),
         "path": _none(props.get("Path")),
     }
     return Fact("checkpoint", attrs, where)
@@ -183,6 +184,7 @@ def _vm_disk(
         return None
     attrs = {
         "vm_name": _none(props.get("VMName")),
+        "vm_id": _none(whole.get("VMId")),
         "controller_type": _none(whole.get("ControllerType")),
         "controller_number": _int(whole.get("ControllerNumber")),
         "controller_location": _int(whole.get("ControllerLocation")),
