@@ -15,6 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hvrescue.vdisk.detect import DISK_SUFFIXES
+from hvrescue.vmconfig.hardware import hardware
+
+# The keys of the virtual hardware in VmConfig.as_dict (None when not read).
+HARDWARE_KEYS = (
+    "generation",
+    "memory_startup_mb",
+    "dynamic_memory",
+    "memory_minimum_mb",
+    "memory_maximum_mb",
+    "processor_count",
+    "secure_boot",
+    "secure_boot_template_id",
+    "secure_boot_template",
+    "tpm_enabled",
+    "network_adapters",
+)
 
 # Device GUIDs of the storage controllers (the node names are "_<guid>_").
 BUS_BY_DEVICE = {
@@ -60,6 +76,8 @@ class VmConfig:
     state_files: list[str] = field(default_factory=list)
     snapshot_count: int | None = None
     merge_pending: bool | None = None
+    # The virtual hardware (vmconfig.hardware): None where the configuration does not say.
+    hardware: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_snapshot(self) -> bool:
@@ -78,6 +96,7 @@ class VmConfig:
             "state_files": list(self.state_files),
             "snapshot_count": self.snapshot_count,
             "disk_merge_pending": self.merge_pending,
+            **{key: self.hardware.get(key) for key in HARDWARE_KEYS},
         }
 
 
@@ -202,6 +221,7 @@ def from_tree(path: str, fmt: str, tree: dict[str, Any]) -> VmConfig:
         disks=_disks(config),
         snapshot_count=_int(snapshots),
         merge_pending=_bool(_get(settings, "disk_merge_pending")),
+        hardware=hardware(config),
     )
     states: list[str] = []
     _state_files(config, states)
