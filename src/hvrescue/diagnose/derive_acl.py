@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hvrescue.diagnose.derive_denied import denied_disks
 from hvrescue.facts.model import Fact, Provenance
 from hvrescue.hyperv.leftovers import listed_leftovers
 from hvrescue.logs.commands.icacls import vm_id_of
@@ -101,6 +102,12 @@ def _vms(facts: list[Fact]) -> dict[str, _Vm]:
                     entry.add(parent, "parent", leaf, fact.provenance)
         elif fact.kind == "vm":
             vm(a.get("vm_id"), a.get("name"))
+        elif fact.kind == "denied_disk":
+            # The failure names the VM and the disk it could not open: that disk is the VM's.
+            entry = vm(a.get("vm_id"), a.get("vm_name"))
+            path = str(a.get("path") or "")
+            if entry is not None and DISK_NAME.search(path):
+                entry.add(path, "disk", path, fact.provenance)
     vhd_parent = {
         _key(str(f.attributes["path"])): str(f.attributes["parent_path"])
         for f in facts
@@ -168,9 +175,11 @@ def save_command(path: str) -> str:
 
 
 def derived_facts(facts: Iterable[Fact]) -> list[Fact]:
-    """``acl_gap`` facts, and the change-tracking findings of file listings."""
+    """``denied_disk`` facts (the disk and VM an access-denied failure names), ``acl_gap``
+    facts, and the change-tracking findings of file listings."""
     facts = list(facts)
-    return acl_gaps(facts) + listing_findings(facts)
+    denied = denied_disks(facts)
+    return denied + acl_gaps(facts + denied) + listing_findings(facts)
 
 
 def listing_findings(facts: Iterable[Fact]) -> list[Fact]:
