@@ -37,7 +37,8 @@ VM_NAMED = re.compile(
     r"|state of '([^'\r\n]{1,128})'|「([^」\r\n]{1,128})」",
 )
 VM_ID = re.compile(
-    r"(?:Virtual machine ID|仮想マシン ID|VM ID|ID de machine virtuelle|ID des virtuellen Computers)"
+    r"(?:Virtual machine ID|仮想マシン ID|VM ID|ID de machine virtuelle"
+    r"|ID des virtuellen Computers)"
     r"\s*[:：]?\s*\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})",
 )
 
@@ -92,9 +93,9 @@ def _vm_name(text: str) -> str | None:
 def denied_disks(facts: Iterable[Fact]) -> list[Fact]:
     """One ``denied_disk`` per disk path an access-denied failure names."""
     facts = list(facts)
-    failures = [
-        f for f in facts if f.kind in ("event", "ps_error", "dialog", "backup_error")
-    ][:MAX_FAILURES]
+    failures = [f for f in facts if f.kind in ("event", "ps_error", "dialog", "backup_error")][
+        :MAX_FAILURES
+    ]
     ids: dict[str, str] | None = None
     out: list[Fact] = []
     for fact in failures:
