@@ -4,7 +4,7 @@ alternated; min/median wall, CPU, peak memory, the rate ratio. Each triage write
 to a new folder under a temporary one (removed at the end). Asserts nothing. Goal (issue 18):
 ratio >= 0.8 on one core.
 
-    python3 bench/bench_triage.py [--rounds 5] [--corpus DIR]
+    python3 bench/bench_triage.py [--rounds 5] [--corpus DIR] [--jobs N] [--bytecode]
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    ap.add_argument("--bytecode", action="store_true", help="let the children cache bytecode")
+    ap.add_argument("--jobs", type=int, default=None)
     args = ap.parse_args()
     files = evtx_files(args.corpus)
     work = Path(tempfile.mkdtemp(prefix="bench-triage-"))
+    if args.bytecode:
+        events_common.use_bytecode(str(work / "pycache"))
     counter = iter(range(1_000_000))
     real_run = events_common.run
 
@@ -37,7 +41,11 @@ def main() -> None:
     events_common.run = run
     try:
         ours = [sys.executable, "-m", "hvrescue", "triage", "--json", args.corpus]
-        compare("triage", ours, files, args.rounds, count_events(files))
+        label = "triage"
+        if args.jobs:
+            ours[4:4] = ["--jobs", str(args.jobs)]
+            label += f" --jobs {args.jobs}"
+        compare(label, ours, files, args.rounds, count_events(files))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,7 +1,8 @@
 """Shared by bench_facts.py and bench_triage.py: run a command and its peer (the bare ``evtx``
 package's ``records_json`` over the same files, nothing else) as child processes, the order
 alternated each round, and print min/median wall time, CPU time (the child and its workers),
-peak memory (the largest process: ``ru_maxrss`` from ``wait4``) and the rate ratio."""
+peak memory (the largest process, by GNU time) and the rate ratio. ``--bytecode`` (the scripts'
+option) lets both children cache their bytecode (this machine sets PYTHONDONTWRITEBYTECODE)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ def evtx_files(corpus: str) -> list[str]:
     return files
 
 
+# The children's environment. This machine sets PYTHONDONTWRITEBYTECODE, so by default every
+# start compiles hvrescue's sources again (~0.15 s); ``use_bytecode()`` lets both commands keep
+# their bytecode in a temporary folder instead, as an installed package does.
+ENV = dict(os.environ)
+
+
+def use_bytecode(folder: str) -> None:
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV["PYTHONPYCACHEPREFIX"] = folder
+
+
 # The peak memory of the largest process, read by GNU time (a small process: Linux keeps the
 # larger ``ru_maxrss`` across exec, so a Python parent's own size would show otherwise).
 TIME = shutil.which("time") or "/usr/bin/time"
@@ -50,6 +62,7 @@ def run(argv: list[str]) -> tuple[float, float, int, bytes]:
             [TIME, "-f", "%M", "-o", rss.name, *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            env=ENV,
         )
         assert proc.stdout is not None
         out = proc.stdout.read()
@@ -71,13 +84,19 @@ def compare(name: str, ours: list[str], files: list[str], rounds: int, events: i
     """``ours`` and the peer, ``rounds`` times each, the order alternated."""
     results: dict[str, list[tuple[float, float, int]]] = {"peer": [], name: []}
     peer = peer_argv(files)
+    run(peer)  # a first run of each, not counted: the files in the page cache, bytecode made
+    run(ours)
     for r in range(rounds):
         order = [("peer", peer), (name, ours)]
         for label, argv in order if r % 2 == 0 else reversed(order):
             wall, cpu, rss, _out = run(argv)
             results[label].append((wall, cpu, rss))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{len(files)} files, {events} events, {rounds} rounds, load average {load:.1f}")
+    cached = "bytecode cached" if "PYTHONPYCACHEPREFIX" in ENV else "sources compiled each start"
+    print(
+        f"{len(files)} files, {events} events, {rounds} rounds, load average {load:.1f} "
+        f"at the end, {os.cpu_count()} cores, {cached}"
+    )
     for label, rows in results.items():
         walls = [w for w, _c, _m in rows]
         cpus = [c for _w, c, _m in rows]

@@ -364,3 +364,23 @@ def test_explain_never_shows_template_syntax():
         assert found is not None and found["kind"] == "finding"
         assert "{" not in found["meaning"] and found["layer"] == "virtual-disk"
     assert explain("no.such.code.anywhere", "en") is None
+
+
+def test_triage_timeline_holds_the_events_no_rule_needs(tmp_path):
+    """triage keeps in full only the events the rules and the report's window use; the printed
+    timeline is every timed event all the same (a real System log of thousands of records)."""
+    log = CORPUS / "evtx" / "omerbenamram-evtx" / "system.evtx"
+    if not log.is_file():
+        pytest.skip("shared corpus absent")
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    shutil.copyfile(log, folder / "System.evtx")
+    facts = run_cli("facts", folder, "--format", "jsonl", evidence=[folder]).stdout.splitlines()
+    timed = [json.loads(line) for line in facts]
+    timed = [x for x in timed if x["timestamp_desc"] != NOT_A_TIME]
+    r = run_cli(
+        "triage", folder, "--out", tmp_path / "r", "--timeline-format", "jsonl", evidence=[folder]
+    )
+    assert r.rc in (0, 1), r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(records) == len(timed) > 1000

@@ -87,6 +87,7 @@ def triage(
         on_folder=lambda out: on_interrupt("ui.interrupted.triage", out=out),
         budget=Budget.from_option(max_memory),
         jobs=jobs,
+        all_events=timeline_format is not None,
     )
     report = outcome.report
     code = EXIT_FINDINGS if outcome.serious else EXIT_OK

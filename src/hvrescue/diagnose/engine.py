@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hvrescue.diagnose import derive_acl
 from hvrescue.diagnose.derive import derived_facts
 from hvrescue.diagnose.match import (
     FactIndex,
@@ -286,7 +287,7 @@ def evaluate(rules: Iterable[Rule], facts: Iterable[Fact]) -> list[Diagnosis]:
     """Every rule that holds, highest confidence first. Generic rules run last and speak only
     of what no specific diagnosis explains."""
     all_facts = list(facts)
-    all_facts += derived_facts(all_facts)
+    all_facts += derived_facts(all_facts) + derive_acl.derived_facts(all_facts)
     by_kind: dict[str, list[Fact]] = defaultdict(list)
     for fact in all_facts:
         by_kind[fact.kind].append(fact)

@@ -229,10 +229,12 @@ def _guest_facts(triage: Triage, disk: str) -> None:
 def _inventory_facts(
     triage: Triage, folders: list[tuple[str, list[Item]]], disks: set[str], budget: Budget
 ) -> None:
+    from hvrescue.hyperv.headroom import options_from_facts
     from hvrescue.inventory import build_inventory
 
+    options = options_from_facts(triage.facts)  # free space and sectors of Get-Volume, fsutil
     for folder, items in folders:
-        inv = build_inventory(folder, budget=budget, items=items)
+        inv = build_inventory(folder, budget=budget, items=items, options=options)
         for f in inv.findings:
             if f.code == "inventory.empty-file" and os.path.realpath(f.path) in disks:
                 continue  # `check` reported it already (file.empty)
@@ -273,9 +275,13 @@ def run_triage(
     symptoms: list[str] | None = None,
     budget: Budget | None = None,
     jobs: int | None = None,
+    all_events: bool = False,
 ) -> Triage:
     """Walk ``paths`` once and triage what it holds (``budget``: the walk's memory budget;
-    ``jobs``: processes reading event logs, None for one per core)."""
+    ``jobs``: processes reading event logs, None for one per core). Events no rule and not
+    the report's timeline need are counted, not kept (``hvrescue.diagnose.relevance``), unless
+    ``all_events`` (for a timeline of every event)."""
+    from hvrescue.diagnose.relevance import EventRelevance, evidence_facts
     from hvrescue.logs.collect import add_entry, facts_from_item
     from hvrescue.logs.inputs import Collected, label_services
     from hvrescue.logs.parallel import read_entries
@@ -287,7 +293,8 @@ def run_triage(
     in_folder: dict[str, list[Item]] = {}
     folders: list[tuple[str, list[Item]]] = []
     walk = Walk(list(paths), budget)
-    for entry, got in read_entries(walk, budget, facts_from_item, jobs):
+    keep = None if all_events else EventRelevance(load_rules())
+    for entry, got in read_entries(walk, budget, facts_from_item, jobs, keep=keep):
         if isinstance(entry, Folder):
             folders.append((os.path.abspath(entry.path), in_folder.pop(entry.path, [])))
             continue
@@ -297,7 +304,8 @@ def run_triage(
             if entry.root != entry.path:
                 in_folder.setdefault(entry.root, []).append(entry)
         add_entry(found, entry, budget, got)
-    triage.facts.extend(label_services(found.facts))
+    facts = label_services(found.facts)
+    triage.facts.extend(facts if keep is None else keep.trim(facts))
     # Disk images are the engine's: what the facts layer says of them does not count here
     # (also those without a signature: zeroed, empty, foreign; `check` says what they are).
     disk_set = {os.path.realpath(d) for d in disks}
@@ -320,7 +328,7 @@ def run_triage(
         triage.facts.append(
             Fact("symptom", {"name": name}, Provenance("command line", "--symptom"))
         )
-    triage.diagnoses = evaluate(load_rules(), triage.facts)
+    triage.diagnoses = evaluate(load_rules(), evidence_facts(triage.facts))
     return triage
 
 

@@ -43,21 +43,25 @@ from hvrescue.logs import (
     xml_events,
 )
 from hvrescue.logs.commands import (
+    backup_jobs,
     backup_logs,
     bcdedit,
     dism,
     fltmc,
     hotfix,
     icacls,
+    listing,
     manage_bde,
     msinfo,
     powershell,
     pserror,
     sc,
+    sectorinfo,
     systeminfo,
     tasklist,
     vssadmin,
 )
+from hvrescue.logs.events import EventFilter, thin
 from hvrescue.logs.inputs import Collected, label_services
 from hvrescue.logs.textutil import PROMPT, Text
 
@@ -95,9 +99,12 @@ TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     pserror.parse,
     msinfo.parse,
     backup_logs.parse,
+    backup_jobs.parse,
     manage_bde.parse,
     icacls.parse,
+    listing.parse,
     fltmc.parse,
+    sectorinfo.parse,
     text_events.parse,
     viewer_friendly.parse,
     viewer_rows.parse,
@@ -107,14 +114,8 @@ WHOLE_LISTS = frozenset({"vss_writer_list", "vss_provider_list"})
 # The start of a text that says whether it is an XML or CSV export (a whole line of headers).
 FORMAT_CHARS = 64 * 1024
 # Skipped reasons and the "unrecognised" reason they had before there was a skipped list.
-_LEGACY = {
-    "unreadable": "unreadable",
-    "damaged-zip": "damaged-zip",
-    "zip-too-deep": "zip-too-deep",
-    "too-large": "too-large",
-    "zip-ratio": "too-large",
-    "zip-total": "too-large",
-    "memory-budget": "too-large",
+_LEGACY = {r: r for r in ("unreadable", "damaged-zip", "zip-too-deep", "too-large")} | {
+    r: "too-large" for r in ("zip-ratio", "zip-total", "memory-budget")
 }
 
 
@@ -204,8 +205,9 @@ def add_skipped(out: FactSet, skipped: Skipped) -> None:
         out.unrecognised.append(Unrecognised(path, _LEGACY[reason], detail if keep else None))
 
 
-def facts_from_item(item: Item, budget: Budget) -> FactSet:
-    """The facts of one item; an item that fails gives only its skipped entry."""
+def facts_from_item(item: Item, budget: Budget, keep: EventFilter | None = None) -> FactSet:
+    """The facts of one item (``keep``: events kept in full, the others counted, see
+    ``logs.events.thin``); an item that fails gives only its skipped entry."""
     out = FactSet()
     reader = READERS.get(item.content)
     if reader is None or item.kind in (cls.ARCHIVE, cls.BUNDLE):
@@ -217,7 +219,7 @@ def facts_from_item(item: Item, budget: Budget) -> FactSet:
         out.unrecognised.append(Unrecognised(item.path, "collector-record"))
         return out
     try:
-        reader(item, budget, out)
+        reader(item, budget, out, keep)
     except (ItemError, LimitExceeded) as exc:
         out = FactSet()
         add_skipped(out, Skipped(item.path, exc.reason, exc.detail))
@@ -229,21 +231,21 @@ def facts_from_item(item: Item, budget: Budget) -> FactSet:
 
 
 # ---------------------------------------------------------------- readers
-def _disk(item: Item, budget: Budget, out: FactSet) -> None:
+def _disk(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
     # Virtual disks are the disk engine's (hvrescue check/info), not text.
     out.unrecognised.append(Unrecognised(item.path, "disk-image"))
 
 
-def _binary(item: Item, budget: Budget, out: FactSet) -> None:
+def _binary(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
     cap = budget.max_member_bytes if item.member else budget.max_text_bytes
     out.unrecognised.append(Unrecognised(item.path, "too-large" if item.size > cap else "binary"))
 
 
-def _empty(item: Item, budget: Budget, out: FactSet) -> None:
+def _empty(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
     out.unrecognised.append(Unrecognised(item.path, "no-known-content"))
 
 
-def _evtx(item: Item, budget: Budget, out: FactSet) -> None:
+def _evtx(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
     from hvrescue.logs.evtx_reader import read_evtx
 
     if item.member:
@@ -251,15 +253,15 @@ def _evtx(item: Item, budget: Budget, out: FactSet) -> None:
         # again from the start.
         data = item.read_all(budget, "EVTX log")
         with budget.hold(len(data), "EVTX log"):
-            facts, problems = read_evtx(io.BytesIO(data), item.path)
+            facts, problems = read_evtx(io.BytesIO(data), item.path, keep)
     else:
         with item.open() as fh:
-            facts, problems = read_evtx(fh, item.path)  # type: ignore[arg-type]
+            facts, problems = read_evtx(fh, item.path, keep)  # type: ignore[arg-type]
     out.facts.extend(facts)
     out.problems.extend(problems)
 
 
-def _text(item: Item, budget: Budget, out: FactSet) -> None:
+def _text(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
     if item.size > budget.max_text_bytes:
         out.unrecognised.append(Unrecognised(item.path, "too-large"))
         out.skipped.append(
@@ -277,13 +279,15 @@ def _text(item: Item, budget: Budget, out: FactSet) -> None:
         except txt.WrongEncoding:
             continue
         attempt.facts = signals.dedupe(attempt.facts)
+        if keep is not None:  # the events not needed counted (not as read: text is small)
+            attempt.facts = thin(attempt.facts, keep)
         out.extend(attempt)
         break
     if not out.facts and not out.problems:
         out.unrecognised.append(Unrecognised(item.path, "no-known-content"))
 
 
-READERS: dict[str, Callable[[Item, Budget, FactSet], None]] = {
+READERS: dict[str, Callable[[Item, Budget, FactSet, EventFilter | None], None]] = {
     cls.C_DISK: _disk,
     cls.C_EVTX: _evtx,
     cls.C_BINARY: _binary,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 
 from hvrescue.facts.model import Fact, Provenance
 
@@ -194,3 +195,42 @@ def event_fact(
     if signature is not None:
         attributes["signature"] = signature
     return Fact("event", attributes, provenance)
+
+
+# ---------------------------------------------------------------- events kept or counted
+class EventSelector(Protocol):
+    """One log's events offered as read; ``kept()``: those to keep in full, in order."""
+
+    def add(self, fact: Fact) -> bool: ...
+
+    def kept(self) -> list[Fact]: ...
+
+
+class EventFilter(Protocol):
+    """What decides which events a run needs in full (triage's
+    :class:`hvrescue.diagnose.relevance.EventRelevance`); the others are counted."""
+
+    def selector(self) -> EventSelector: ...
+
+
+@lru_cache(maxsize=4096)
+def counted(path: str, fmt: Any) -> Fact:
+    """The stand-in of an event of ``path`` that was counted, not kept: shared by all of them
+    (a list of N stand-ins costs N pointers), no time, ``counted: true``."""
+    return Fact("event", {"format": fmt, "counted": True}, Provenance(path, None))
+
+
+def thin(facts: list[Fact], keep: EventFilter) -> list[Fact]:
+    """``facts`` with the events ``keep`` does not need replaced, in place, by counted
+    stand-ins (same path and format: every count per file, and the order in which a file's
+    formats first appear, stay)."""
+    selector = keep.selector()
+    for fact in facts:
+        selector.add(fact)
+    kept = {id(f) for f in selector.kept()}
+    return [
+        f
+        if f.kind != "event" or id(f) in kept
+        else counted(f.provenance.path, f.attributes.get("format"))
+        for f in facts
+    ]

@@ -1,8 +1,9 @@
 """EVTX through the Rust-backed ``evtx`` package: every record, damaged chunks reported.
 
-The package yields each record as JSON; ``_from_json`` turns it into the event fact shape. A chunk
-the package cannot parse raises once and iteration goes on with the next chunk, so a damaged chunk
-costs only its own records, and it is reported with the record range the chunk header names.
+The package yields each record as JSON; ``evtx_records.from_json`` turns it into the event
+fact. A chunk the package cannot parse raises once and iteration goes on with the next chunk,
+so a damaged chunk costs only its own records, and it is reported with the record range the
+chunk header names.
 A chunk that would hold the package in an endless loop is found first and hidden from it (read
 as an empty chunk), and reported the same way.
 """
@@ -13,15 +14,16 @@ import gc
 import io
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-import msgspec
-
 from hvrescue.deps import MissingDependencyError, require
-from hvrescue.facts.model import Fact, Problem, Provenance
-from hvrescue.logs.events import LEVEL_NAMES, as_int, normalise_utc
+from hvrescue.facts.model import Fact, Problem
+from hvrescue.logs.events import EventFilter, counted
+from hvrescue.logs.evtx_records import _from_dicts, from_json
+
+__all__ = ["_from_dicts", "from_json", "looping_chunks", "read_evtx"]
 
 EVTX_MAGIC = b"ElfFile\0"
 MAX_CONSECUTIVE_ERRORS = 10_000
@@ -32,110 +34,6 @@ CHUNK = 65536
 CHUNK_MAGIC = b"ElfChnk\0"
 _STRINGS = struct.Struct("<64I")
 _NEXT = struct.Struct("<I")
-
-
-def _text(value: Any) -> Any:
-    """Element text as the JSON rendering gives it: a scalar, or {"#text": ...}."""
-    if type(value) is dict:
-        return value.get("#text")
-    return value
-
-
-def _data_fields(event: dict[str, Any]) -> tuple[dict[str, Any] | list[Any], str | None]:
-    """EventData as named fields or a positional list (UserData flattened one level), and the
-    Binary element apart."""
-    ed = event.get("EventData")
-    if type(ed) is dict:
-        binary = ed.get("Binary")
-        if binary is not None or "#attributes" in ed:
-            ed = {k: v for k, v in ed.items() if k not in ("Binary", "#attributes")}
-            binary = _text(binary)
-        if len(ed) == 1 and "Data" in ed:
-            data = ed["Data"]
-            if type(data) is dict:
-                data = data.get("#text")
-            if type(data) is list:
-                return [x.get("#text") if type(x) is dict else x for x in data], binary
-            return ([data] if data is not None else []), binary
-        return {k: v.get("#text") if type(v) is dict else v for k, v in ed.items()}, binary
-    if ed is not None:
-        return [ed], None
-    ud = event.get("UserData")
-    if type(ud) is dict:
-        for inner in ud.values():
-            if type(inner) is dict:
-                return {k: _text(v) for k, v in inner.items() if k != "#attributes"}, None
-    return {}, None
-
-
-_EMPTY: dict[str, Any] = {}
-# One reusable decoder (msgspec, already a dependency): within ~10 % of orjson end to end on
-# bench/bench_facts.py, so one JSON library fewer to install.
-_decode = msgspec.json.Decoder().decode
-
-
-def from_json(record: dict[str, Any], path: str) -> Fact:
-    """One record as the event fact. This is the hot path of large logs (see
-    bench/bench_facts.py): lookups are inlined and the attributes built in place, with exactly
-    the keys of :func:`hvrescue.logs.events.event_fact` (a test holds the two together)."""
-    event = _decode(record["data"]).get("Event") or _EMPTY
-    system = event.get("System") or _EMPTY
-    get = system.get
-    node = get("Provider")
-    provider = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
-    eid = get("EventID")
-    qualifiers = None
-    if type(eid) is dict:
-        qualifiers = as_int((eid.get("#attributes") or _EMPTY).get("Qualifiers"))
-        eid = eid.get("#text")
-    node = get("Execution")
-    execution = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
-    node = get("TimeCreated")
-    created = ((node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY).get(
-        "SystemTime"
-    ) or record.get("timestamp")
-    node = get("Security")
-    security = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
-    level = get("Level")
-    if type(level) is not int:
-        level = as_int(_text(level))
-    # The record header's number locates the record in this file; EventRecordID is what Event
-    # Viewer shows, and differs from it in exported logs (wevtutil epl renumbers the headers).
-    record_id = record.get("event_record_id")
-    system_record_id = get("EventRecordID")
-    if type(system_record_id) is not int:
-        system_record_id = (
-            as_int(_text(system_record_id)) if system_record_id is not None else record_id
-        )
-    data, binary = _data_fields(event)
-    name = provider.get("Name")
-    channel, computer = get("Channel"), get("Computer")
-    task, opcode, keywords = get("Task"), get("Opcode"), get("Keywords")
-    attributes = {
-        "channel": channel if type(channel) is not dict else channel.get("#text"),
-        "provider": name,
-        "source_name": provider.get("EventSourceName") or name,
-        "event_id": eid if type(eid) is int else as_int(_text(eid)),
-        "qualifiers": qualifiers,
-        "level": level,
-        "level_name": None if level is None else LEVEL_NAMES.get(level, str(level)),
-        "time": created if created and created[-1] == "Z" else normalise_utc(created),
-        "time_local": None,
-        "record_id": record_id,
-        "system_record_id": system_record_id,
-        "computer": computer if type(computer) is not dict else computer.get("#text"),
-        "data": data,
-        "binary": binary,
-        "message": None,
-        "task": task if type(task) is not dict else task.get("#text"),
-        "opcode": opcode if type(opcode) is not dict else opcode.get("#text"),
-        "keywords": keywords if type(keywords) is not dict else keywords.get("#text"),
-        "user_sid": security.get("UserID"),
-        "process_id": as_int(execution.get("ProcessID")),
-        "thread_id": as_int(execution.get("ThreadID")),
-        "format": "evtx",
-    }
-    return Fact("event", attributes, Provenance(path, f"record:{record_id}"))
 
 
 @contextmanager
@@ -185,8 +83,9 @@ def looping_chunks(fh: IO[bytes]) -> list[tuple[int, str | None, str]]:
             break
         # The template table's links are followed with a guard in the package (a circle there
         # parses; tests/test_parser_damage.py holds both cases); the string table's are not.
+        # (an empty slot, 0, starts no chain: left out, as the loop would end at once)
         if chunk[:8] == CHUNK_MAGIC and _chain_loops(
-            chunk, _STRINGS.unpack_from(chunk, 128), set()
+            chunk, tuple(filter(None, _STRINGS.unpack_from(chunk, 128))), set()
         ):
             first, last = struct.unpack_from("<QQ", chunk, 24)
             found.append((index, f"records:{first}-{last}", "string table"))
@@ -237,30 +136,54 @@ class _Hidden(io.RawIOBase):
         return n
 
 
-def read_evtx(source: str | IO[bytes], path: str) -> tuple[list[Fact], list[Problem]]:
-    """Every record of an EVTX file as event facts, and what could not be read."""
+def read_evtx(
+    source: str | IO[bytes], path: str, keep: EventFilter | None = None
+) -> tuple[list[Fact], list[Problem]]:
+    """Every record of an EVTX file as event facts, and what could not be read. With ``keep``,
+    the events it does not need are counted as they are read (never all held) and given as
+    stand-ins after the kept ones (:func:`hvrescue.logs.events.counted`)."""
     with _no_cyclic_gc():
         if isinstance(source, str):
             from hvrescue.io.files import open_evidence_file
 
             with open_evidence_file(source) as fh:
-                return _read_evtx(fh, path)
-        return _read_evtx(source, path)
+                return _read_evtx(fh, path, keep)
+        return _read_evtx(source, path, keep)
 
 
-def _read_evtx(source: IO[bytes], path: str) -> tuple[list[Fact], list[Problem]]:
-    facts: list[Fact] = []
+def _read_evtx(
+    source: IO[bytes], path: str, keep: EventFilter | None = None
+) -> tuple[list[Fact], list[Problem]]:
+    if keep is None:
+        facts: list[Fact] = []
+        problems = _read_records(source, path, facts.append)
+        return facts, problems
+    selector = keep.selector()
+    offered = 0
+
+    def offer(fact: Fact) -> None:
+        nonlocal offered
+        offered += 1
+        selector.add(fact)
+
+    problems = _read_records(source, path, offer)
+    kept = selector.kept()
+    return kept + [counted(path, "evtx")] * (offered - len(kept)), problems
+
+
+def _read_records(source: IO[bytes], path: str, append: Callable[[Fact], Any]) -> list[Problem]:
+    """Each record as a fact handed to ``append``; what could not be read."""
     problems: list[Problem] = []
     try:
         evtx = require("evtx", "EVTX")
     except MissingDependencyError as exc:
         problems.append(Problem(path, "facts.dependency-missing", None, exc.params))
-        return facts, problems
+        return problems
     try:
         looping = looping_chunks(source)
     except OSError as exc:
         problems.append(Problem(path, "evtx.unreadable", None, {"reason": str(exc)[:300]}))
-        return facts, problems
+        return problems
     for _index, locator, table in looping:
         reason = f"its {table} links round in a circle"
         problems.append(Problem(path, "evtx.chunk-damaged", locator, {"reason": reason}))
@@ -270,8 +193,7 @@ def _read_evtx(source: IO[bytes], path: str) -> tuple[list[Fact], list[Problem]]
         records = evtx.PyEvtxParser(source).records_json()
     except (OSError, RuntimeError, ValueError) as exc:
         problems.append(Problem(path, "evtx.unreadable", None, {"reason": str(exc)[:300]}))
-        return facts, problems
-    append = facts.append
+        return problems
     errors = 0
     while errors <= MAX_CONSECUTIVE_ERRORS:
         try:
@@ -297,4 +219,4 @@ def _read_evtx(source: IO[bytes], path: str) -> tuple[list[Fact], list[Problem]]
             m = re.search(r"record IDs (\d+)\.\.(\d+)", text)
             locator = f"records:{m.group(1)}-{m.group(2)}" if m else None
             problems.append(Problem(path, "evtx.chunk-damaged", locator, {"reason": text[:300]}))
-    return facts, problems
+    return problems

@@ -47,6 +47,7 @@ KIND_FORMATS = {
     "acl": "icacls",
     "vm_host": "powershell",
     "minifilter": "fltmc",
+    "storage_sectors": "fsutil",
     "backup_error": "backup-log",
 }
 # Facts about a file rather than read from it.

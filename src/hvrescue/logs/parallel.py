@@ -18,6 +18,7 @@ is open in this process, and text is cheap next to the walk.
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from typing import Any
 from hvrescue.evidence import Budget, Folder, Item, Skipped
 from hvrescue.evidence import classify as cls
 from hvrescue.facts.model import FactSet
+from hvrescue.logs.events import EventFilter
 
 # Files read ahead per worker: enough to keep every worker busy while the caller takes the
 # oldest result, few enough that their facts never pile up.
@@ -43,7 +45,8 @@ BATCH_BYTES = 2 * 1024 * 1024
 BATCH_FILES = 64
 
 Entry = Item | Folder | Skipped
-Reader = Callable[[Item, Budget], FactSet]
+# facts_from_item: (item, budget) or, with events to keep, (item, budget, keep)
+Reader = Callable[..., FactSet]
 
 
 def default_jobs() -> int:
@@ -59,15 +62,17 @@ def _context() -> Any:
 
 
 def _worker_read(
-    files: list[tuple[str, str, str | None, str, int, str]], budget: Budget
+    files: list[tuple[str, str, str | None, str, int, str]],
+    budget: Budget,
+    keep: EventFilter | None = None,
 ) -> list[FactSet]:
     """In a worker: the facts of on-disk files, each as :func:`collect.facts_from_item` gives
-    them in the parent (the same opener, the same readers)."""
+    them in the parent (the same opener, the same readers, the same events kept)."""
     from hvrescue.evidence.walk import _opener
     from hvrescue.logs.collect import facts_from_item
 
     return [
-        facts_from_item(Item(path, kind, fmt, content, size, _opener(path), root), budget)
+        facts_from_item(Item(path, kind, fmt, content, size, _opener(path), root), budget, keep)
         for path, kind, fmt, content, size, root in files
     ]
 
@@ -87,18 +92,22 @@ def read_entries(
     read: Reader,
     jobs: int | None = None,
     from_bytes: int | None = None,
+    keep: EventFilter | None = None,
 ) -> Iterator[tuple[Entry, FactSet | None]]:
     """Each entry of ``entries`` with what ``read`` gives for it (None for a folder or a skipped
     entry, which the caller handles as before), in the order of ``entries``. On-disk EVTX files
     are read in ``jobs`` worker processes (None: one per core; 1: none, all here); small ones
     go to a worker together (``BATCH_BYTES``, ``BATCH_FILES``), so a folder of many small logs
-    does not pay a hand-over per file."""
+    does not pay a hand-over per file. ``keep``: the events to keep in full, the others
+    counted (``read`` is then called with it as a third argument)."""
+    if keep is not None:
+        read = functools.partial(_read_keeping, read, keep)
     jobs = default_jobs() if jobs is None else max(1, min(MAX_JOBS, jobs))
     if jobs == 1:
         for entry in entries:
             yield entry, (read(entry, budget) if isinstance(entry, Item) else None)
         return
-    state = _Run(jobs, budget, read)
+    state = _Run(jobs, budget, read, keep)
     start_at = PARALLEL_FROM_BYTES if from_bytes is None else from_bytes
     seen = 0
     # The results are unpickled in the pool's own thread while this one goes on: facts are
@@ -139,13 +148,20 @@ def read_entries(
             state.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _read_keeping(read: Reader, keep: EventFilter, item: Item, budget: Budget) -> FactSet:
+    return read(item, budget, keep)
+
+
 _Result = list[FactSet | None] | Future[list[FactSet]]
 
 
 class _Run:
     """The entries handed out and not yet taken, oldest first, and the batch being filled."""
 
-    def __init__(self, jobs: int, budget: Budget, read: Reader) -> None:
+    def __init__(
+        self, jobs: int, budget: Budget, read: Reader, keep: EventFilter | None = None
+    ) -> None:
+        self.keep = keep
         self.pool: ProcessPoolExecutor | None = None
         self.broken = False
         self.window = jobs * WINDOW_PER_JOB
@@ -169,7 +185,8 @@ class _Run:
         result: _Result
         try:
             assert self.pool is not None
-            result = self.pool.submit(_worker_read, files, self.budget)
+            extra = () if self.keep is None else (self.keep,)
+            result = self.pool.submit(_worker_read, files, self.budget, *extra)
         except (BrokenProcessPool, RuntimeError):
             self.broken = True
             result = [self.read(item, self.budget) for item in batch]

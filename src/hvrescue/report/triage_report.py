@@ -59,17 +59,20 @@ def triage_to_folder(
     on_folder: Callable[[str], None] | None = None,
     budget: Budget | None = None,
     jobs: int | None = None,
+    all_events: bool = False,
 ) -> TriageOutcome:
     """Read the evidence, diagnose, and write report.json/.md/.html to ``out_dir`` (default: a
     new folder beside the evidence, never inside it). ``on_folder(out)`` is called once the
     folder exists, before the reports are written. Part of a report is no report: whatever
-    stops the writing removes what this call wrote (and the folder it made)."""
+    stops the writing removes what this call wrote (and the folder it made). ``all_events``:
+    keep every event in full (a whole timeline is printed), not only those rules and the
+    report's window use."""
     from hvrescue.diagnose.triage import default_out_dir, run_triage
     from hvrescue.report.render import build, to_html, to_json, to_markdown
 
     if out_dir is not None:
         check_output_dir(out_dir)  # before the analysis, not after it
-    result = run_triage(list(paths), list(symptoms), budget, jobs)
+    result = run_triage(list(paths), list(symptoms), budget, jobs, all_events)
     report = build(result, lang, list(symptoms))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = out_dir or default_out_dir(list(paths), stamp)

@@ -1,0 +1,284 @@
+"""Which events `triage` needs in full, decided as each log is read, so that a host's logs (hundreds
+of files, millions of records) cost the events that matter and a count for the rest.
+
+An event is *needed* when it could take part in a diagnosis: some event clause of some rule
+(``require``, ``require_one_of``, the groups, ``support`` and ``forbid`` alike) holds for it on
+its own (its ``where`` and ``any_of`` conditions; ``near`` only narrows, so it is left out), or
+``derive`` makes a restart or a bugcheck of it (event ids 41, 6008, 1001). Besides those, the
+report shows a timeline: the last ``TIMELINE_WINDOW`` events of level warning or worse by time
+(of all events when there are none). Each log keeps the last ``TIMELINE_WINDOW`` of both kinds
+(:class:`Selector`; the window of any level no longer once an event of warning or worse with a
+time was met), which holds the report's window whatever the other logs hold; once every log is
+read, :meth:`EventRelevance.trim` keeps the report's window exactly and no more.
+
+The clauses come from the rules given, so a new rule is covered as it is written; a new kind of
+fact derived from events (``derive.py``) must name its event ids in ``DERIVED_IDS``.
+
+Every other event is counted, not kept: the reader leaves one shared stand-in per dropped event
+(:func:`hvrescue.logs.events.counted`: kind ``event``, its ``format``, ``counted: true``, no
+time), so the per-input list, the facts summary and the verdict count what each file held.
+Stand-ins are no evidence: the engine never sees them (:func:`evidence_facts`).
+tests/test_event_relevance.py holds the diagnoses and the report equal with and without this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from hvrescue.diagnose.clause_tests import (
+    CompiledClause,
+    Gate,
+    Residual,
+    compiled,
+    gate,
+    residual_holds,
+)
+from hvrescue.diagnose.literals import fold, quick_fold
+from hvrescue.diagnose.match import field_getter, parse_time
+from hvrescue.diagnose.rules import Clause, Rule
+from hvrescue.facts.model import Fact
+
+# report.render.MAX_TIMELINE (tests hold the two together; diagnose never imports report).
+TIMELINE_WINDOW = 60
+SERIOUS_LEVELS = frozenset({"critical", "error", "warning"})
+# Event ids derive.py turns into restarts and bugchecks (its _from_event).
+DERIVED_IDS = frozenset({41, 6008, 1001})
+# Fields a rule names that an event holds as a short string or a number: the conditions on
+# them are answered once per distinct combination of their values.
+CHEAP_FIELDS = ("provider", "event_id", "level", "format", "channel", "source_name", "level_name")
+MAX_MEMO = 65_536
+
+
+def event_time(attributes: dict[str, Any]) -> dt.datetime | None:
+    """``parse_time(time_local or time)``, as the report orders its timeline; EVTX's own form
+    (``2019-03-19T23:34:25.1234567Z``) read directly (the same value, a fifth of the time)."""
+    text = attributes.get("time_local") or attributes.get("time")
+    # Six or seven fractional digits and Z (the evtx package's form, Windows' own): parse_time
+    # drops the seventh digit and the zone, so the first 26 characters are what it reads.
+    if (
+        type(text) is str
+        and 27 <= len(text) <= 28
+        and text[-1] == "Z"
+        and text[19] == "."
+        and text[20:-1].isdigit()
+        and text[:19].isascii()
+        and "Z" not in text[:19]
+    ):
+        try:
+            return dt.datetime.fromisoformat(text[:26])
+        except ValueError:
+            pass
+    return parse_time(text)
+
+
+def _derived_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text, 16) if text.lower().startswith("0x") else int(text)
+        except ValueError:
+            return False
+    return isinstance(value, int) and value in DERIVED_IDS
+
+
+def event_clauses(rules: Iterable[Rule]) -> list[Clause]:
+    """Every clause on events, each distinct one once."""
+    seen: set[bytes] = set()
+    out: list[Clause] = []
+    for rule in rules:
+        groups = [c for group in rule.require_groups for c in group]
+        for clause in [*rule.require, *rule.require_one_of, *groups, *rule.support, *rule.forbid]:
+            if clause.kind != "event":
+                continue
+            key = msgspec.json.encode((clause.where, clause.any_of))
+            if key not in seen:
+                seen.add(key)
+                out.append(clause)
+    return out
+
+
+def is_counted(fact: Fact) -> bool:
+    """A stand-in for an event that was counted, not kept."""
+    return fact.kind == "event" and fact.attributes.get("counted") is True
+
+
+def evidence_facts(facts: Iterable[Fact]) -> list[Fact]:
+    """``facts`` without the stand-ins of counted events (what the engine is given)."""
+    return [f for f in facts if not is_counted(f)]
+
+
+class EventRelevance:
+    """The events ``rules`` and the report need (see the module's notes). Picklable: it goes to
+    the processes that read logs, where its tests are compiled again on first use."""
+
+    def __init__(self, rules: Iterable[Rule], window: int = TIMELINE_WINDOW) -> None:
+        self.clauses = event_clauses(rules)
+        self.window = window
+        self._compiled: list[CompiledClause] | None = None
+        self._others: tuple[tuple[str, Any], ...] = ()
+        # An event of warning or worse with a time was met: the timeline shows those only.
+        self.serious_seen = False
+        self._memo: dict[tuple[Any, ...], tuple[bool, tuple[Residual, ...], Gate | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"clauses": self.clauses, "window": self.window}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.clauses = state["clauses"]
+        self.window = state["window"]
+        self._compiled = None
+        self._others = ()
+        self.serious_seen = False
+        self._memo = {}
+
+    def _plan(self, attributes: dict[str, Any]) -> tuple[bool, tuple[Residual, ...], Gate | None]:
+        """(whether the known fields settle it as needed, what is left of the clauses still
+        open). Known: the cheap fields, and the other fields when they are missing."""
+        if self._compiled is None:
+            self._compiled = compiled(self.clauses)
+            named = set().union(*(c.fields() for c in self._compiled))
+            # The other fields the rules read, known when they are missing (most events lack
+            # a message, a signature, codes: the conditions on them are settled then).
+            self._others = tuple(
+                (k, field_getter(k)) for k in sorted(named) if k not in CHEAP_FIELDS
+            )
+        missing = tuple([get(attributes) is None for _k, get in self._others])
+        key = (*map(attributes.get, CHEAP_FIELDS), *missing)
+        try:
+            found = self._memo.get(key)
+        except TypeError:  # a value that is no string or number: decided for this fact alone
+            key, found = (), None
+        if found is not None:
+            return found
+        needed = _derived_id(attributes.get("event_id"))
+        open_: list[Residual] = []
+        if not needed:
+            gone = [k for (k, _get), absent in zip(self._others, missing, strict=True) if absent]
+            known = frozenset((*CHEAP_FIELDS, *gone))
+            for clause in self._compiled:
+                verdict = clause.settle(attributes, known)
+                if verdict is True:
+                    needed = True
+                    break
+                if verdict is not False:
+                    open_.append(verdict)
+        residuals = () if needed else tuple(open_)
+        found = (needed, residuals, gate(residuals) if residuals else None)
+        if key and len(self._memo) < MAX_MEMO:
+            self._memo[key] = found
+        return found
+
+    def needed(self, fact: Fact) -> bool:
+        """Whether some rule clause or ``derive`` could use this event (any other fact: yes)."""
+        if fact.kind != "event":
+            return True
+        attributes = fact.attributes
+        if attributes.get("counted") is True:
+            return False
+        settled, open_, gate = self._plan(attributes)
+        if settled:
+            return True
+        if not open_:
+            return False
+        if gate is not None:
+            # every open clause needs one of a few literals in one field: most events hold
+            # none, and are settled by one look at that field's text
+            value = gate[1](attributes)
+            if value is None:
+                return False
+            folded = fold(value) if type(value) is str else quick_fold(value)
+            if folded is not None and not any(n in folded for n in gate[2]):
+                return False
+        texts: dict[str, Any] = {}
+        return any(residual_holds(residual, attributes, texts) for residual in open_)
+
+    def selector(self) -> Selector:
+        return Selector(self)
+
+    def trim(self, facts: list[Fact]) -> list[Fact]:
+        """All logs read: the events no rule needs and outside the report's timeline become
+        counted stand-ins, in place (the order and the counts per file stay)."""
+        from hvrescue.logs.events import counted
+
+        timed: list[tuple[Any, int, bool]] = []
+        for i, fact in enumerate(facts):
+            if fact.kind == "event" and not is_counted(fact):
+                when = event_time(fact.attributes)
+                if when is not None:
+                    serious = str(fact.attributes.get("level_name") or "") in SERIOUS_LEVELS
+                    timed.append((when, i, serious))
+        timed.sort(key=lambda t: t[0])  # stable: as the report sorts them
+        important = [t for t in timed if t[2]] or timed
+        window = {i for _w, i, _s in important[-self.window :]} if self.window else set()
+        out = []
+        for i, fact in enumerate(facts):
+            dropped = fact.kind == "event" and i not in window and not self.needed(fact)
+            if dropped and not is_counted(fact):
+                fact = counted(fact.provenance.path, fact.attributes.get("format"))
+            out.append(fact)
+        return out
+
+
+class Selector:
+    """One log's events as they are read: the needed ones, and the last ``window`` of level
+    warning or worse and of any level by (time, order); :meth:`kept` gives them in order."""
+
+    def __init__(self, relevance: EventRelevance) -> None:
+        self.relevance = relevance
+        self.window = relevance.window
+        self.kept_facts: list[tuple[int, Fact]] = []
+        self.serious: list[tuple[Any, int, Fact]] = []
+        self.latest: list[tuple[Any, int, Fact]] = []
+        self.count = 0
+
+    def add(self, fact: Fact) -> bool:
+        """Offer a fact; False when it is counted only (so far: it may leave a window later)."""
+        n = self.count
+        self.count += 1
+        relevance = self.relevance
+        needed = relevance.needed(fact)
+        if needed:
+            self.kept_facts.append((n, fact))
+            if relevance.serious_seen or fact.kind != "event":
+                return True
+        a = fact.attributes
+        serious = str(a.get("level_name") or "") in SERIOUS_LEVELS
+        if not self.window or (relevance.serious_seen and not serious):
+            return needed  # no window, or the window of any level is never shown
+        when = event_time(a)
+        if when is None:
+            return needed
+        if serious:
+            # The report's window holds events of warning or worse, as there are some: the
+            # window of any level is never shown (in this process, from now on).
+            relevance.serious_seen = True
+            self.latest = []
+        if needed:
+            return True
+        entry = (when, n, fact)
+        if serious:
+            self._push(self.serious, entry)
+        elif not relevance.serious_seen:
+            self._push(self.latest, entry)
+        return True
+
+    def _push(self, heap: list[tuple[Any, int, Fact]], entry: tuple[Any, int, Fact]) -> None:
+        if len(heap) < self.window:
+            heapq.heappush(heap, entry)
+        elif entry[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, entry)
+
+    def kept(self) -> list[Fact]:
+        """What is kept, in the order offered."""
+        chosen = {n: f for n, f in self.kept_facts}
+        latest = [] if self.relevance.serious_seen else self.latest
+        for _when, n, fact in [*self.serious, *latest]:
+            chosen[n] = fact
+        return [chosen[n] for n in sorted(chosen)]
