@@ -21,14 +21,17 @@ def secret_options(fn: F) -> F:
 
     @functools.wraps(fn)
     def inner(c: Any, *args: Any, **kwargs: Any) -> Any:
+        recovery = kwargs.pop("recovery_password", ()) or ()
+        password_files = kwargs.pop("password_file", ()) or ()
+        beks = kwargs.pop("bek", ()) or ()
+        if not (recovery or password_files or beks):
+            return fn(c, *args, **kwargs)  # no secret: the volume readers load when needed
+
         from hvrescue.cli.main import fail
         from hvrescue.errors import HvrescueError
         from hvrescue.fs.bitlocker import redact_argv, secrets_from_options, unlocking
 
         sys.argv[:] = redact_argv(sys.argv)
-        recovery = kwargs.pop("recovery_password", ()) or ()
-        password_files = kwargs.pop("password_file", ()) or ()
-        beks = kwargs.pop("bek", ()) or ()
         try:
             # `triage` goes on with a volume its secret does not open (and says so).
             strict = click.get_current_context().info_name != "triage"
