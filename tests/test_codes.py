@@ -182,3 +182,16 @@ def test_explain_through_the_cli(lang: str):
     assert ("Virtualization" in text.stdout or "virtualization" in text.stdout) == (lang == "en")
     nothing = run_cli("--lang", lang, "explain", "0x9")
     assert nothing.rc == 2
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_explain_of_every_rule_shows_labels_not_template_syntax(lang: str):
+    from hvrescue.diagnose.rules import load_rules
+
+    rules = load_rules()
+    assert any("{" in r.title.en for r in rules)  # some titles do name their particulars
+    for rule in rules:
+        found = explain(rule.id, lang)
+        assert found is not None and found["kind"] == "rule"
+        text = found["meaning"] + (found.get("detail") or "")
+        assert "{" not in text and "}" not in text, (rule.id, text)

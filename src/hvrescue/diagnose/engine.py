@@ -178,6 +178,12 @@ def _fill(template: str, facts: dict[str, Fact]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
+def fill_unbound(template: str) -> str:
+    """A rule's text out of context (`explain`): each placeholder as the label of what it
+    stands for (``<vm_name>``) or its default."""
+    return _fill(template, {})
+
+
 def _render_step(
     step: Step, bindings: dict[str, list[Fact]], lang: str, msg: Any
 ) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ def explain(code: str, lang: str) -> dict[str, Any] | None:
     """``{"code", "kind", "layer", "layer_text", "meaning", ["name", "detail"]}``, or None
     when the code is not known."""
     from hvrescue.diagnose.codes import lookup
+    from hvrescue.diagnose.engine import fill_unbound
     from hvrescue.diagnose.rules import load_rules
     from hvrescue.report.status_text import worded
 
@@ -42,8 +43,8 @@ def explain(code: str, lang: str) -> dict[str, Any] | None:
                     "code": rule.id,
                     "kind": "rule",
                     "layer": rule.layer,
-                    "meaning": getattr(rule.title, lang),
-                    "detail": getattr(rule.summary, lang),
+                    "meaning": fill_unbound(getattr(rule.title, lang)),
+                    "detail": fill_unbound(getattr(rule.summary, lang)),
                 }
                 break
     if found is None and msg.has(text) and "." in text and not text.startswith(INTERFACE_PREFIXES):
