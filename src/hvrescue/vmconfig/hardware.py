@@ -26,6 +26,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hvrescue.vmconfig.values import boolean as _bool
+from hvrescue.vmconfig.values import integer as _int
+from hvrescue.vmconfig.values import text as _str
+
 # Set-VMFirmware -SecureBootTemplate names and the template GUIDs the configuration stores
 # (the same GUIDs appear in Msvm_VirtualSystemSettingData.SecureBootTemplateId).
 SECURE_BOOT_TEMPLATES = {
@@ -39,34 +43,6 @@ MAX_MANIFEST = 4096
 _GUID = re.compile(
     r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$"
 )
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip(), 0)
-        except ValueError:
-            return None
-    return None
-
-
-def _bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return None
-
-
-def _str(value: Any) -> str | None:
-    if isinstance(value, str):
-        value = value.strip().rstrip("\0")
-        return value or None
-    return None
 
 
 def _node(tree: Any, *keys: str) -> Any:

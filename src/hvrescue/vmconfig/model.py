@@ -16,6 +16,9 @@ from typing import Any
 
 from hvrescue.vdisk.detect import DISK_SUFFIXES
 from hvrescue.vmconfig.hardware import hardware
+from hvrescue.vmconfig.values import boolean as _bool
+from hvrescue.vmconfig.values import integer as _int
+from hvrescue.vmconfig.values import text as _text
 
 # The keys of the virtual hardware in VmConfig.as_dict (None when not read).
 HARDWARE_KEYS = (
@@ -107,34 +110,6 @@ def _get(tree: Any, *keys: str) -> Any:
             return None
         cur = cur.get(key)
     return cur
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        value = value.strip().rstrip("\0")
-        return value or None
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip(), 0)
-        except ValueError:
-            return None
-    return None
-
-
-def _bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return None
 
 
 def filetime(value: Any) -> str | None:
