@@ -37,9 +37,11 @@ ALLOWED = {
     # the names of hvrescue's commands
     "chain", "check", "info", "hash", "facts", "triage", "explain", "guest", "preserve",
     "verify", "inventory", "merge", "replay-log", "repair", "reparent", "salvage", "ls",
-    "extract", "mount", "collect", "audit", "report", "fleet",
+    "extract", "mount", "collect", "audit", "report", "fleet", "rebuild",
+    # Windows commands
+    "icacls", "fsutil",
     # product names
-    "linux", "docker", "desktop", "wsl", "winfsp",
+    "linux", "docker", "desktop", "wsl", "winfsp", "textfile",
 }  # fmt: skip
 # Keys of a JSON answer whose values a person reads (everything else is data).
 HUMAN_KEYS = {"message", "meaning", "detail", "title", "text", "summary", "excerpt", "avoid"}
@@ -51,6 +53,8 @@ PLACEHOLDER_LEFT = re.compile(r"\{[a-z_]+\}")
 PLACEHOLDER = re.compile(r"<[^<>]+>")
 # A code in kebab case (parent-missing, basic-data, vm-wont-start): an identifier.
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)+$")
+# A PowerShell cmdlet (Set-VHD, Remove-VMSnapshot): a command's name, not an interface word.
+CMDLET = re.compile(r"^[A-Z][A-Za-z]+-[A-Z][A-Za-z0-9]+$")
 PROGRAM = re.compile(r"\S*python\S* -m hvrescue")
 _PROG_SAMPLE = "python -m hvrescue python3 -m hvrescue"
 
@@ -280,7 +284,9 @@ def english_words(text: str, data: set[str], strip: list[str]) -> list[str]:
         # Identifiers, paths, numbers, codes, options (--deep, -h), what the user typed.
         if not token or IDENTIFIER.search(token) or token.startswith(("-", "!")):
             continue
-        if KEBAB.match(token) or token.lower() in given or token.lower() in ALLOWED:
+        if KEBAB.match(token) or CMDLET.match(token) or token.lower() in given:
+            continue
+        if token.lower() in ALLOWED:
             continue
         for word in WORD.findall(token):
             low = word.lower()
