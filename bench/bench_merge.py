@@ -18,7 +18,11 @@ Each case is timed as whole processes, `--rounds` times, the order alternated wi
   base-sized single disk holding the same 1 GiB (its time is the reference).
 - `--no-verify`: `merge(..., verify=False)` against plain `qemu-img convert -O vhdx`.
 
-Prints min and median of each, the ratio of the medians, and the peak resident memory.
+Prints min and median of each, the ratio of the medians, the median CPU time (user + system,
+from GNU time) and the peak resident memory, with the load average before and after each case:
+on a shared machine the wall-clock ratio is noisy and the CPU time tells what the process
+itself cost. ``--baseline-src DIR`` also times hvrescue imported from another source tree
+(e.g. an earlier version of ``src``) in the same rounds, to compare before and after.
 """
 
 from __future__ import annotations
@@ -58,30 +62,44 @@ def write_raw(path: Path, offsets: list[int], seed: int) -> None:
             f.write(rnd.randbytes(MiB))
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one process. The peak comes from GNU time where it is
-    installed: a child forked from this (large) process would report this one's peak as its
-    own (Linux keeps the high-water mark across exec)."""
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    """Wall time, peak RSS (bytes) and CPU time (user + system, s) of one process. The peak
+    and CPU come from GNU time where it is installed: a child forked from this (large) process
+    would report this one's peak as its own (Linux keeps the high-water mark across exec)."""
     gnu_time = shutil.which("time") if os.path.exists("/usr/bin/time") else None
-    wrapped = ["/usr/bin/time", "-f", "%M", *cmd] if gnu_time else cmd
+    wrapped = ["/usr/bin/time", "-f", "@@ %M %U %S", *cmd] if gnu_time else cmd
     t = time.perf_counter()
-    proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _out, err = proc.communicate()
     dt = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}: {err.decode(errors='replace')}")
-    lines = err.decode(errors="replace").split()
-    peak = int(lines[-1]) * 1024 if gnu_time and lines and lines[-1].isdigit() else 0
-    return dt, peak
+    peak, cpu = 0, 0.0
+    for line in err.decode(errors="replace").splitlines():
+        fields = line.split()
+        if gnu_time and len(fields) == 4 and fields[0] == "@@":
+            peak = int(fields[1]) * 1024
+            cpu = float(fields[2]) + float(fields[3])
+    return dt, peak, cpu
 
 
-def run_all(cmds: list[list[str]]) -> tuple[float, int]:
-    total, peak = 0.0, 0
+def run_all(cmds: list[list[str]], env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    total, peak, cpu = 0.0, 0, 0.0
     for cmd in cmds:
-        dt, rss = run(cmd)
+        dt, rss, used = run(cmd, env)
         total += dt
         peak = max(peak, rss)
-    return total, peak
+        cpu += used
+    return total, peak, cpu
+
+
+def load() -> str:
+    """The 1-minute load average (the machine is shared: say how busy it was)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
 
 
 def ours(leaf: Path, out: Path, verify: bool) -> list[str]:
@@ -158,6 +176,7 @@ def main() -> None:
     ap.add_argument("--data-gib", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cases", nargs="*", default=None, help="substrings of case names")
+    ap.add_argument("--baseline-src", default=None, help="also time hvrescue from this src")
     args = ap.parse_args()
     qemu = shutil.which("qemu-img")
     if not qemu:
@@ -172,35 +191,53 @@ def main() -> None:
         if args.cases and not any(c in name for c in args.cases):
             continue
         print(name)
+        who_all = ["hvrescue", "peer"] + (["baseline"] if args.baseline_src else [])
+        base_env = dict(os.environ, PYTHONPATH=args.baseline_src or "")
         for verify in (True, False):
-            times: dict[str, list[float]] = {"hvrescue": [], "peer": []}
-            peaks: dict[str, int] = {"hvrescue": 0, "peer": 0}
+            times: dict[str, list[float]] = {k: [] for k in who_all}
+            cpus: dict[str, list[float]] = {k: [] for k in who_all}
+            peaks: dict[str, int] = dict.fromkeys(who_all, 0)
+            loads = [load()]
             for r in range(args.rounds):
-                order = ["hvrescue", "peer"] if r % 2 == 0 else ["peer", "hvrescue"]
+                order = who_all if r % 2 == 0 else who_all[::-1]
                 for who in order:
                     out = work / f"out-{who}.vhdx"
                     out.unlink(missing_ok=True)
                     cmds = (
-                        [ours(leaf, out, verify)]
-                        if who == "hvrescue"
-                        else peer(qemu, single, out, verify)
+                        peer(qemu, single, out, verify)
+                        if who == "peer"
+                        else [ours(leaf, out, verify)]
                     )
-                    dt, rss = run_all(cmds)
+                    dt, rss, cpu = run_all(cmds, base_env if who == "baseline" else None)
                     times[who].append(dt)
+                    cpus[who].append(cpu)
                     peaks[who] = max(peaks[who], rss)
                     out.unlink(missing_ok=True)
+            loads.append(load())
             label = "verified" if verify else "no verify"
             peer_label = "convert+sync+compare" if verify else "convert"
             med = {k: statistics.median(v) for k, v in times.items()}
+            cpu_med = {k: statistics.median(v) for k, v in cpus.items()}
             ours_t, peer_t = times["hvrescue"], times["peer"]
             print(
                 f"  {label:<9} hvrescue min {min(ours_t):5.2f} med {med['hvrescue']:5.2f} s"
-                f" ({peaks['hvrescue'] / MiB:4.0f} MiB) | qemu {peer_label} min"
-                f" {min(peer_t):5.2f} med {med['peer']:5.2f} s ({peaks['peer'] / MiB:3.0f} MiB)"
+                f" cpu {cpu_med['hvrescue']:5.2f} s ({peaks['hvrescue'] / MiB:4.0f} MiB)"
+                f" | qemu {peer_label} min {min(peer_t):5.2f} med {med['peer']:5.2f} s"
+                f" cpu {cpu_med['peer']:5.2f} s ({peaks['peer'] / MiB:3.0f} MiB)"
                 f" | ratio {med['hvrescue'] / med['peer']:.2f}"
+                f" (cpu {cpu_med['hvrescue'] / max(cpu_med['peer'], 1e-9):.2f})"
+                f" | load {loads[0]}..{loads[1]}"
                 f"  [all: {' '.join(f'{t:.2f}' for t in ours_t)} /"
                 f" {' '.join(f'{t:.2f}' for t in peer_t)}]"
             )
+            if args.baseline_src:
+                base_t = times["baseline"]
+                print(
+                    f"  {'':<9} baseline min {min(base_t):5.2f} med {med['baseline']:5.2f} s"
+                    f" cpu {cpu_med['baseline']:5.2f} s ({peaks['baseline'] / MiB:4.0f} MiB)"
+                    f" | ratio to peer {med['baseline'] / med['peer']:.2f}"
+                    f"  [all: {' '.join(f'{t:.2f}' for t in base_t)}]"
+                )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -7,6 +7,7 @@ Independent oracles: qemu-img (compare, check) and a plain read of a raw output.
 from __future__ import annotations
 
 import errno
+import os
 import random
 import tracemalloc
 import uuid
@@ -20,6 +21,7 @@ from hvrescue.recover import merge_pipe
 from hvrescue.recover.merge import chain_digest, merge
 from hvrescue.recover.merge_plan import data_extents
 from hvrescue.vdisk.disk import Disk
+from hvrescue.vdisk.layer import bitmap_runs
 from hvrescue.vdisk.vhdx.builder import VhdxBuilder
 from hvrescue.vdisk.vhdx.writer import ParentSpec, VhdxSpec, write_vhdx
 from tests.oracle import qemu_check, qemu_compare
@@ -205,3 +207,97 @@ def test_no_verify_through_the_cli_says_unverified_and_exits_1(tmp_path: Path) -
     assert r.json()["status"] == "unverified" and not r.json()["verified"]
     # What was written is still the chain's content (checked here, by another reader).
     assert qemu_compare(disk, "vhdx", out, "vhdx").returncode == 0
+
+
+def test_a_chain_read_into_a_dirty_buffer_leaves_no_stale_byte(tmp_path: Path) -> None:
+    """The chain's pieces are assembled in place in reused pool buffers: every byte that no
+    layer holds (zero blocks, sectors left to the parent, the base's unwritten blocks) must be
+    set to zero, not left from the previous piece. Oracle: the bytes the test wrote."""
+    rnd = random.Random(11)
+    ids = [uuid.uuid4() for _ in range(3)]
+    names = ["base.vhdx", "c1.avhdx", "c2.avhdx"]
+    size = 48 * MiB
+    expected = bytearray(size)
+    for level in range(3):
+        writes = {}
+        # The base leaves the upper half unallocated (its blocks read as zeros).
+        top = size // 2 if level == 0 else size - MiB
+        for off in range(level * 3 * MiB + 4096 * level, top, 7 * MiB):
+            blob = rnd.randbytes(4096 * (1 + rnd.randrange(200)))
+            writes[off] = blob
+            expected[off : off + len(blob)] = blob
+        parent = (
+            ParentSpec(ids[level - 1], relative_path=".\\" + names[level - 1]) if level else None
+        )
+        spec = VhdxSpec(
+            virtual_size=size, block_size=8 * MiB, data_write_guid=ids[level], parent=parent
+        )
+        write_vhdx(str(tmp_path / names[level]), spec, writes)
+    dirty = bytearray(b"\xaa" * (4 * MiB))
+    with Disk.open(str(tmp_path / names[2])) as disk:
+        assert len(disk.layers) == 3
+        spots = [(0, 4 * MiB), (size - 3 * MiB, 4 * MiB), (MiB + 512, 3 * MiB + 4096)]
+        spots += [(rnd.randrange(size), rnd.randrange(1, 4 * MiB)) for _ in range(40)]
+        for offset, length in spots:
+            dirty[:] = b"\xaa" * len(dirty)
+            n = disk.read_into(offset, memoryview(dirty)[:length])
+            assert n == min(length, size - offset)
+            assert dirty[:n] == expected[offset : offset + n], (offset, length)
+            assert dirty[n:] == b"\xaa" * (len(dirty) - n)  # nothing past what was asked
+        assert disk.read(0, size) == bytes(expected)
+
+
+def test_every_written_byte_is_read_back_after_it_was_written(tmp_path: Path) -> None:
+    """The checker thread reads a chunk back only once the writer has written all of it: on a
+    fresh (all-hole) file, a read-back done too early would see zeros and count a mismatch."""
+    out = tmp_path / "o.bin"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    check_fd = os.open(out, os.O_RDONLY)
+    rnd = random.Random(12)
+    try:
+        pipe = merge_pipe.Pipeline(fd, MiB, None, check_fd)
+        total = 0
+        for i in range(40):
+            buffer = pipe.buffer()
+            buffer[:] = rnd.randbytes(MiB)
+            item = merge_pipe.Chunk(i * MiB, buffer, MiB, [True])
+            item.places.append((i * 2 * MiB, 0, MiB))
+            total += MiB
+            pipe.submit(item)
+        pipe.finish()
+    finally:
+        os.close(check_fd)
+        os.close(fd)
+    assert pipe.compared == total and pipe.mismatch_count == 0 and pipe.matched
+    assert [(v, at) for v, at, _n in pipe.written] == [(i * MiB, i * 2 * MiB) for i in range(40)]
+
+
+def _bit(bitmap: bytes, i: int, lsb: bool) -> bool:
+    if i >= len(bitmap) * 8:
+        return False
+    shift = i % 8 if lsb else 7 - i % 8
+    return bool(bitmap[i // 8] >> shift & 1)
+
+
+def test_bitmap_runs_of_a_slice_equal_a_bit_by_bit_reading() -> None:
+    """The chain's maps read sector bitmaps through ``bitmap_runs`` on just the bytes asked
+    for; oracle: the bits read one by one (LSB-first for VHDX, MSB-first for VHD), with bits
+    past the bitmap's end reading as unset."""
+    rnd = random.Random(13)
+    for _ in range(1500):
+        size = rnd.choice([1, 3, 64, 512])
+        if rnd.random() < 0.4:
+            bitmap = rnd.randbytes(size)
+        else:
+            bitmap = bytes(rnd.choice([0, 255, 1, 128, 0x0F]) for _ in range(size))
+        first, nbits = rnd.randrange(size * 8 + 3), rnd.randrange(-1, size * 8 + 5)
+        for lsb in (True, False):
+            seen = [r for r in bitmap_runs(bitmap, first, nbits, lsb) if r[1] > 0]
+            expect: list[tuple[int, int, bool]] = []
+            for i in range(max(0, nbits)):
+                value = _bit(bitmap, first + i, lsb)
+                if expect and expect[-1][2] == value:
+                    expect[-1] = (expect[-1][0], expect[-1][1] + 1, value)
+                else:
+                    expect.append((i, 1, value))
+            assert seen == expect, (bitmap[:4], first, nbits, lsb)

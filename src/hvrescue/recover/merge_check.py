@@ -3,11 +3,12 @@
 What "verified" rests on (see :func:`digest_of` with a :class:`Proof`):
 
 1. **Data.** Every byte merge wrote was read back from the output file through a second,
-   read-only descriptor right after it was written and compared byte for byte with the buffer
-   it was written from, the same buffer the chain's digest was taken from (the data is hashed
-   once). The read-back goes through the operating system's cache, as any reader's would: what
-   it returns is what every later read of the file returns, and the output is fsynced before
-   it is named.
+   read-only descriptor once it was written (a checker thread reads each piece back as soon
+   as the writer has written all of it, while the writer goes on with the next) and compared
+   byte for byte with the buffer it was written from, the same buffer the chain's digest was
+   taken from (the data is hashed once). The read-back goes through the operating system's
+   cache, as any reader's would: what it returns is what every later read of the file
+   returns, and the output is fsynced before it is named.
 2. **Nothing changed it afterwards.** Merge's writes of data go front to back and never
    overlap (each write is checked against the end of the previous one), and they all lie past
    the file's structures (identifier, headers, region tables, metadata, BAT), which are

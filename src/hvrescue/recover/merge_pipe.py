@@ -3,13 +3,16 @@ bounded pool of buffers, so that memory is the pool's whatever the block size.
 
 - The caller's thread reads a chunk of the chain (at most :data:`CHUNK`, never across a block)
   into a pooled buffer, finds its non-zero 1 MiB units and says where their runs go in the file.
-- The writer thread writes those runs, and (verifying) reads each run back from the output
-  through a second, read-only descriptor and compares it byte for byte with the buffer it was
-  written from. Every :data:`FLUSH_EVERY` bytes it asks the flusher for an ``fsync``, so the
-  disk writes while reading goes on and the final flush finds little left.
+- The writer thread writes those runs. Every :data:`FLUSH_EVERY` bytes it asks the flusher
+  for an ``fsync``, so the disk writes while reading goes on and the final flush finds little
+  left. Verifying, it then hands the chunk to the checker thread, which reads each run back
+  from the output through a second, read-only descriptor and compares it byte for byte with
+  the buffer it was written from, while the writer goes on with the next chunk (a chunk is
+  read back only after all its runs were written).
 - The digest thread feeds the chain's content digest: the one hash of the data.
 
-A buffer goes back to the pool when both threads are done with it. An error on a thread stops
+A buffer goes back to the pool when the digest thread and the writer (or, verifying, the
+checker after it) are done with it. An error on a thread stops
 its work but not its consumption of buffers (nothing waits forever); it is raised by
 :meth:`Pipeline.finish`.
 """
@@ -91,9 +94,17 @@ class Pipeline:
         self._stopping = False
         self._write_q: queue.Queue[Chunk | None] = queue.Queue(maxsize=POOL)
         self._hash_q: queue.Queue[Chunk | None] = queue.Queue(maxsize=POOL)
+        self._check_q: queue.Queue[Chunk | None] = queue.Queue(maxsize=POOL)
+        after = self._check_q if check_fd is not None else None
         self._workers = [
-            threading.Thread(target=self._run, args=(self._write_q, self._write), daemon=True)
+            threading.Thread(
+                target=self._run, args=(self._write_q, self._write, after), daemon=True
+            )
         ]
+        if check_fd is not None:
+            self._workers.append(
+                threading.Thread(target=self._run, args=(self._check_q, self._check), daemon=True)
+            )
         if digest is not None:
             self._workers.append(
                 threading.Thread(target=self._run, args=(self._hash_q, self._hash), daemon=True)
@@ -151,17 +162,27 @@ class Pipeline:
             del self._users[id(buffer)]
         self._free.put(buffer)
 
-    def _run(self, q: queue.Queue[Chunk | None], work: Callable[[Chunk], None]) -> None:
+    def _run(
+        self,
+        q: queue.Queue[Chunk | None],
+        work: Callable[[Chunk], None],
+        after: queue.Queue[Chunk | None] | None = None,
+    ) -> None:
+        """Do ``work`` on each chunk of ``q``, then pass it on to ``after`` (which releases
+        it in turn) or release it; the end (None) is passed on too."""
         while True:
             item = q.get()
-            if item is None:
-                return
-            if self.error is None:
+            if item is not None and self.error is None:
                 try:
                     work(item)
                 except BaseException as exc:  # handed to the caller by finish()
                     self.error = exc
-            self._release(item.buffer)
+            if after is not None:
+                after.put(item)
+            if item is None:
+                return
+            if after is None:
+                self._release(item.buffer)
 
     def _hash(self, item: Chunk) -> None:
         assert self.digest is not None
@@ -173,8 +194,6 @@ class Pipeline:
             data = view[start : start + n]
             pwrite_all(self.fd, data, at)
             self._note(item.offset + start, at, n)
-            if self.check_fd is not None:
-                self._compare(at, data)
             self._since_flush += n
             if self._since_flush >= FLUSH_EVERY:
                 self._since_flush = 0
@@ -190,6 +209,12 @@ class Pipeline:
                 self.written[-1] = (v, lo, length + n)
                 return
         self.written.append((virtual, at, n))
+
+    def _check(self, item: Chunk) -> None:
+        """Read back every run of a chunk the writer has written and compare it."""
+        view = memoryview(item.buffer)
+        for at, start, n in item.places:
+            self._compare(at, view[start : start + n])
 
     def _compare(self, at: int, data: memoryview) -> None:
         """Read ``len(data)`` bytes back from the output at ``at`` and compare them."""

@@ -42,11 +42,17 @@ __all__ = [
 
 CHUNK = 4 * 1024 * 1024
 _ZERO_CHUNK = bytes(CHUNK)
+_ZERO_VIEW = memoryview(_ZERO_CHUNK)
 
 
 def _zeros(length: int) -> bytes:
     # Sharing one immutable zero buffer avoids page-faulting a fresh one for every read.
     return _ZERO_CHUNK if length == CHUNK else bytes(length)
+
+
+def _zero_fill(view: memoryview) -> None:
+    """Set ``view`` to zeros (from the shared zero buffer: no allocation up to a chunk)."""
+    view[:] = _ZERO_VIEW[: len(view)] if len(view) <= CHUNK else bytes(len(view))
 
 
 # The undefined ranges found are merged whenever more than this many are pending.
@@ -140,7 +146,7 @@ class Disk:
             level += 1
         buf = bytearray(length)
         gaps: list[Gap] = []
-        self._resolve(level, offset, length, memoryview(buf), 0, gaps, True)
+        self._resolve(level, offset, length, memoryview(buf), 0, gaps, True, zeroed=True)
         return bytes(buf), merge_gaps(gaps)
 
     def read_into(self, offset: int, view: memoryview) -> int:
@@ -165,15 +171,15 @@ class Disk:
                 got, bad = layer.source.read_into_checked(run.file_offset, view[:length])
                 lost = [(r.offset, r.length) for r in bad]
                 if got < length:  # map clips DATA to the file: a file shrinking meanwhile
-                    view[got:length] = bytes(length - got)
+                    _zero_fill(view[got:length])
                     lost.append((run.file_offset + got, length - got))
                 return length, self._file_gaps(layer.path, run, lost)
             if run.kind is RunKind.ZERO:
-                view[:length] = bytes(length)
+                _zero_fill(view[:length])
                 return length, []
-        view[:length] = _zeros(length)
+        # Assembled in place: _resolve zeroes what no run fills (not the whole view first).
         gaps: list[Gap] = []
-        self._resolve(0, offset, length, view, 0, gaps, True)
+        self._resolve(0, offset, length, view[:length], 0, gaps, True, runs=runs)
         return length, merge_gaps(gaps)
 
     @staticmethod
@@ -196,41 +202,56 @@ class Disk:
         view_off: int,
         gaps: list[Gap],
         with_data: bool,
+        zeroed: bool = False,
+        runs: list[Run] | None = None,
     ) -> None:
-        """Walk [offset, offset+length) down the chain: data into ``view`` (already zeroed)
-        when ``with_data``, every undefined range into ``gaps``."""
+        """Walk [offset, offset+length) down the chain: data into ``view`` when
+        ``with_data``, every undefined range into ``gaps``. Whatever no DATA run fills (zero,
+        undefined, a missing parent's, or not mapped at all) is set to zeros, unless the caller
+        says the view is ``zeroed`` already. ``runs``: this level's map, if already known."""
         layer = self.layers[level]
-        for run in coalesce(layer.map(offset, length)):
+        fill = view if with_data and not zeroed else None  # where zeros are to be set
+        pos = offset  # where the runs seen so far end
+        for run in runs if runs is not None else coalesce(layer.map(offset, length)):
+            if fill is not None and run.offset > pos:
+                _zero_fill(fill[view_off + pos - offset : view_off + run.offset - offset])
+            pos = max(pos, run.offset + run.length)
+            dst = view_off + (run.offset - offset)
             if run.kind is RunKind.DATA:
                 if with_data and view is not None:
-                    dst = view_off + (run.offset - offset)
                     self._read_run(layer, run, view[dst : dst + run.length], gaps)
-            elif run.kind is RunKind.UNDEFINED:
+                continue
+            if run.kind is RunKind.PARENT and level + 1 < self._depth:
+                self._resolve(
+                    level + 1,
+                    run.offset,
+                    run.length,
+                    view,
+                    view_off + (run.offset - offset),
+                    gaps,
+                    with_data,
+                    zeroed,
+                )
+                continue
+            if run.kind is RunKind.UNDEFINED:
                 gaps.append(Gap(run.offset, run.length, run.cause or TRUNCATED, layer.path))
             elif run.kind is RunKind.PARENT:
-                if level + 1 < self._depth:
-                    self._resolve(
-                        level + 1,
-                        run.offset,
-                        run.length,
-                        view,
-                        view_off + (run.offset - offset),
-                        gaps,
-                        with_data,
-                    )
-                else:
-                    gaps.append(Gap(run.offset, run.length, PARENT_MISSING, layer.path))
-            # ZERO stays zero.
+                gaps.append(Gap(run.offset, run.length, PARENT_MISSING, layer.path))
+            if fill is not None:  # ZERO, UNDEFINED, a missing parent's: zeros
+                _zero_fill(fill[dst : dst + run.length])
+        if fill is not None and pos < offset + length:
+            _zero_fill(fill[view_off + pos - offset : view_off + length])
 
     def _read_run(self, layer: AnyImage, run: Run, view: memoryview, gaps: list[Gap]) -> None:
-        """A DATA run's file bytes into ``view`` (zeroed by the caller): straight from the file
-        into the buffer where no replayed log rewrites the file (a chain's block is assembled
-        without an intermediate copy), through the layer otherwise."""
+        """A DATA run's file bytes into ``view`` (zeros where they cannot be read): straight
+        from the file into the buffer where no replayed log rewrites the file (a chain's block
+        is assembled without an intermediate copy), through the layer otherwise."""
         overlay = getattr(layer, "overlay", None)
         if overlay is None or overlay.empty:
             got, failed = layer.source.read_into_checked(run.file_offset, view)
             lost = [(r.offset, r.length) for r in failed]
             if got < run.length:  # map clips DATA to the file: a file shrinking meanwhile
+                _zero_fill(view[got : run.length])
                 lost.append((run.file_offset + got, run.length - got))
             gaps.extend(self._file_gaps(layer.path, run, lost))
             return

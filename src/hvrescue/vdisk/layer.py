@@ -200,8 +200,11 @@ def bitmap_runs(
     """
     if nbits <= 0:
         return
-    value = int.from_bytes(bitmap, "little") if lsb_first else _msb_to_int(bitmap)
-    value >>= first_bit
+    # Only the bytes that hold the bits asked for are converted (not a whole block's bitmap).
+    lo = first_bit >> 3
+    part = bitmap[lo : (first_bit + nbits + 7) >> 3]
+    value = int.from_bytes(part, "little") if lsb_first else _msb_to_int(part)
+    value >>= first_bit - (lo << 3)
     value &= (1 << nbits) - 1
     pos = 0
     while pos < nbits:
