@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Protocol
-
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hvrescue.cli.output import console, emit_json, finding_json, findings_table
-from hvrescue.errors import HvrescueError, NotADiskError
-from hvrescue.findings import Finding, Severity
-from hvrescue.report.i18n import Messages
+
+if TYPE_CHECKING:
+    from hvrescue.errors import HvrescueError, NotADiskError
+    from hvrescue.report.i18n import Messages
 
 
 class HasMessages(Protocol):
@@ -38,6 +37,7 @@ READ_ONLY_COMMANDS = frozenset(
         "ls",
         "guest",
         "mount",
+        "rebuild",
     }
 )
 # What to tell the user if Ctrl-C stops the running command: a catalogue key and parameters,
@@ -52,6 +52,8 @@ def on_interrupt(key: str, **params: Any) -> None:
 
 
 def fail(c: HasMessages, exc: HvrescueError, as_json: bool) -> None:
+    from rich.text import Text
+
     text = c.msg(exc.key, **exc.params)
     if as_json:
         emit_json(
@@ -65,6 +67,10 @@ def fail(c: HasMessages, exc: HvrescueError, as_json: bool) -> None:
 def not_a_disk(c: HasMessages, file: str, exc: NotADiskError, as_json: bool) -> None:
     """A file that is no disk at all: the error and its finding (`file.empty` for 0 bytes,
     `file.not-a-disk` otherwise, as `check` reports it), exit 2."""
+    from rich.text import Text
+
+    from hvrescue.findings import Finding, Severity
+
     code = "file.empty" if exc.key == "error.not-a-disk.empty" else "file.not-a-disk"
     finding = Finding(code, Severity.CRITICAL, file, 0)
     text = c.msg(exc.key, **exc.params)

@@ -300,9 +300,27 @@ class HelpGroup(CatalogueHelp, click.Group):
         super().format_options(ctx, formatter)
         self.format_commands(ctx, formatter)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = getattr(self.commands, "names", None)  # lazy.LazyCommands: without importing
+        return list(names()) if callable(names) else super().list_commands(ctx)
+
+    def _short_help_unloaded(self, ctx: click.Context, name: str) -> str | None:
+        """A command's line in the group's help from the catalogue, its module not imported:
+        what ``short_help_text`` gives once it is (``help.<name>``); None when the catalogue
+        has no text for it (the command's own help is needed: it is imported)."""
+        pending = getattr(self.commands, "pending", None)
+        if not callable(pending) or name not in pending():
+            return None
+        text = _text(self.messages(ctx), [f"help.{name}"], None)
+        return _first_sentence(text) if text else None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows: list[tuple[str, str]] = []
         for name in self.list_commands(ctx):
+            unloaded = self._short_help_unloaded(ctx, name)
+            if unloaded is not None:
+                rows.append((name, unloaded))
+                continue
             cmd = self.get_command(ctx, name)
             if cmd is None or cmd.hidden:
                 continue

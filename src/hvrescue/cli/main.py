@@ -12,17 +12,14 @@ out here, once for all commands (:func:`_with_outputs`).
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from rich.text import Text
 
 from hvrescue import __version__
-from hvrescue.cli import logsetup
 from hvrescue.cli.exits import (
     EXIT_ERROR,
     EXIT_FINDINGS,
@@ -36,6 +33,7 @@ from hvrescue.cli.exits import (
     os_error_message,
 )
 from hvrescue.cli.help import HelpGroup
+from hvrescue.cli.lazy import COMMAND_MODULES, LazyCommands
 from hvrescue.cli.output import (
     check_output_path,
     console,
@@ -79,8 +77,6 @@ __all__ = [
     "not_a_disk",
     "on_interrupt",
 ]
-
-log = logging.getLogger("hvrescue.cli")
 
 
 class Ctx:
@@ -136,7 +132,23 @@ max_memory_option = click.option(
 )
 
 
-@click.group(cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class CommandGroup(HelpGroup):
+    """hvrescue's group. A command's module is imported when the command is run or asked for
+    (``lazy.COMMAND_MODULES``): ``hvrescue --help`` and the small commands start without
+    importing the others (nor rich, nor the engine behind them). Each command runs with its
+    -o file and --log-file in place (:func:`_with_outputs`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("commands", LazyCommands(COMMAND_MODULES))
+        super().__init__(*args, **kwargs)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if cmd.callback is not None and not hasattr(cmd.callback, "_hvrescue_outputs"):
+            cmd.callback = _with_outputs(cmd.callback)
+        super().add_command(cmd, name)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--lang",
     type=click.Choice(["en", "ja"]),
@@ -179,6 +191,8 @@ def cli(
     log_file: str | None,
 ) -> None:
     """First response and recovery for Hyper-V virtual disks. Inputs are only ever read."""
+    from hvrescue.cli import logsetup
+
     ctx.obj = Ctx(detect_language(lang), debug, case, verbose, quiet, log_file)
     set_quiet(quiet)
     logsetup.configure(verbose)
@@ -220,6 +234,10 @@ def _with_outputs(callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
+        import logging
+
+        from hvrescue.cli import logsetup
+
         ctx = click.get_current_context()
         output = kwargs.pop("output", None)
         state = ctx.find_object(Ctx)
@@ -227,7 +245,7 @@ def _with_outputs(callback: Callable[..., Any]) -> Callable[..., Any]:
         if state is not None and state.log_file:
             check_output_path(state.log_file, named, inputs)
             logsetup.add_log_file(state.log_file, state.verbose)
-        log.info("hvrescue %s %s", __version__, ctx.info_name)
+        logging.getLogger("hvrescue.cli").info("hvrescue %s %s", __version__, ctx.info_name)
         if output is None:
             return callback(*args, **kwargs)
         check_output_path(output, named, inputs)
@@ -287,17 +305,8 @@ def audited(*input_params: str) -> Callable[[F], F]:
     return wrap
 
 
-# The commands of the other modules register themselves on `cli`.
-import hvrescue.cli.collect_cmds  # noqa: E402
-import hvrescue.cli.diagnose_cmds  # noqa: E402
-import hvrescue.cli.disk_cmds  # noqa: E402
-import hvrescue.cli.fleet_cmds  # noqa: E402
-import hvrescue.cli.preserve_cmds  # noqa: E402
-import hvrescue.cli.recover_cmds  # noqa: E402, F401
-
-for _command in cli.commands.values():
-    if _command.callback is not None and not hasattr(_command.callback, "_hvrescue_outputs"):
-        _command.callback = _with_outputs(_command.callback)
+# The commands of the other modules register themselves on `cli` when their module is imported:
+# on first use of one of them (lazy.COMMAND_MODULES names each command's module).
 
 
 def _args() -> list[str]:
@@ -319,6 +328,8 @@ def _wants_json(args: list[str]) -> bool:
 
 def _report_error(key: str, params: dict[str, Any], status: str = "error") -> None:
     """An error that ended the command, as text on stderr, and as JSON on stdout for --json."""
+    from rich.text import Text
+
     msg = _messages()
     text = msg(key, **params)
     console(stderr=True).print(Text(text, style="red"))
@@ -385,6 +396,8 @@ def main() -> None:
             _interrupted()
         if debug:
             raise
+        from rich.text import Text
+
         msg = Messages(detect_language(None))
         console(stderr=True).print(
             Text(msg("error.internal", detail=f"{type(exc).__name__}: {exc}"))

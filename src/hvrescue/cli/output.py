@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from hvrescue.findings import Finding
 from hvrescue.report.i18n import Messages
 from hvrescue.units import human_size
+
+if TYPE_CHECKING:
+    # Imported where used: `hvrescue --help` and the commands that print no table start
+    # without rich's console and table (about a third of the CLI's start-up).
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from hvrescue.findings import Finding
 
 SEVERITY_STYLE = {"info": "dim", "warning": "yellow", "error": "red", "critical": "bold red"}
 
@@ -56,6 +59,8 @@ def is_quiet() -> bool:
 
 def console(stderr: bool = False) -> Console:
     """A console for stdout (the -o file while one is open) or stderr."""
+    from rich.console import Console
+
     sink = _state.sink
     if not stderr and sink is not None:
         sink.written = True
@@ -112,6 +117,8 @@ def _json_default(value: Any) -> Any:
 def json_bytes(data: Any, indent: int | None = 2) -> bytes:
     """``data`` as UTF-8 JSON. A string that is no valid Unicode (a file name in a foreign
     encoding, kept as surrogates) is written \\u-escaped instead: valid JSON, nothing lost."""
+    import json
+
     separators = None if indent is not None else (",", ":")
     text = json.dumps(
         data, ensure_ascii=False, indent=indent, separators=separators, default=_json_default
@@ -203,6 +210,8 @@ def finding_json(f: Finding, msg: Messages) -> dict[str, Any]:
 
 def findings_table(findings: list[Finding], msg: Messages, show_file: bool = True) -> Text:
     """Findings as a list: one head line (severity, code, file, offset), then the message."""
+    from rich.text import Text
+
     text = Text()
     for f in findings:
         sev = f.severity.label
@@ -217,6 +226,9 @@ def findings_table(findings: list[Finding], msg: Messages, show_file: bool = Tru
 
 
 def kv_table(rows: list[tuple[str, Any]], msg: Messages) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True)
     table.add_column(msg("ui.col.field"))
     table.add_column(msg("ui.col.value"), overflow="fold")
@@ -279,6 +291,8 @@ MAX_GAP_LINES = 20
 
 def gaps_table(gaps: list[Any], msg: Messages) -> Text:
     """Undefined ranges, one line each (the first few; the count of the rest)."""
+    from rich.text import Text
+
     text = Text()
     for g in gaps[:MAX_GAP_LINES]:
         text.append(f"  {g.offset:#x}+{g.length:#x}", style="red")

@@ -1,17 +1,21 @@
 """Message catalogues: every text a user reads comes from ``messages/<lang>.toml`` and the
-per-area files ``messages/<lang>/*.toml`` (one per package, so areas are edited apart)."""
+per-area files ``messages/<lang>/*.toml`` (one per package, so areas are edited apart).
+
+Every command starts by reading its language's catalogue, so the reading is part of the start-up
+time: the files hold only ``"key" = "text"`` lines, which :func:`parse_catalogue` reads with one
+regular expression (a tenth of ``tomllib``'s time). Anything else in a file (tables, other
+string forms, a duplicate key, a character TOML forbids) sends the whole file to ``tomllib``, so
+the result, and every error, is always what ``tomllib`` gives.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import string
-import tomllib
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
-
-from hvrescue.platform import ui_language
 
 LANGUAGES = ("en", "ja")
 # Catalogue keys that are interface words, not codes a user can ask `explain` about.
@@ -37,9 +41,20 @@ class _Keep(dict[str, Any]):
         return "{" + key + "}"
 
 
+def _messages_root() -> Any:
+    """The catalogues' folder: a plain path beside this module (importlib.resources only for a
+    package that is not in folders, a zip say)."""
+    here = Path(__file__).resolve().parent / "messages"
+    if here.is_dir():
+        return here
+    from importlib import resources
+
+    return resources.files("hvrescue.report").joinpath("messages")
+
+
 def catalogue_files(lang: str) -> list[Any]:
     """The catalogue files of one language: the main file first, then each area's file."""
-    root = resources.files("hvrescue.report").joinpath("messages")
+    root = _messages_root()
     files = [root.joinpath(f"{lang}.toml")]
     area = root.joinpath(lang)
     if area.is_dir():
@@ -49,11 +64,72 @@ def catalogue_files(lang: str) -> list[Any]:
     return files
 
 
+# One `"key" = "basic string"` line (a bare key without dots also), an optional comment after.
+# No control character but tab inside (TOML forbids them; tomllib then says where).
+_LINE = re.compile(
+    r'[ \t]*(?:"([^"\\\x00-\x1f\x7f]*)"|([A-Za-z0-9_-]+))[ \t]*=[ \t]*'
+    r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]+|\\(?:[btnfr"\\]|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}))*)"'
+    r"[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?"
+)
+_SKIP = re.compile(r"[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?")
+_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.))")
+_SIMPLE_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+
+
+class _NotSimple(Exception):
+    """The text is not of the simple form: tomllib reads it."""
+
+
+def _unescape(match: re.Match[str]) -> str:
+    simple = match.group(3)
+    if simple is not None:
+        return _SIMPLE_ESCAPES[simple]
+    code = int(match.group(1) or match.group(2), 16)
+    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        raise _NotSimple  # not a Unicode scalar value: tomllib's error
+    return chr(code)
+
+
+def _parse_simple(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    lines = text.split("\n")
+    for number, line in enumerate(lines, 1):
+        if line.endswith("\r") and number < len(lines):  # CR LF; a lone CR is tomllib's error
+            line = line[:-1]
+        found = _LINE.fullmatch(line)
+        if found is None:
+            if _SKIP.fullmatch(line) is None:
+                raise _NotSimple
+            continue
+        key = found.group(1)
+        if key is None:
+            key = found.group(2)
+        value = found.group(3)
+        if "\\" in value:
+            value = _ESCAPE.sub(_unescape, value)
+        if key in out:
+            raise _NotSimple  # a key defined twice: tomllib's error
+        out[key] = value
+    return out
+
+
+def parse_catalogue(text: str) -> dict[str, Any]:
+    """A catalogue file's content, exactly as ``tomllib.loads`` reads it (see the module
+    docstring); raises ``tomllib.TOMLDecodeError`` as it does."""
+    try:
+        return _parse_simple(text)
+    except _NotSimple:
+        pass
+    import tomllib
+
+    return tomllib.loads(text)
+
+
 @cache
 def catalogue(lang: str) -> dict[str, str]:
     merged: dict[str, str] = {}
     for file in catalogue_files(lang):
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        data = parse_catalogue(file.read_text(encoding="utf-8"))
         for key, value in data.items():
             if key in merged:
                 raise ValueError(f"catalogue key {key!r} defined twice ({file.name})")
@@ -66,6 +142,8 @@ def detect_language(explicit: str | None = None) -> str:
     locale variables; English by default."""
     candidates = [explicit, os.environ.get("HVRESCUE_LANG")]
     if not any(candidates):
+        from hvrescue.platform import ui_language
+
         candidates.append(ui_language())  # asked only when needed: a call into kernel32
     candidates += [os.environ.get(v) for v in ("LC_ALL", "LC_MESSAGES", "LANG")]
     for value in candidates:
