@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 
 BAT_SCAN_CHUNK = 4096  # entries per step when scanning the BAT
+# Entries compared at once before looking chunk by chunk: a 64 TiB disk's BAT (2 M entries at
+# 32 MiB blocks, 64 M at 1 MiB) is mostly one pattern, all zero or qemu's empty blocks.
+BAT_SCAN_RUN = 64 * BAT_SCAN_CHUNK
 
 
 def parse_bat(img: VhdxImage) -> None:
@@ -61,14 +64,8 @@ def validate_bat(img: VhdxImage, bat_offset: int) -> None:
     spans: list[tuple[int, int, int]] = []  # (start, end, bat index)
     cr1 = img.chunk_ratio + 1
     fsize = img.file_size
-    zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
-    zeroed = zeroed_pattern(cr1)
-    raw = bat.cast("B")
-    for start in range(0, len(bat), BAT_SCAN_CHUNK):
-        stop = min(start + BAT_SCAN_CHUNK, len(bat))
-        if bytes(raw[start * 8 : stop * 8]) == zero_chunk[: (stop - start) * 8]:
-            continue
-        if all_zeroed(raw, start, stop, cr1, zeroed, img.data_blocks):
+    for start, stop, zeroed in scan_bat(bat, cr1, img.data_blocks, skip_zeroed=True):
+        if zeroed:
             # What qemu writes for empty blocks: every payload entry ZERO at offset 0, every
             # sector bitmap entry NOT_PRESENT; each would only be counted.
             sb_entries = stop // cr1 - start // cr1
@@ -96,25 +93,78 @@ def validate_bat(img: VhdxImage, bat_offset: int) -> None:
         )
 
 
-def zeroed_pattern(cr1: int) -> bytes:
+def scan_bat(
+    bat: memoryview, cr1: int, data_blocks: int, skip_zeroed: bool
+) -> Iterator[tuple[int, int, bool]]:
+    """The BAT's entries that are not all zero, ascending, as ``(start, stop, zeroed)`` ranges
+    of whole BAT_SCAN_CHUNK chunks (the last may be shorter): ``zeroed`` for a range of empty
+    blocks as qemu marks them (only with ``skip_zeroed``; see :func:`all_zeroed`), to be
+    counted; otherwise the entries are to be looked at one by one. Long runs are compared at
+    once (BAT_SCAN_RUN entries), in place: no copy of the BAT."""
+    buf = _comparable(bat)
+    count = len(bat)
+    zero = bytes(min(count, BAT_SCAN_RUN) * 8)
+    zeroed = zeroed_pattern(cr1, min(count, BAT_SCAN_RUN)) if skip_zeroed else b""
+    for run in range(0, count, BAT_SCAN_RUN):
+        run_stop = min(run + BAT_SCAN_RUN, count)
+        if same_bytes(buf, run * 8, zero, (run_stop - run) * 8):
+            continue
+        if zeroed and all_zeroed(buf, run, run_stop, cr1, zeroed, data_blocks):
+            yield run, run_stop, True
+            continue
+        for start in range(run, run_stop, BAT_SCAN_CHUNK):
+            stop = min(start + BAT_SCAN_CHUNK, run_stop)
+            if same_bytes(buf, start * 8, zero, (stop - start) * 8):
+                continue
+            if zeroed and all_zeroed(buf, start, stop, cr1, zeroed, data_blocks):
+                yield start, stop, True
+                continue
+            yield start, stop, False
+
+
+def _comparable(bat: memoryview) -> bytes | bytearray | memoryview:
+    """The BAT's bytes as the object that holds them (compared in place), or a byte view."""
+    held = bat.obj
+    if isinstance(held, (bytes, bytearray)) and len(held) == bat.nbytes and bat.c_contiguous:
+        return held
+    return bat.cast("B")
+
+
+def same_bytes(
+    buf: bytes | bytearray | memoryview, offset: int, pattern: bytes | memoryview, length: int
+) -> bool:
+    """Whether ``buf[offset:offset+length]`` equals the first ``length`` bytes of ``pattern``."""
+    if isinstance(buf, (bytes, bytearray)):
+        # startswith compares in place (memcmp); a memoryview compared with bytes goes
+        # element by element, 100x slower, and a copy costs as much as the comparison.
+        return buf.startswith(memoryview(pattern)[:length], offset)
+    return bytes(buf[offset : offset + length]) == bytes(memoryview(pattern)[:length])
+
+
+def zeroed_pattern(cr1: int, entries: int = BAT_SCAN_CHUNK) -> bytes:
     """BAT entries of empty blocks as qemu writes them (payload ZERO, sector bitmap
-    NOT_PRESENT), for BAT_SCAN_CHUNK entries starting at any phase of the chunk ratio."""
+    NOT_PRESENT), for ``entries`` entries starting at any phase of the chunk ratio."""
     payload = s.PAYLOAD_ZERO.to_bytes(8, "little")
     period = payload * (cr1 - 1) + bytes(8)
-    return period * ((BAT_SCAN_CHUNK + cr1) // cr1 + 1)
+    return period * ((entries + cr1) // cr1 + 1)
 
 
 def all_zeroed(
-    raw: memoryview, start: int, stop: int, cr1: int, zeroed: bytes, data_blocks: int
+    raw: bytes | bytearray | memoryview,
+    start: int,
+    stop: int,
+    cr1: int,
+    zeroed: bytes,
+    data_blocks: int,
 ) -> bool:
     """Whether entries [start, stop) are all empty blocks inside the virtual size (a ZERO entry
-    past it is reported, so such a chunk is walked entry by entry)."""
+    past it is reported, so such a chunk is walked entry by entry). ``raw`` is the BAT's
+    bytes; ``zeroed`` a :func:`zeroed_pattern` of at least ``stop - start`` entries."""
     last = stop - 1
     if last - last // cr1 >= data_blocks:
         return False
     phase = (start % cr1) * 8
-    # bytes(): a memoryview compared with bytes goes element by element, 100x slower
-    return bytes(raw[start * 8 : stop * 8]) == zeroed[phase : phase + (stop - start) * 8]
+    return same_bytes(raw, start * 8, memoryview(zeroed)[phase:], (stop - start) * 8)
 
 
 def validate_bat_entry(

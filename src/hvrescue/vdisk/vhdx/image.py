@@ -29,7 +29,7 @@ from hvrescue.vdisk.layer import (
 )
 from hvrescue.vdisk.vhdx import bat, metadata, regions
 from hvrescue.vdisk.vhdx import structures as s
-from hvrescue.vdisk.vhdx.bat import BAT_SCAN_CHUNK, all_zeroed, zeroed_pattern
+from hvrescue.vdisk.vhdx.bat import all_zeroed, scan_bat  # noqa: F401 (all_zeroed: tests)
 from hvrescue.vdisk.vhdx.describe import describe as describe_image
 from hvrescue.vdisk.vhdx.log import LogScan, Overlay
 
@@ -325,15 +325,9 @@ class VhdxImage(ImageBase):
         if not self.readable or self.bat is None:
             return
         bat = self.bat
-        raw = bat.cast("B")
         cr1 = self.chunk_ratio + 1
-        zero_chunk = bytes(BAT_SCAN_CHUNK * 8)
-        zeroed = zeroed_pattern(cr1) if skip_zeroed else b""
-        for start in range(0, len(bat), BAT_SCAN_CHUNK):
-            stop = min(start + BAT_SCAN_CHUNK, len(bat))
-            if bytes(raw[start * 8 : stop * 8]) == zero_chunk[: (stop - start) * 8]:
-                continue
-            if zeroed and all_zeroed(raw, start, stop, cr1, zeroed, self.data_blocks):
+        for start, stop, zeroed in scan_bat(bat, cr1, self.data_blocks, skip_zeroed):
+            if zeroed:
                 continue
             for index in range(start, stop):
                 entry = int(bat[index])
