@@ -24,6 +24,7 @@ from hvrescue.cli.main import (
     pass_ctx,
 )
 from hvrescue.cli.output import console, emit_json, finding_json, findings_table
+from hvrescue.cli.threshold_opts import threshold_options
 from hvrescue.errors import HvrescueError
 from hvrescue.units import human_size
 
@@ -61,19 +62,7 @@ def _figure(value: int | None, size: bool = False) -> str:
 
 @cli.command()
 @click.argument("directories", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option(
-    "--older-than",
-    "older_than",
-    type=click.IntRange(0, 100_000),
-    default=None,
-    help="Report checkpoints older than this many days (default 14).",
-)
-@click.option(
-    "--max-depth",
-    type=click.IntRange(0, 1000),
-    default=None,
-    help="Report chains with more differencing disks than this (default 5).",
-)
+@threshold_options
 @click.option(
     "--headroom-margin",
     "headroom_margin",

@@ -27,6 +27,7 @@ from hvrescue.cli.main import (
 )
 from hvrescue.cli.output import console, emit_json, finding_json, findings_table
 from hvrescue.cli.progress import progress_bar
+from hvrescue.cli.threshold_opts import threshold_options
 from hvrescue.errors import HvrescueError
 from hvrescue.units import human_size
 
@@ -224,19 +225,7 @@ def verify(c: Ctx, target: str, jobs: int | None, hashes: tuple[str, ...], as_js
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @search_option
-@click.option(
-    "--older-than",
-    "older_than",
-    type=click.IntRange(0, 100_000),
-    default=None,
-    help="Report checkpoints older than this many days (default 14).",
-)
-@click.option(
-    "--max-depth",
-    type=click.IntRange(0, 1000),
-    default=None,
-    help="Report chains with more differencing disks than this (default 5).",
-)
+@threshold_options
 @click.option(
     "--as-of",
     "as_of",
