@@ -25,7 +25,7 @@ svchost.exe                   1088 FontCache, netprofm, nsi
 
 # kind -> {member path: fixture file or text}
 HEALTHY = {
-    "commands/vssadmin-list-writers.txt": CMD / "vssadmin_writers_en.txt",
+    "commands/vssadmin-list-writers.txt": CMD / "vssadmin_writers_stable_en.txt",
     "commands/vssadmin-list-providers.txt": CMD / "vssadmin_providers_en.txt",
     "commands/tasklist-svc.txt": TASKLIST_ALONE,
 }

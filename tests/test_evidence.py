@@ -31,7 +31,7 @@ from tests.helpers import SHARED, run_cli
 FIX = Path(__file__).parent / "fixtures" / "commands"
 EVTX = SHARED / "corpus/public/evtx/EVTX-to-MITRE-Attack/ID7009-service-timeout.evtx"
 MiB = 1024 * 1024
-GOOD = FIX / "vssadmin_writers_en.txt"
+GOOD = FIX / "vssadmin_writers_stable_en.txt"  # every writer stable
 
 
 def cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -275,6 +275,7 @@ def test_get_vmcheckpoint_list():
         "creation_time": "2024-02-28T23:00:07",
         "parent_checkpoint_name": None,
         "id": "3f5d7c1a-9b2e-4d8f-a6c0-1e2b3c4d5e6f",
+        "vm_id": None,
         "path": r"C:\ProgramData\Microsoft\Windows\Hyper-V",
         "_line": "line:4",
     }
