@@ -10,6 +10,11 @@ import pytest
 
 from tests.helpers import CORPUS
 
+# The suite runs `python -m hvrescue` a few thousand times. Where the environment forbids
+# bytecode caching (PYTHONDONTWRITEBYTECODE, set on some CI images), every one of them would
+# compile the package again; an installed package has its bytecode, so let the runs keep it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 # Under ../shared/tools/winsim (os without sendfile, as on Windows) shutil, imported before the
 # simulation, would still try sendfile for the tests' own copies: make it copy as on Windows.
 if not hasattr(os, "sendfile") and hasattr(shutil, "_USE_CP_SENDFILE"):
