@@ -74,6 +74,15 @@ def test_a_post_gives_each_code_kb_event_and_path_at_its_own_line():
     )
 
 
+def test_a_dotted_dotnet_name_is_no_disk_path_but_a_path_at_a_sentence_end_is():
+    text = (
+        "    + FullyQualifiedErrorId : InvalidParameter,Microsoft.Vhd.PowerShell.Cmdlets.SetVhd\n"
+        "The merge of D:\\VMs\\web01\\web01.avhdx. failed with error 0x80070299\n"
+    )
+    paths = {v for (t, v) in signals_of(facts_from_text(text, "post.txt")) if t == "vdisk_path"}
+    assert paths == {"D:\\VMs\\web01\\web01.avhdx"}
+
+
 def test_a_signal_is_kept_once_per_file_with_its_first_line_and_a_count():
     text = "first 0x80070005 here\nnothing\nagain 0X80070005\nand (0x80070005)\n"
     found = signals_of(facts_from_text(text, "note.txt"))

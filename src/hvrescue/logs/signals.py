@@ -52,7 +52,7 @@ _VM_CONTEXT = re.compile(
 _CHECKPOINT_CONTEXT = re.compile(
     r"checkpoint\s*id|snapshot\s*id|チェックポイント\s*ID|Snapshots\\|ParentCheckpointId", re.I
 )
-_DISK_EXT = re.compile(r"\.(?:a?vhdx?|vhds|vmcx|vmrs|vmgs)(?![0-9A-Za-z_])", re.I)
+_DISK_EXT = re.compile(r"\.(?:a?vhdx?|vhds|vmcx|vmrs|vmgs)(?![0-9A-Za-z_])(?!\.[A-Za-z])", re.I)
 _ROOT = re.compile(r"[A-Za-z]:[\\/]|\\\\[?.]\\|\\\\")
 _TOKEN_START = re.compile(r"[^\s\"'<>|()\[\]{},;=]*$")
 _BAD_IN_PATH = set("\"'<>|*?\n")
