@@ -650,3 +650,23 @@ def test_mangled_text_never_crashes_and_never_contradicts(
     if exact:
         for fact in mine(found.facts):
             assert _agrees(fact, clean), (ops, width, fact)
+
+
+def test_a_path_the_console_cut_is_joined_without_a_space():
+    from hvrescue.logs.commands.pserror import join_lines
+
+    parts = [
+        "Failed to open attachment 'C:\\ProgramData\\multipassd\\vault\\instances\\devbox",
+        "-b\\ubuntu-22.04.vhdx'. Error: 'The process cannot access the file because it is",
+        "being used by another process.'.",
+    ]
+    assert join_lines(parts) == (
+        "Failed to open attachment 'C:\\ProgramData\\multipassd\\vault\\instances\\devbox-b\\"
+        "ubuntu-22.04.vhdx'. Error: 'The process cannot access the file because it is being "
+        "used by another process.'."
+    )
+    # A closed path, and words, keep their space.
+    assert join_lines(["at 'D:\\VMs\\a.vhdx'", "failed"]) == "at 'D:\\VMs\\a.vhdx' failed"
+    assert join_lines(["The file C:\\VMs\\a.vhdx", "is missing"]) == (
+        "The file C:\\VMs\\a.vhdx is missing"
+    )

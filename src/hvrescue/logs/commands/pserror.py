@@ -64,15 +64,24 @@ def codes_in(text: str) -> list[str]:
     return out
 
 
+# A line that ends inside a quoted Windows path (its opening quote and root, no closing quote
+# yet): the console cut the path, and the next line goes on with it, without a space. A bare
+# path is left alone: where it ends cannot be told from where the console cut it.
+_OPEN_PATH = re.compile(r"""(?:^|\s)['"](?:[A-Za-z]:\\|\\\\)[^'"\s]*$""")
+
+
 def join_lines(parts: list[str]) -> str:
-    """Wrapped console lines joined: a line that ends inside a word continues it."""
+    """Wrapped console lines joined: a line that ends inside a word or a path continues it."""
     text = ""
     for part in parts:
         part = part.strip()
         if not part:
             continue
         wide = bool(text) and (ord(text[-1]) >= 0x3000 or ord(part[0]) >= 0x3000)
-        if text and (wide or text[-1] in "\\(" or (text[-1].isalnum() and part[0] in ".,)")):
+        in_path = bool(text) and _OPEN_PATH.search(text) is not None
+        if text and (
+            wide or in_path or text[-1] in "\\(" or (text[-1].isalnum() and part[0] in ".,)")
+        ):
             text += part
         else:
             text = f"{text} {part}" if text else part
