@@ -19,12 +19,11 @@ import uuid
 from typing import Any
 
 from hvrescue import platform as plat
-from hvrescue.errors import InputError
+from hvrescue.audit.given import read_given
 from hvrescue.evidence.text import decode_text, looks_binary
 from hvrescue.facts.model import Fact
 from hvrescue.findings import Finding, Severity
 from hvrescue.inventory import Inventory
-from hvrescue.io.files import read_evidence
 from hvrescue.logs import repost
 from hvrescue.logs.commands import icacls
 from hvrescue.logs.textutil import Text
@@ -50,19 +49,7 @@ def acl_facts(data: bytes, path: str) -> list[Fact]:
 def read_acl_files(paths: list[str]) -> list[Fact]:
     """The ``acl`` facts of icacls outputs the user gives; a file holding none is refused (a
     wrong file must not pass for ACLs that lack nothing)."""
-    facts: list[Fact] = []
-    for path in paths:
-        try:
-            data = read_evidence(path, MAX_ACL_FILE + 1)
-        except OSError as exc:
-            raise InputError("error.audit.acl-unreadable", path=path, reason=str(exc)) from exc
-        if len(data) > MAX_ACL_FILE:
-            raise InputError("error.audit.acl-too-large", path=path, limit=MAX_ACL_FILE)
-        found = acl_facts(data, path)
-        if not found:
-            raise InputError("error.audit.acl-not-icacls", path=path)
-        facts.extend(found)
-    return facts
+    return read_given(paths, MAX_ACL_FILE, acl_facts, "acl", "acl-not-icacls")
 
 
 def _live_acls(files: list[str]) -> dict[str, Fact]:

@@ -21,10 +21,9 @@ import tempfile
 from typing import Any
 
 from hvrescue import platform as plat
-from hvrescue.errors import InputError
+from hvrescue.audit.given import read_given
 from hvrescue.evidence.text import decode_text, looks_binary
 from hvrescue.facts.model import Fact, Provenance
-from hvrescue.io.files import read_evidence
 from hvrescue.logs import repost
 from hvrescue.logs.commands import powershell
 from hvrescue.logs.textutil import Text
@@ -123,19 +122,7 @@ def facts_of_text(data: bytes, path: str) -> list[Fact]:
 def read_vm_info_files(paths: list[str]) -> list[Fact]:
     """The facts of the ``--vm-info`` files; a file that holds none is refused (a wrong file
     must not pass for a host without VMs)."""
-    facts: list[Fact] = []
-    for path in paths:
-        try:
-            data = read_evidence(path, MAX_VM_INFO_FILE + 1)
-        except OSError as exc:
-            raise InputError("error.audit.vm-info-unreadable", path=path, reason=str(exc)) from exc
-        if len(data) > MAX_VM_INFO_FILE:
-            raise InputError("error.audit.vm-info-too-large", path=path, limit=MAX_VM_INFO_FILE)
-        found = facts_of_text(data, path)
-        if not found:
-            raise InputError("error.audit.vm-info-empty", path=path)
-        facts.extend(found)
-    return facts
+    return read_given(paths, MAX_VM_INFO_FILE, facts_of_text, "vm-info", "vm-info-empty")
 
 
 def live_vm_info() -> tuple[list[Fact], list[str]]:
