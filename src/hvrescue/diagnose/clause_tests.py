@@ -121,6 +121,37 @@ def gate(open_: tuple[Residual, ...]) -> Gate | None:
     return path, field_getter(path), tuple(sorted(union))
 
 
+def text_gate(open_: tuple[Residual, ...], fields: frozenset[str]) -> tuple[str, ...] | None:
+    """The literals one of which any text must hold for some clause in ``open_`` to hold, when
+    each needs one of its literals in one of ``fields`` (by the first part of the path); None
+    when some clause could hold otherwise. A text in which the values of ``fields`` appear as
+    they are (JSON, say) and that holds none of them settles every clause as failing."""
+    union: set[str] = set()
+    for where, alternatives in open_:
+        found = _quick_in(where, fields)
+        if found is None:
+            if alternatives is None or not alternatives:
+                return None
+            for tests in alternatives:
+                one = _quick_in(tests, fields)
+                if one is None:
+                    return None
+                union.update(one)
+        else:
+            union.update(found)
+    return tuple(sorted(union))
+
+
+def _quick_in(tests: tuple[_Test, ...], fields: frozenset[str]) -> tuple[str, ...] | None:
+    """The literals of the first test in ``tests`` that needs one of them in a field of
+    ``fields``."""
+    for test in tests:
+        quick = _QUICK.get(test)
+        if quick is not None and all(a.split(".")[0] in fields for a in quick[0].split("|")):
+            return quick[1]
+    return None
+
+
 # What is left of a clause once the fields known for an event have been tested: the tests of
 # ``where`` still to pass, and the ``any_of`` alternatives still open (None: no any_of left).
 Residual = tuple[tuple[_Test, ...], tuple[tuple[_Test, ...], ...] | None]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -37,11 +37,15 @@ from hvrescue.diagnose.clause_tests import (
     compiled,
     gate,
     residual_holds,
+    text_gate,
 )
 from hvrescue.diagnose.literals import fold, quick_fold
 from hvrescue.diagnose.match import field_getter, parse_time
 from hvrescue.diagnose.rules import Clause, Rule
 from hvrescue.facts.model import Fact
+
+if TYPE_CHECKING:
+    from hvrescue.logs.events import RecordHead
 
 # report.render.MAX_TIMELINE (tests hold the two together; diagnose never imports report).
 TIMELINE_WINDOW = 60
@@ -114,6 +118,12 @@ def evidence_facts(facts: Iterable[Fact]) -> list[Fact]:
     return [f for f in facts if not is_counted(f)]
 
 
+# The memos of each set of compiled clauses, for the life of the process: the compiled clauses
+# (kept here as well, so that their id stays theirs), the plans by cheap fields, by head, and the
+# fields known by head shape. ``clause_tests.compiled`` keeps at most a few sets alive.
+_MEMOS: dict[int, tuple[list[CompiledClause], dict[Any, Any], dict[Any, Any], dict[Any, Any]]] = {}
+
+
 class EventRelevance:
     """The events ``rules`` and the report need (see the module's notes). Picklable: it goes to
     the processes that read logs, where its tests are compiled again on first use."""
@@ -126,6 +136,8 @@ class EventRelevance:
         # An event of warning or worse with a time was met: the timeline shows those only.
         self.serious_seen = False
         self._memo: dict[tuple[Any, ...], tuple[bool, tuple[Residual, ...], Gate | None]] = {}
+        self._head_memo: dict[frozenset[str], dict[Any, tuple[bool, bool | tuple[str, ...]]]] = {}
+        self._known: dict[frozenset[str], frozenset[str]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"clauses": self.clauses, "window": self.window}
@@ -137,18 +149,30 @@ class EventRelevance:
         self._others = ()
         self.serious_seen = False
         self._memo = {}
+        self._head_memo = {}
+        self._known = {}
 
-    def _plan(self, attributes: dict[str, Any]) -> tuple[bool, tuple[Residual, ...], Gate | None]:
-        """(whether the known fields settle it as needed, what is left of the clauses still
-        open). Known: the cheap fields, and the other fields when they are missing."""
+    def _clauses(self) -> list[CompiledClause]:
         if self._compiled is None:
             self._compiled = compiled(self.clauses)
+            # what was settled before for the same clauses in this process (a worker reads
+            # batch after batch, each with a relevance of its own)
+            if id(self._compiled) not in _MEMOS and len(_MEMOS) >= 4:
+                _MEMOS.clear()
+            memos = _MEMOS.setdefault(id(self._compiled), (self._compiled, {}, {}, {}))
+            _compiled, self._memo, self._head_memo, self._known = memos
             named = set().union(*(c.fields() for c in self._compiled))
             # The other fields the rules read, known when they are missing (most events lack
             # a message, a signature, codes: the conditions on them are settled then).
             self._others = tuple(
                 (k, field_getter(k)) for k in sorted(named) if k not in CHEAP_FIELDS
             )
+        return self._compiled
+
+    def _plan(self, attributes: dict[str, Any]) -> tuple[bool, tuple[Residual, ...], Gate | None]:
+        """(whether the known fields settle it as needed, what is left of the clauses still
+        open). Known: the cheap fields, and the other fields when they are missing."""
+        clauses = self._clauses()
         missing = tuple([get(attributes) is None for _k, get in self._others])
         key = (*map(attributes.get, CHEAP_FIELDS), *missing)
         try:
@@ -162,7 +186,7 @@ class EventRelevance:
         if not needed:
             gone = [k for (k, _get), absent in zip(self._others, missing, strict=True) if absent]
             known = frozenset((*CHEAP_FIELDS, *gone))
-            for clause in self._compiled:
+            for clause in clauses:
                 verdict = clause.settle(attributes, known)
                 if verdict is True:
                     needed = True
@@ -174,6 +198,56 @@ class EventRelevance:
         if key and len(self._memo) < MAX_MEMO:
             self._memo[key] = found
         return found
+
+    def head_plan(self, key: Any, head: RecordHead) -> tuple[bool, bool | tuple[str, ...]]:
+        """For the events whose record head is ``key``: whether they are of warning or worse,
+        and True when no clause and no derivation can use them whatever their fields in
+        ``head.unknown`` hold (every other field is as ``head.fields`` gives it, or absent:
+        then :meth:`needed` is False for the whole event, as a clause that fails on some
+        fields fails whatever the others hold), False when one may, or the literals one of
+        which ``head.text`` of the record must hold for one to (every clause still open needs
+        one in the fields of ``head.verbatim``). A key that is no string or number is left to
+        the whole event."""
+        if self._compiled is None:
+            self._clauses()
+        memo = self._head_memo.get(head.unknown)
+        if memo is None:
+            memo = self._head_memo[head.unknown] = {}
+        try:
+            found = memo.get(key)
+        except TypeError:  # a value that is no string or number: decided for this event alone
+            return True, False
+        if found is None:
+            fields = head.fields(key)
+            serious = str(fields.get("level_name") or "") in SERIOUS_LEVELS
+            found = serious, self._settle_head(fields, head.unknown, head.verbatim)
+            if len(memo) < MAX_MEMO:
+                memo[key] = found
+        return found
+
+    def _settle_head(
+        self, fields: dict[str, Any], unknown: frozenset[str], verbatim: frozenset[str]
+    ) -> bool | tuple[str, ...]:
+        if _derived_id(fields.get("event_id")):
+            return False
+        clauses = self._clauses()
+        known = self._known.get(unknown)
+        if known is None:
+            named = set().union(*(c.fields() for c in clauses))
+            known = self._known[unknown] = frozenset(
+                f for f in named if all(a.split(".")[0] not in unknown for a in f.split("|"))
+            )
+        open_: list[Residual] = []
+        for clause in clauses:
+            verdict = clause.settle(fields, known)
+            if verdict is True:
+                return False
+            if verdict is not False:
+                open_.append(verdict)
+        if not open_:
+            return True
+        literals = text_gate(tuple(open_), verbatim & unknown)
+        return False if literals is None else literals
 
     def needed(self, fact: Fact) -> bool:
         """Whether some rule clause or ``derive`` could use this event (any other fact: yes)."""
@@ -267,6 +341,23 @@ class Selector:
             self._push(self.serious, entry)
         elif not relevance.serious_seen:
             self._push(self.latest, entry)
+        return True
+
+    def skip(self, key: Any, record: Any, head: RecordHead) -> bool:
+        """Count an event by the head of its record when that settles it: no rule can use it
+        (:meth:`EventRelevance.head_plan`) and no timeline window can still show it (the window
+        of warnings and worse is being kept and this event is none). What :meth:`add` would
+        do with the whole event, at a fraction of the cost."""
+        relevance = self.relevance
+        serious, verdict = relevance.head_plan(key, head)
+        if verdict is False or (self.window and (serious or not relevance.serious_seen)):
+            return False
+        if verdict is not True:
+            folded = fold(head.text(record))
+            for literal in verdict:
+                if literal in folded:
+                    return False
+        self.count += 1
         return True
 
     def _push(self, heap: list[tuple[Any, int, Fact]], entry: tuple[Any, int, Fact]) -> None:

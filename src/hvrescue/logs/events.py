@@ -198,10 +198,31 @@ def event_fact(
 
 
 # ---------------------------------------------------------------- events kept or counted
+class RecordHead(Protocol):
+    """What the head of a record (a few fields read without building the event) tells: its
+    ``key`` (hashable, or None when only the whole reading can say), the event's ``fields`` but
+    ``unknown`` from a key, and a ``text`` of the record holding the value of each field of
+    ``verbatim`` (some of ``unknown``) as it is."""
+
+    unknown: frozenset[str]
+    verbatim: frozenset[str]
+
+    def key(self, record: Any) -> Any: ...
+
+    def fields(self, key: Any) -> dict[str, Any]: ...
+
+    def text(self, record: Any) -> str: ...
+
+
 class EventSelector(Protocol):
     """One log's events offered as read; ``kept()``: those to keep in full, in order."""
 
     def add(self, fact: Fact) -> bool: ...
+
+    def skip(self, key: Any, record: Any, head: RecordHead) -> bool:
+        """Count an event by the head of its record (``key``, from ``head.key(record)``) when
+        that settles that it is not kept; False: offer it whole."""
+        ...
 
     def kept(self) -> list[Fact]: ...
 

@@ -21,7 +21,7 @@ from typing import IO, Any
 from hvrescue.deps import MissingDependencyError, require
 from hvrescue.facts.model import Fact, Problem
 from hvrescue.logs.events import EventFilter, counted
-from hvrescue.logs.evtx_records import _from_dicts, from_json
+from hvrescue.logs.evtx_records import EVTX_HEAD, _from_dicts, from_json, head_key
 
 __all__ = ["_from_dicts", "from_json", "looping_chunks", "read_evtx"]
 
@@ -159,6 +159,7 @@ def _read_evtx(
         problems = _read_records(source, path, facts.append)
         return facts, problems
     selector = keep.selector()
+    skip_head = selector.skip
     offered = 0
 
     def offer(fact: Fact) -> None:
@@ -166,13 +167,28 @@ def _read_evtx(
         offered += 1
         selector.add(fact)
 
-    problems = _read_records(source, path, offer)
+    def skip(record: dict[str, Any]) -> bool:
+        # most events are settled by the head of the record, without building them
+        nonlocal offered
+        key = head_key(record)
+        if key is not None and skip_head(key, record, EVTX_HEAD):
+            offered += 1
+            return True
+        return False
+
+    problems = _read_records(source, path, offer, skip)
     kept = selector.kept()
     return kept + [counted(path, "evtx")] * (offered - len(kept)), problems
 
 
-def _read_records(source: IO[bytes], path: str, append: Callable[[Fact], Any]) -> list[Problem]:
-    """Each record as a fact handed to ``append``; what could not be read."""
+def _read_records(
+    source: IO[bytes],
+    path: str,
+    append: Callable[[Fact], Any],
+    skip: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[Problem]:
+    """Each record as a fact handed to ``append`` (except those ``skip`` took as they are);
+    what could not be read."""
     problems: list[Problem] = []
     try:
         evtx = require("evtx", "EVTX")
@@ -202,7 +218,8 @@ def _read_records(source: IO[bytes], path: str, append: Callable[[Fact], Any]) -
             for record in records:
                 errors = 0
                 try:
-                    append(from_json(record, path))
+                    if skip is None or not skip(record):
+                        append(from_json(record, path))
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     problems.append(
                         Problem(

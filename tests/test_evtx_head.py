@@ -1,0 +1,225 @@
+"""Events settled by the head of their record: triage counts most EVTX records without building
+them, from a decoding of a few System fields (``evtx_records.head``) and a look for the rules'
+literals in the record's data (``data_text``). The oracle is the whole reading of the same
+record (``from_json``) and the relevance of the event it makes (``EventRelevance.needed``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import evtx
+import msgspec
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from hvrescue.diagnose.relevance import EventRelevance
+from hvrescue.diagnose.rules import load_rules
+from hvrescue.logs.evtx_records import (
+    EVTX_HEAD,
+    HEAD_UNKNOWN,
+    HEAD_VERBATIM,
+    data_text,
+    from_json,
+    head,
+    head_key,
+)
+from tests.helpers import CORPUS
+
+RULES = load_rules()
+
+
+def _records(step: int = 1) -> list[dict[str, Any]]:
+    files = (
+        sorted((CORPUS / "evtx").rglob("*.evtx"))
+        + sorted((CORPUS / "evtx-real").rglob("*.evtx"))[::step]
+    )
+    out: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            out += [dict(r, path=str(f)) for r in evtx.PyEvtxParser(str(f)).records_json()]
+        except (OSError, RuntimeError, ValueError):
+            continue
+    if len(out) < 5000:
+        pytest.skip("../shared/corpus/public is not present")
+    return out
+
+
+def _agrees(record: dict[str, Any]) -> None:
+    """head() gives None, or exactly what from_json gives for its fields, and from_json gives
+    nothing beyond them but HEAD_UNKNOWN."""
+    found = head(record)
+    if found is None:
+        return
+    fact = from_json(record, "x")  # raises where the record is damaged: head must say None
+    assert {k: fact.attributes.get(k) for k in found} == found
+    assert set(fact.attributes) <= set(found) | HEAD_UNKNOWN
+
+
+def test_head_is_what_the_whole_reading_gives() -> None:
+    records = _records(2)
+    for record in records:
+        _agrees(record)
+    assert sum(head(r) is not None for r in records) > 0.9 * len(records)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+_NODE = (
+    _JSON
+    | st.fixed_dictionaries({"#attributes": _JSON})
+    | st.fixed_dictionaries(
+        {
+            "#attributes": st.dictionaries(
+                st.sampled_from(["Name", "SystemTime", "Qualifiers"]), _JSON
+            )
+        }
+    )
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    provider=_NODE,
+    event_id=_JSON | st.fixed_dictionaries({"#attributes": _JSON, "#text": _JSON}),
+    level=_JSON,
+    created=_NODE,
+    execution=_NODE,
+    security=_NODE,
+)
+@example(  # the two shapes the whole reading reports damaged after decoding them
+    provider=None,
+    event_id={"#attributes": "a", "#text": 5},
+    level=None,
+    created=None,
+    execution=None,
+    security=None,
+)
+@example(
+    provider=None,
+    event_id=5,
+    level=None,
+    created={"#attributes": {"SystemTime": [1]}},
+    execution=None,
+    security=None,
+)
+def test_head_declines_what_only_the_whole_reading_can_say(
+    provider: Any, event_id: Any, level: Any, created: Any, execution: Any, security: Any
+) -> None:
+    """Odd shapes of every System node head() reads or checks: it never accepts a record the
+    whole reading reports damaged, and never differs from it."""
+    system = {
+        "Provider": provider,
+        "EventID": event_id,
+        "Level": level,
+        "TimeCreated": created,
+        "Execution": execution,
+        "Security": security,
+    }
+    data = json.dumps({"Event": {"System": system, "EventData": {"A": "b"}}})
+    _agrees({"data": data, "event_record_id": 1, "timestamp": "2020-01-01 00:00:00 UTC"})
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)] + list(value)
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
+
+
+def test_data_text_holds_every_data_value() -> None:
+    """Every run of plain characters (what a literal can be) of every value and name in the
+    event's data and binary is in data_text: no literal in them is missed."""
+    checked = 0
+    for record in _records(3):
+        attributes = from_json(record, "x").attributes
+        text = data_text(record)
+        for field in HEAD_VERBATIM:
+            for leaf in _leaves(attributes[field]):
+                if isinstance(leaf, bool) or leaf is None:
+                    continue
+                if isinstance(leaf, int):
+                    assert str(leaf) in text
+                    continue
+                for run in "".join(
+                    c if c.isprintable() and c not in '"\\' else "\0" for c in str(leaf)
+                ).split("\0"):
+                    assert run in text
+                    checked += 1
+    assert checked > 10_000
+
+
+def _relevance() -> EventRelevance:
+    relevance = EventRelevance(RULES)
+    relevance.serious_seen = True  # the window of any level no longer needed: the head decides
+    return relevance
+
+
+def _skipped(relevance: EventRelevance, record: dict[str, Any]) -> bool:
+    key = head_key(record)
+    return key is not None and relevance.selector().skip(key, record, EVTX_HEAD)
+
+
+def test_no_event_a_rule_can_use_is_skipped_on_real_logs() -> None:
+    relevance = _relevance()
+    skipped = 0
+    for record in _records():
+        if _skipped(relevance, record):
+            skipped += 1
+            assert not relevance.needed(from_json(record, record["path"]))
+    assert skipped > 10_000  # and most are settled this way
+
+
+def _with_data(value: str, provider: str = "Microsoft-Windows-Security-Auditing") -> dict[str, Any]:
+    data = {
+        "Event": {
+            "System": {
+                "Provider": {"#attributes": {"Name": provider}},
+                "EventID": 4624,
+                "Level": 0,
+                "TimeCreated": {"#attributes": {"SystemTime": "2026-11-20T01:02:03.123456Z"}},
+            },
+            "EventData": {"TargetUserName": "admin", "Note": value},
+        }
+    }
+    return {"data": msgspec.json.encode(data).decode(), "event_record_id": 1}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bugcheck STATUS_SYSTEM_PROCESS_TERMINATED (0xC000021A)",
+        "The procedure entry point X could not be located in the DLL",
+        "error 0xc03a001d from the virtual disk",
+        "AddLegacyDriverFiles: Unable to back up image",
+    ],
+)
+def test_a_rule_literal_in_the_data_keeps_the_event(value: str) -> None:
+    """An event of a provider no rule names, with a text in its data that a rule's data clause
+    looks for, is offered whole, and is needed."""
+    relevance = _relevance()
+    record = _with_data(value)
+    assert relevance.needed(from_json(record, "x"))
+    assert not _skipped(relevance, record)
+    # the same event without that text is settled by its head
+    assert _skipped(relevance, _with_data("nothing of note"))
+
+
+def test_events_of_warning_or_worse_and_derived_ids_are_offered_whole() -> None:
+    relevance = _relevance()
+    record = _with_data("nothing of note")
+    warning = json.loads(record["data"])
+    warning["Event"]["System"]["Level"] = 3
+    assert not _skipped(relevance, {"data": json.dumps(warning), "event_record_id": 1})
+    restart = json.loads(record["data"])
+    restart["Event"]["System"]["EventID"] = 6008
+    assert not _skipped(relevance, {"data": json.dumps(restart), "event_record_id": 1})
+    # before an event of warning or worse was met, the timeline of any level needs times
+    assert not _skipped(EventRelevance(RULES), record)
