@@ -194,16 +194,60 @@ def parse_rules(text: str, source: str) -> list[Rule]:
     return rules
 
 
-@cache
-def load_rules() -> tuple[Rule, ...]:
-    """Every rule shipped with the package, validated; duplicate ids are an error."""
+# The rules as decoded and validated from the YAML, with the digest of the YAML they came from:
+# read in a few milliseconds where parsing the YAML takes ~0.2 s. Made by
+# tools/rules_snapshot.py; used only while the digest matches the files (else the YAML is read),
+# and tests/test_rules_snapshot.py holds it fresh and equal to the YAML.
+SNAPSHOT = "rules.snapshot.json"
+
+
+class Snapshot(msgspec.Struct, forbid_unknown_fields=True):
+    digest: str
+    rules: tuple[Rule, ...]
+
+
+def rule_sources() -> list[tuple[str, bytes]]:
+    """(name, bytes) of every rule file shipped with the package, by name."""
     folder = resources.files("hvrescue.diagnose").joinpath("rules")
+    return [
+        (entry.name, entry.read_bytes())
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith((".yaml", ".yml"))
+    ]
+
+
+def sources_digest(sources: list[tuple[str, bytes]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, data in sources:
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def rules_from_yaml(sources: list[tuple[str, bytes]]) -> tuple[Rule, ...]:
+    """Every rule of ``sources``, validated; duplicate ids are an error."""
     rules: list[Rule] = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith((".yaml", ".yml")):
-            rules += parse_rules(entry.read_text(encoding="utf-8"), entry.name)
+    for name, data in sources:
+        rules += parse_rules(data.decode("utf-8"), name)
     ids = [r.id for r in rules]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise RuleError(f"duplicate rule ids: {sorted(dupes)}")
     return tuple(rules)
+
+
+@cache
+def load_rules() -> tuple[Rule, ...]:
+    """Every rule shipped with the package, validated; duplicate ids are an error."""
+    sources = rule_sources()
+    digest = sources_digest(sources)
+    try:
+        raw = resources.files("hvrescue.diagnose").joinpath(SNAPSHOT).read_bytes()
+        snapshot = msgspec.json.decode(raw, type=Snapshot)
+    except (OSError, msgspec.DecodeError):
+        snapshot = None
+    if snapshot is not None and snapshot.digest == digest:
+        return snapshot.rules
+    return rules_from_yaml(sources)
