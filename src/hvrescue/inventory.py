@@ -285,8 +285,10 @@ def build_inventory(
                     params={"depth": depth, "limit": max_depth},
                 )
             )
+    listed = {f.path for f in inv.files}
     for extra in by_path.values():
-        if extra.path not in {f.path for f in inv.files}:
+        if extra.path not in listed:
+            listed.add(extra.path)
             extra.rel = extra.path
             inv.files.append(extra)
 

@@ -109,8 +109,9 @@ def catalogue() -> tuple[Signature, ...]:
     """The signatures of ``signatures.yaml``, compiled once."""
     import yaml
 
-    raw = yaml.safe_load(
-        resources.files("hvrescue.logs").joinpath("signatures.yaml").read_text("utf-8")
+    raw = yaml.load(  # libyaml's safe loader where PyYAML has it, as for the rules
+        resources.files("hvrescue.logs").joinpath("signatures.yaml").read_text("utf-8"),
+        Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader),
     )
     out = []
     for entry in raw["signatures"]:

@@ -32,9 +32,10 @@ def _inputs(
     for entry in recognition or []:
         outer, sep, _ = entry["path"].partition("!/")
         if sep:
-            members.setdefault(os.path.realpath(outer), []).append(entry)
+            members.setdefault(outer, []).append(entry)
         else:
-            status.setdefault(os.path.realpath(entry["path"]), entry)
+            status.setdefault(entry["path"], entry)
+    by_real = _RealPaths(status, members)
     out: list[dict[str, Any]] = []
     for path in paths:
         files = [path]
@@ -52,12 +53,40 @@ def _inputs(
             except OSError:
                 continue
             row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": input_hash(f)}
+            found, inside = by_real.find(f)
             if recognition is not None:
-                row.update(_recognised(status.get(os.path.realpath(f))))
+                row.update(_recognised(found))
             out.append(row)
-            for member in members.get(os.path.realpath(f), []):
+            for member in inside:
                 out.append({"path": member["path"], "size": None, "sha256": None} | member)
     return out
+
+
+class _RealPaths:
+    """What was recognised of a file, and its archive members: by the path as walked (the
+    walk names the files it hands to the readers as it names them here), else by the path
+    the system resolves (a link, another spelling), worked out only when needed."""
+
+    def __init__(
+        self, status: dict[str, dict[str, Any]], members: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        self.status = status
+        self.members = members
+        self.real: tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]] | None = None
+
+    def find(self, path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        if path in self.status or path in self.members:
+            return self.status.get(path), self.members.get(path, [])
+        if self.real is None:
+            status: dict[str, dict[str, Any]] = {}
+            members: dict[str, list[dict[str, Any]]] = {}
+            for key, entry in self.status.items():
+                status.setdefault(os.path.realpath(key), entry)
+            for key, entries in self.members.items():
+                members.setdefault(os.path.realpath(key), []).extend(entries)
+            self.real = status, members
+        real = os.path.realpath(path)
+        return self.real[0].get(real), self.real[1].get(real, [])
 
 
 def _recognised(entry: dict[str, Any] | None) -> dict[str, Any]:
