@@ -85,7 +85,8 @@ def compare(name: str, ours: list[str], files: list[str], rounds: int, events: i
     results: dict[str, list[tuple[float, float, int]]] = {"peer": [], name: []}
     peer = peer_argv(files)
     run(peer)  # a first run of each, not counted: the files in the page cache, bytecode made
-    run(ours)
+    if not run(ours)[3].strip():  # a crash that exits 1 would otherwise look fast
+        sys.exit(f"{name} printed nothing: run it by hand to see why")
     for r in range(rounds):
         order = [("peer", peer), (name, ours)]
         for label, argv in order if r % 2 == 0 else reversed(order):
