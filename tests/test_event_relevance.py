@@ -204,6 +204,26 @@ def test_relevance_goes_to_worker_processes_whole() -> None:
     assert again.clauses == relevance.clauses
 
 
+def test_a_worker_remembers_the_runs_serious_events_and_only_that_run() -> None:
+    """An event of warning or worse met in one batch holds for the next batch of the same run
+    read in the same process (the timeline of any level is no longer kept there), never for
+    another run."""
+    relevance = EventRelevance(RULES)
+    batch = pickle.loads(pickle.dumps(relevance))
+    assert not batch.serious_seen
+    selector = batch.selector()
+    selector.add(
+        Fact(
+            "event",
+            {**NOISE[0].attributes, "level": 3, "level_name": "warning"},
+            Provenance("x", "record:1"),
+        )
+    )
+    assert batch.serious_seen
+    assert pickle.loads(pickle.dumps(relevance)).serious_seen  # the next batch of the run
+    assert not pickle.loads(pickle.dumps(EventRelevance(RULES))).serious_seen  # another run
+
+
 def test_counted_events_keep_their_file_and_format() -> None:
     if not SMALL.is_dir():
         pytest.skip("../shared/corpus/public/evtx is not present")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,11 @@ def evidence_facts(facts: Iterable[Fact]) -> list[Fact]:
 _MEMOS: dict[int, tuple[list[CompiledClause], dict[Any, Any], dict[Any, Any], dict[Any, Any]]] = {}
 
 
+# The runs in which this process met an event of warning or worse with a time (a worker reads
+# batch after batch of one run, each with a relevance of its own).
+_SERIOUS_RUNS: set[str] = set()
+
+
 class EventRelevance:
     """The events ``rules`` and the report need (see the module's notes). Picklable: it goes to
     the processes that read logs, where its tests are compiled again on first use."""
@@ -135,22 +141,40 @@ class EventRelevance:
         self._others: tuple[tuple[str, Any], ...] = ()
         # An event of warning or worse with a time was met: the timeline shows those only.
         self.serious_seen = False
+        # This run, as the processes reading its logs know it (``_SERIOUS_RUNS``).
+        self.run = os.urandom(8).hex()
         self._memo: dict[tuple[Any, ...], tuple[bool, tuple[Residual, ...], Gate | None]] = {}
         self._head_memo: dict[frozenset[str], dict[Any, tuple[bool, bool | tuple[str, ...]]]] = {}
         self._known: dict[frozenset[str], frozenset[str]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"clauses": self.clauses, "window": self.window}
+        return {
+            "clauses": self.clauses,
+            "window": self.window,
+            "run": self.run,
+            "serious_seen": self.serious_seen,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.clauses = state["clauses"]
         self.window = state["window"]
+        self.run = state["run"]
         self._compiled = None
         self._others = ()
-        self.serious_seen = False
+        # what this process met in an earlier batch of the same run holds for the run
+        self.serious_seen = state["serious_seen"] or self.run in _SERIOUS_RUNS
         self._memo = {}
         self._head_memo = {}
         self._known = {}
+
+    def met_serious(self) -> None:
+        """An event of warning or worse with a time was met: the report's timeline holds those
+        only, in this run whatever the other logs hold."""
+        self.serious_seen = True
+        if self.run not in _SERIOUS_RUNS:
+            if len(_SERIOUS_RUNS) >= 64:
+                _SERIOUS_RUNS.clear()
+            _SERIOUS_RUNS.add(self.run)
 
     def _clauses(self) -> list[CompiledClause]:
         if self._compiled is None:
@@ -332,7 +356,7 @@ class Selector:
         if serious:
             # The report's window holds events of warning or worse, as there are some: the
             # window of any level is never shown (in this process, from now on).
-            relevance.serious_seen = True
+            relevance.met_serious()
             self.latest = []
         if needed:
             return True
