@@ -14,6 +14,14 @@ read, :meth:`EventRelevance.trim` keeps the report's window exactly and no more.
 The clauses come from the rules given, so a new rule is covered as it is written; a new kind of
 fact derived from events (``derive.py``) must name its event ids in ``DERIVED_IDS``.
 
+Most events are settled before they are built: a log reader that can read the head of a record
+(``logs.evtx_records.head_key``: provider, event id and level, for EVTX) offers it first
+(:meth:`Selector.skip`). :meth:`EventRelevance.head_plan` works out once per distinct head
+whether any clause or derivation could use such an event whatever its other fields hold (a
+clause that fails on the fields known fails whatever the others hold), or which literals its
+data must hold for one to; when none could and no window can still show it, the record is
+counted without being built. tests/test_evtx_head.py holds this to the whole reading.
+
 Every other event is counted, not kept: the reader leaves one shared stand-in per dropped event
 (:func:`hvrescue.logs.events.counted`: kind ``event``, its ``format``, ``counted: true``, no
 time), so the per-input list, the facts summary and the verdict count what each file held.
