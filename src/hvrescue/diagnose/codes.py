@@ -12,8 +12,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 # A stop code with this bit set (0x1000007E) is the same bug check as without it.
 _BUGCHECK_FLAG = 0x10000000
 _HEX = re.compile(r"^(0x[0-9a-fA-F]{1,8}|[0-9a-fA-F]{8})$")
@@ -45,14 +43,14 @@ _FACILITY_LAYER = {
     ("ntstatus", 4): "storage",
 }
 
-# libyaml's safe loader where PyYAML was built with it (about 8x faster on the rule base).
-SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 
 @cache
 def tables() -> dict[str, list[dict[str, Any]]]:
+    import yaml  # here: `explain` of a code found without the tables starts without PyYAML
+
     text = resources.files("hvrescue.diagnose").joinpath("codes.yaml").read_text(encoding="utf-8")
-    data = yaml.load(text, Loader=SAFE_LOADER)
+    # libyaml's safe loader where PyYAML was built with it (about 8x faster)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(data, dict):
         return {}
     return {k: list(v) for k, v in data.items() if isinstance(v, list)}

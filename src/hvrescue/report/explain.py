@@ -28,8 +28,6 @@ def explain(code: str, lang: str) -> dict[str, Any] | None:
     """``{"code", "kind", "layer", "layer_text", "meaning", ["name", "detail"]}``, or None
     when the code is not known."""
     from hvrescue.diagnose.codes import lookup
-    from hvrescue.diagnose.engine import fill_unbound
-    from hvrescue.diagnose.rules import load_rules
     from hvrescue.report.status_text import worded
 
     msg = Messages(lang)
@@ -37,6 +35,10 @@ def explain(code: str, lang: str) -> dict[str, Any] | None:
     found = None if found is None else worded(found, lang)
     text = code.strip()
     if found is None:
+        # a rule id: the rules and the engine's wording only now
+        from hvrescue.diagnose.engine import fill_unbound
+        from hvrescue.diagnose.rules import load_rules
+
         for rule in load_rules():
             if rule.id == text:
                 found = {
