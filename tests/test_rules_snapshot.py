@@ -65,3 +65,22 @@ def test_a_damaged_snapshot_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None
         assert load_rules() == rules_from_yaml(rule_sources())
     finally:
         load_rules.cache_clear()
+
+
+def test_the_code_tables_snapshot_is_codes_yaml_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hvrescue.diagnose import codes
+
+    data, digest = codes.yaml_source()
+    raw = resources.files("hvrescue.diagnose").joinpath(codes.SNAPSHOT).read_bytes()
+    snapshot = msgspec.json.decode(raw)
+    assert snapshot["digest"] == digest, FIX
+    assert snapshot["tables"] == codes.tables_from_yaml(data), FIX
+    # and a changed codes.yaml is read from the YAML
+    changed = data + b"\n# changed\n"
+    monkeypatch.setattr(codes, "yaml_source", lambda: (changed, "another digest"))
+    monkeypatch.setattr(codes, "tables_from_yaml", lambda given: {"from": [{"yaml": given}]})
+    codes.tables.cache_clear()
+    try:
+        assert codes.tables() == {"from": [{"yaml": changed}]}
+    finally:
+        codes.tables.cache_clear()

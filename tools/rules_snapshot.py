@@ -1,6 +1,7 @@
-"""Write ``src/hvrescue/diagnose/rules.snapshot.json``: the rules as decoded and validated from
-their YAML, with the digest of that YAML (``hvrescue.diagnose.rules.load_rules`` reads it while
-the digest matches). Run after changing a rule file:
+"""Write ``src/hvrescue/diagnose/rules.snapshot.json`` and ``codes.snapshot.json``: the rules as
+decoded and validated from their YAML, and the code tables as loaded from ``codes.yaml``, each
+with the digest of its YAML (``load_rules`` and ``codes.tables`` read them while the digest
+matches). Run after changing a rule file or codes.yaml:
 
     python3 tools/rules_snapshot.py
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from hvrescue.diagnose import codes
 from hvrescue.diagnose.rules import (
     SNAPSHOT,
     Snapshot,
@@ -25,6 +27,14 @@ from hvrescue.diagnose.rules import (
 TARGET = Path(__file__).resolve().parents[1] / "src" / "hvrescue" / "diagnose" / SNAPSHOT
 
 
+def _write(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".snapshot-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, target)
+    print(f"{target}: {len(data)} bytes")
+
+
 def main() -> int:
     sources = rule_sources()
     rules = rules_from_yaml(sources)
@@ -32,11 +42,14 @@ def main() -> int:
     if msgspec.json.decode(data, type=Snapshot).rules != rules:
         print("the rules do not survive JSON (a date or a non-string key?): no snapshot written")
         return 1
-    fd, tmp = tempfile.mkstemp(dir=TARGET.parent, prefix=".snapshot-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, TARGET)
-    print(f"{TARGET}: {len(rules)} rules, {len(data)} bytes")
+    source, digest = codes.yaml_source()
+    tables = codes.tables_from_yaml(source)
+    table_data = msgspec.json.encode({"digest": digest, "tables": tables}) + b"\n"
+    if msgspec.json.decode(table_data)["tables"] != tables:
+        print("codes.yaml does not survive JSON: no snapshot written")
+        return 1
+    _write(TARGET, data)
+    _write(TARGET.parent / codes.SNAPSHOT, table_data)
     return 0
 
 

@@ -44,16 +44,42 @@ _FACILITY_LAYER = {
 }
 
 
+# codes.yaml as loaded, with the digest of the file it came from (tools/rules_snapshot.py makes
+# it; used only while the digest matches, as the rules' snapshot is).
+SNAPSHOT = "codes.snapshot.json"
+
+
+def tables_from_yaml(data: bytes) -> dict[str, list[dict[str, Any]]]:
+    import yaml
+
+    # libyaml's safe loader where PyYAML was built with it (about 8x faster)
+    loaded = yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    if not isinstance(loaded, dict):
+        return {}
+    return {k: list(v) for k, v in loaded.items() if isinstance(v, list)}
+
+
+def yaml_source() -> tuple[bytes, str]:
+    """codes.yaml and its SHA-256."""
+    import hashlib
+
+    data = resources.files("hvrescue.diagnose").joinpath("codes.yaml").read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
+
+
 @cache
 def tables() -> dict[str, list[dict[str, Any]]]:
-    import yaml  # here: `explain` of a code found without the tables starts without PyYAML
+    import msgspec
 
-    text = resources.files("hvrescue.diagnose").joinpath("codes.yaml").read_text(encoding="utf-8")
-    # libyaml's safe loader where PyYAML was built with it (about 8x faster)
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    if not isinstance(data, dict):
-        return {}
-    return {k: list(v) for k, v in data.items() if isinstance(v, list)}
+    data, digest = yaml_source()
+    try:
+        raw = resources.files("hvrescue.diagnose").joinpath(SNAPSHOT).read_bytes()
+        snapshot = msgspec.json.decode(raw, type=dict[str, Any])
+    except (OSError, msgspec.DecodeError):
+        snapshot = {}
+    if snapshot.get("digest") == digest and isinstance(snapshot.get("tables"), dict):
+        return dict(snapshot["tables"])
+    return tables_from_yaml(data)
 
 
 def _entry(table: str, value: int) -> dict[str, Any] | None:
