@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from hvrescue import __version__
@@ -128,6 +127,8 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         data["findings"] = [finding_json(f, c.msg) for f in report.findings]
         emit_json(data)
         sys.exit(code)
+    from rich.table import Table  # here: the other commands print no table of their own
+
     out = console()
     out.print(Text(c.msg("ui.chain.title", path=file), style="bold"))
     table = Table()
@@ -306,20 +307,22 @@ def facts(
 ) -> None:
     """Facts from event logs (EVTX, XML, CSV, text) and command outputs, with provenance."""
     from hvrescue.evidence import Budget
-    from hvrescue.logs.collect import collect
 
     fmt = record_format(as_json, fmt)
     if fmt == "jsonl":
         # Streamed: each log's facts written as soon as read, never all held.
         from hvrescue.logs.stream import FactStream
-        from hvrescue.report.records import fact_records, write_records
+        from hvrescue.report.records import facts_jsonl, write_jsonl_parts
 
-        streamed = FactStream(list(paths), Budget.from_option(max_memory), jobs)
+        # the records made where the logs are read (in the workers, for EVTX files)
+        streamed = FactStream(list(paths), Budget.from_option(max_memory), jobs, facts_jsonl)
         with stdout_binary() as binary:
-            write_records(fact_records(streamed), binary, fmt)
+            write_jsonl_parts(streamed.parts(), binary)
         _say_problems(c, streamed.summary, console(stderr=True))
         _say_inputs(c, streamed.inputs(), console(stderr=True), brief=True)
         sys.exit(EXIT_OK)
+    from hvrescue.logs.collect import collect
+
     found = collect(list(paths), Budget.from_option(max_memory), jobs)
     inputs = found.inputs()
     if fmt == "json":

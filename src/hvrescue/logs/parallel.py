@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import functools
 import gc
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from hvrescue.evidence import Budget, Folder, Item, Skipped
 from hvrescue.evidence import classify as cls
 from hvrescue.facts.model import FactSet
 from hvrescue.logs.events import EventFilter
+
+if TYPE_CHECKING:
+    # Imported when the first worker starts: a run on one core, or on a few small logs,
+    # never loads multiprocessing.
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 # Files read ahead per worker: enough to keep every worker busy while the caller takes the
 # oldest result, few enough that their facts never pile up.
@@ -47,6 +49,9 @@ BATCH_FILES = 64
 Entry = Item | Folder | Skipped
 # facts_from_item: (item, budget) or, with events to keep, (item, budget, keep)
 Reader = Callable[..., FactSet]
+# What a worker makes of each item's facts before it sends them (picklable: a module-level
+# function or a partial of one).
+Post = Callable[[FactSet], FactSet]
 
 
 def default_jobs() -> int:
@@ -57,6 +62,8 @@ def default_jobs() -> int:
 def _context() -> Any:
     # fork shares the imported modules with the workers (no second start-up); where there is
     # no fork (Windows), spawn.
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
@@ -65,16 +72,19 @@ def _worker_read(
     files: list[tuple[str, str, str | None, str, int, str]],
     budget: Budget,
     keep: EventFilter | None = None,
+    post: Post | None = None,
 ) -> list[FactSet]:
     """In a worker: the facts of on-disk files, each as :func:`collect.facts_from_item` gives
-    them in the parent (the same opener, the same readers, the same events kept)."""
+    them in the parent (the same opener, the same readers, the same events kept), and handed
+    to ``post`` when there is one."""
     from hvrescue.evidence.walk import _opener
-    from hvrescue.logs.collect import facts_from_item
+    from hvrescue.logs.evtx_item import read_item
 
-    return [
-        facts_from_item(Item(path, kind, fmt, content, size, _opener(path), root), budget, keep)
+    found = [
+        read_item(Item(path, kind, fmt, content, size, _opener(path), root), budget, keep)
         for path, kind, fmt, content, size, root in files
     ]
+    return found if post is None else [post(f) for f in found]
 
 
 def _parallel_item(entry: Entry) -> bool:
@@ -93,13 +103,15 @@ def read_entries(
     jobs: int | None = None,
     from_bytes: int | None = None,
     keep: EventFilter | None = None,
+    post: Post | None = None,
 ) -> Iterator[tuple[Entry, FactSet | None]]:
     """Each entry of ``entries`` with what ``read`` gives for it (None for a folder or a skipped
     entry, which the caller handles as before), in the order of ``entries``. On-disk EVTX files
     are read in ``jobs`` worker processes (None: one per core; 1: none, all here); small ones
     go to a worker together (``BATCH_BYTES``, ``BATCH_FILES``), so a folder of many small logs
     does not pay a hand-over per file. ``keep``: the events to keep in full, the others
-    counted (``read`` is then called with it as a third argument)."""
+    counted (``read`` is then called with it as a third argument). ``post``: what the workers
+    make of each item's facts before sending them (``read`` here is not given to it)."""
     if keep is not None:
         read = functools.partial(_read_keeping, read, keep)
     jobs = default_jobs() if jobs is None else max(1, min(MAX_JOBS, jobs))
@@ -107,7 +119,7 @@ def read_entries(
         for entry in entries:
             yield entry, (read(entry, budget) if isinstance(entry, Item) else None)
         return
-    state = _Run(jobs, budget, read, keep)
+    state = _Run(jobs, budget, read, keep, post)
     start_at = PARALLEL_FROM_BYTES if from_bytes is None else from_bytes
     seen = 0
     # The results are unpickled in the pool's own thread while this one goes on: facts are
@@ -120,6 +132,8 @@ def read_entries(
                 assert isinstance(entry, Item)
                 seen += entry.size
                 if state.pool is None and seen >= start_at:
+                    from concurrent.futures import ProcessPoolExecutor
+
                     state.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context())
                 if state.pool is not None:
                     state.add(entry)
@@ -152,16 +166,23 @@ def _read_keeping(read: Reader, keep: EventFilter, item: Item, budget: Budget) -
     return read(item, budget, keep)
 
 
-_Result = list[FactSet | None] | Future[list[FactSet]]
+# Read here (a list), or in a worker (a Future: the pool's module is imported only with it).
+_Result: TypeAlias = "list[FactSet | None] | Future[list[FactSet]]"
 
 
 class _Run:
     """The entries handed out and not yet taken, oldest first, and the batch being filled."""
 
     def __init__(
-        self, jobs: int, budget: Budget, read: Reader, keep: EventFilter | None = None
+        self,
+        jobs: int,
+        budget: Budget,
+        read: Reader,
+        keep: EventFilter | None = None,
+        post: Post | None = None,
     ) -> None:
         self.keep = keep
+        self.post = post
         self.pool: ProcessPoolExecutor | None = None
         self.broken = False
         self.window = jobs * WINDOW_PER_JOB
@@ -182,10 +203,14 @@ class _Run:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
         files = [(i.path, i.kind, i.format, i.content, i.size, i.root) for i in batch]
+        from concurrent.futures.process import BrokenProcessPool
+
         result: _Result
         try:
             assert self.pool is not None
-            extra = () if self.keep is None else (self.keep,)
+            extra: tuple[Any, ...] = () if self.keep is None else (self.keep,)
+            if self.post is not None:
+                extra = (self.keep, self.post)
             result = self.pool.submit(_worker_read, files, self.budget, *extra)
         except (BrokenProcessPool, RuntimeError):
             self.broken = True
@@ -196,14 +221,16 @@ class _Run:
         """What is ready at the head; waiting for the head only when the window is full."""
         while self.pending:
             head = self.pending[0][1]
-            running = sum(isinstance(r, Future) for _e, r in self.pending)
-            if isinstance(head, Future) and not head.done() and running <= self.window:
+            running = sum(not isinstance(r, list) for _e, r in self.pending)
+            if not isinstance(head, list) and not head.done() and running <= self.window:
                 return
             yield from self.settle()
 
     def settle(self) -> Iterator[tuple[Entry, FactSet | None]]:
         entries, result = self.pending.popleft()
-        if isinstance(result, Future):
+        if not isinstance(result, list):
+            from concurrent.futures.process import BrokenProcessPool
+
             try:
                 found: list[FactSet | None] = list(result.result())
             except BrokenProcessPool:

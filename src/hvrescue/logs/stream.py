@@ -10,45 +10,107 @@ stays, until the services the rest of the evidence names are known; event logs n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from hvrescue.evidence import Budget, Walk
-from hvrescue.facts.model import Fact, Provenance
-from hvrescue.logs.collect import add_entry, facts_from_item
-from hvrescue.logs.inputs import Collected, fact_format, label_services, recognition
+from hvrescue.evidence import Budget, Item, Skipped, Walk
+from hvrescue.evidence import classify as cls
+from hvrescue.facts.model import Fact, FactSet, Provenance
+from hvrescue.logs.evtx_item import read_item
+from hvrescue.logs.inputs import (
+    ABOUT_FILES,
+    Collected,
+    fact_format,
+    label_services,
+    recognition,
+)
 from hvrescue.logs.parallel import read_entries
 
 # The kinds label_services learns service names from, and the kind it renames.
 _NAMING = ("service_config", "service_status", "process")
 _LABELLED = "service_security"
 
+# Turns facts into the bytes the caller writes (a module-level function: it goes to the
+# workers by name).
+Render = Callable[[list[Fact]], bytes]
+_Counts = dict[str, dict[tuple[str, str], int]]
+
+
+@dataclass
+class Rendered(FactSet):
+    """An item's facts as a worker rendered them (``lines``) with their count per path and
+    (kind, format); ``facts`` is empty, the rest of the set as read."""
+
+    lines: bytes = b""
+    counts: _Counts | None = None
+
 
 class FactStream:
     """``for fact in FactStream(paths)``; afterwards ``summary`` (problems, unrecognised,
-    skipped, items) and :meth:`inputs` say what ``collect`` would have said."""
+    skipped, items) and :meth:`inputs` say what ``collect`` would have said.
 
-    def __init__(self, paths: list[str], budget: Budget | None = None, jobs: int | None = None):
+    With ``render``, :meth:`parts` gives each item's facts, or the bytes a worker process made
+    of them with ``render`` (EVTX logs read in workers: their facts never come back to this
+    process), in the order of the facts."""
+
+    def __init__(
+        self,
+        paths: list[str],
+        budget: Budget | None = None,
+        jobs: int | None = None,
+        render: Render | None = None,
+    ):
         self.paths = list(paths)
         self.budget = budget or Budget()
         self.jobs = jobs
+        self.render = render
         self.summary = Collected()
-        self._counts: dict[str, dict[tuple[str, str], int]] = {}
+        self._counts: _Counts = {}
 
     def __iter__(self) -> Iterator[Fact]:
+        for part in self.parts():
+            assert not isinstance(part, bytes), "a rendering FactStream is read by parts()"
+            yield from part
+
+    def parts(self) -> Iterator[list[Fact] | bytes]:
+        """The facts of the walk in order, item by item: a list of facts, or their bytes as
+        ``render`` made them in a worker."""
         naming: list[Fact] = []  # facts label_services learns names from (few: no events)
-        held: list[Fact] | None = None
+        held: list[Fact | bytes] | None = None
         budget = self.budget
         walk = Walk(self.paths, budget)
-        for entry, found in read_entries(walk, budget, facts_from_item, self.jobs):
-            part = Collected()
-            add_entry(part, entry, budget, found)
-            self.summary.items += part.items
-            self.summary.unrecognised += part.unrecognised
-            self.summary.problems += part.problems
-            self.summary.skipped += part.skipped
-            for fact in part.facts:
-                self._count(fact)
+        summary = self.summary
+        post = None if self.render is None else functools.partial(_prerender, self.render)
+        for entry, found in read_entries(walk, budget, read_item, self.jobs, post=post):
+            # collect.add_entry, without importing collect for a folder of EVTX logs
+            if isinstance(entry, Skipped):
+                from hvrescue.logs.collect import add_skipped
+
+                skipped = Collected()
+                add_skipped(skipped, entry)
+                summary.extend(skipped)
+                continue
+            if not isinstance(entry, Item):
+                continue
+            if entry.kind not in (cls.ARCHIVE, cls.BUNDLE):
+                summary.items.append((entry.path, entry.content))
+            if found is None:
+                found = read_item(entry, budget)
+            summary.unrecognised += found.unrecognised
+            summary.problems += found.problems
+            summary.skipped += found.skipped
+            if isinstance(found, Rendered):
+                _add_counts(self._counts, found.counts or {})
+                if held is not None:
+                    held.append(found.lines)
+                elif found.lines:
+                    yield found.lines
+                continue
+            _count(self._counts, found.facts)
+            out: list[Fact] = []
+            for fact in found.facts:
                 if (
                     held is None
                     and fact.kind == _LABELLED
@@ -60,23 +122,64 @@ class FactStream:
                     continue
                 if fact.kind in _NAMING:
                     naming.append(fact)
-                yield fact
+                out.append(fact)
+            if out:
+                yield out
         if held:
-            yield from label_services(naming + held)[len(naming) :]
-
-    def _count(self, fact: Fact) -> None:
-        path = fact.provenance.path
-        key = (fact.kind, fact_format(fact))
-        counts = self._counts.setdefault(path, {})
-        counts[key] = counts.get(key, 0) + 1
+            facts = [f for f in held if isinstance(f, Fact)]
+            labelled = iter(label_services(naming + facts)[len(naming) :])
+            for waited in held:
+                yield waited if isinstance(waited, bytes) else [next(labelled)]
 
     def inputs(self) -> list[dict[str, Any]]:
         """The per-input list, as ``collect(...).inputs()`` gives it."""
+        # One stand-in per (kind, format) of each path: the formats come in the order they
+        # were first met, as with every fact; then each entry's count is put right.
         standins: list[Fact] = []
         for path, counts in self._counts.items():
-            for key, n in counts.items():
-                kind, fmt = key
+            for kind, fmt in counts:
                 # fact_format of the stand-in is ``fmt`` again (a non-empty "format")
-                stub = Fact(kind, {"format": fmt}, Provenance(path, None))
-                standins += [stub] * n
-        return recognition(self.summary, self.summary.items, standins)
+                standins.append(Fact(kind, {"format": fmt}, Provenance(path, None)))
+        entries = recognition(self.summary, self.summary.items, standins)
+        for entry in entries:
+            if entry["facts"]:
+                counts = self._counts[entry["path"]]
+                entry["facts"] = sum(n for (k, _f), n in counts.items() if k not in ABOUT_FILES)
+        return entries
+
+
+def _count(counts: _Counts, facts: list[Fact]) -> None:
+    """Each fact counted per path and (kind, format), for the per-input list (inline: this
+    runs once per event)."""
+    last_path: str | None = None
+    per_path: dict[tuple[str, str], int] = {}
+    for fact in facts:
+        fmt = fact.attributes.get("format")
+        kind = fact.kind
+        key = (
+            (kind, fmt)
+            if type(fmt) is str and fmt and kind != "disk_check"
+            else (kind, fact_format(fact))
+        )
+        path = fact.provenance.path
+        if path != last_path:
+            last_path, per_path = path, counts.setdefault(path, {})
+        per_path[key] = per_path.get(key, 0) + 1
+
+
+def _add_counts(counts: _Counts, more: _Counts) -> None:
+    for path, keys in more.items():
+        per_path = counts.setdefault(path, {})
+        for key, n in keys.items():
+            per_path[key] = per_path.get(key, 0) + n
+
+
+def _prerender(render: Render, found: FactSet) -> FactSet:
+    """In a worker: ``found`` with its facts rendered, unless one of them is for
+    ``label_services`` (which waits for the whole evidence: those go back as facts)."""
+    if any(f.kind == _LABELLED or f.kind in _NAMING for f in found.facts):
+        return found
+    counts: _Counts = {}
+    _count(counts, found.facts)
+    lines = render(found.facts) if found.facts else b""
+    return Rendered([], found.unrecognised, found.problems, found.skipped, lines, counts)
