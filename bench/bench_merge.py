@@ -2,6 +2,7 @@
 asserts nothing. Linux (peak memory from GNU time).
 
     python3 bench/bench_merge.py [--workdir DIR] [--rounds 3] [--data-gib 1] [--cases ...]
+                                 [--modes verified no-verify] [--baseline-src OLD/src]
 
 Inputs: a sparse raw image of 4 GiB holding 1 GiB of random (incompressible) data in 1 MiB
 extents, one every 4 MiB, converted by `qemu-img convert -O vhdx` at 1, 32 and 256 MiB
@@ -177,6 +178,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cases", nargs="*", default=None, help="substrings of case names")
     ap.add_argument("--baseline-src", default=None, help="also time hvrescue from this src")
+    ap.add_argument(
+        "--modes",
+        nargs="*",
+        choices=("verified", "no-verify"),
+        default=["verified", "no-verify"],
+        help="which of the two comparisons to run",
+    )
     args = ap.parse_args()
     qemu = shutil.which("qemu-img")
     if not qemu:
@@ -193,7 +201,7 @@ def main() -> None:
         print(name)
         who_all = ["hvrescue", "peer"] + (["baseline"] if args.baseline_src else [])
         base_env = dict(os.environ, PYTHONPATH=args.baseline_src or "")
-        for verify in (True, False):
+        for verify in [m == "verified" for m in args.modes]:
             times: dict[str, list[float]] = {k: [] for k in who_all}
             cpus: dict[str, list[float]] = {k: [] for k in who_all}
             peaks: dict[str, int] = dict.fromkeys(who_all, 0)

@@ -48,10 +48,16 @@ if hasattr(errno, "EDQUOT"):
 _MAX_NAME = 255
 
 
+class FlushFailed(OSError):
+    """Writing an output's bytes back to its device (a flush, a range's writeback) failed: a
+    failure of the output like a failed write, whatever its errno (EIO, mostly)."""
+
+
 def output_error(exc: OSError, path: str) -> OutputError:
     """The domain error for an OSError met while writing the output ``path``."""
     code = exc.errno if exc.errno is not None else 0
-    key = _KEYS.get(code, "error.output.write")
+    fallback = "error.output.flush" if isinstance(exc, FlushFailed) else "error.output.write"
+    key = _KEYS.get(code, fallback)
     return OutputError(
         key,
         path=path,
@@ -62,8 +68,9 @@ def output_error(exc: OSError, path: str) -> OutputError:
 
 
 def is_write_failure(exc: BaseException) -> bool:
-    """An OSError that only writing can cause (disk full, quota, read-only, file too large)."""
-    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
+    """An OSError that only writing can cause (disk full, quota, read-only, file too large,
+    a failed flush)."""
+    return isinstance(exc, FlushFailed) or (isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS)
 
 
 def check_output_folder(path: str | os.PathLike[str]) -> None:
@@ -192,7 +199,9 @@ def atomic_output(
         try:
             os.fsync(fd)
         except OSError as exc:
-            raise output_error(exc, target) from exc
+            raise output_error(
+                FlushFailed(exc.errno or 0, exc.strerror or str(exc)), target
+            ) from exc
         closing, fd = fd, -1
         try:
             # Some filesystems (NFS, SMB) report a full disk or quota only when closing.

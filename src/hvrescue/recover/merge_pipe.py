@@ -3,18 +3,22 @@ bounded pool of buffers, so that memory is the pool's whatever the block size.
 
 - The caller's thread reads a chunk of the chain (at most :data:`CHUNK`, never across a block)
   into a pooled buffer, finds its non-zero 1 MiB units and says where their runs go in the file.
-- The writer thread writes those runs. Every :data:`FLUSH_EVERY` bytes it asks the flusher
-  for an ``fsync``, so the disk writes while reading goes on and the final flush finds little
-  left. Verifying, it then hands the chunk to the checker thread, which reads each run back
-  from the output through a second, read-only descriptor and compares it byte for byte with
-  the buffer it was written from, while the writer goes on with the next chunk (a chunk is
-  read back only after all its runs were written).
+- The writer thread writes those runs. Every :data:`WRITEBACK_EVERY` bytes it hands the file
+  range written since to the flusher thread, which starts that range's writeback to the device
+  without waiting for it (Linux ``sync_file_range``), so the disk writes while reading goes on
+  and the final ``fsync`` (``io/atomic.py``, before the output is named) finds little left.
+  Where ranges cannot be written back (Windows, macOS) the flusher ``fsync``s the file every
+  :data:`FLUSH_EVERY` bytes instead. Verifying, the writer then hands the chunk to the checker
+  thread, which reads each run back from the output through a second, read-only descriptor
+  and compares it byte for byte with the buffer it was written from, while the writer goes
+  on with the next chunk (a chunk is read back only after all its runs were written).
 - The digest thread feeds the chain's content digest: the one hash of the data.
 
 A buffer goes back to the pool when the digest thread and the writer (or, verifying, the
 checker after it) are done with it. An error on a thread stops
 its work but not its consumption of buffers (nothing waits forever); it is raised by
-:meth:`Pipeline.finish`.
+:meth:`Pipeline.finish`. An error of a writeback or a flush is raised as
+:class:`~hvrescue.io.atomic.FlushFailed`: a failure of the output, which is then not named.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hvrescue.io.atomic import FlushFailed
 from hvrescue.platform import pread_into, pwrite_all
+from hvrescue.platform.writeback import start_writeback, writes_back
 from hvrescue.recover.digest import UNIT, ContentDigest
 
 CHUNK = 4 * UNIT
 POOL = 8
 FLUSH_EVERY = 256 * UNIT
+WRITEBACK_EVERY = 32 * UNIT
 # Read-back mismatches kept to name in a result (all are counted).
 MAX_MISMATCHES = 100
 
@@ -90,8 +97,15 @@ class Pipeline:
         self._users: dict[int, int] = {}
         self._lock = threading.Lock()
         self._since_flush = 0
-        self._flush_wanted = threading.Event()
-        self._stopping = False
+        # The file range written since the last hand-over to the flusher, as [lo, hi).
+        self._dirty_lo = -1
+        self._dirty_hi = -1
+        self._ranges = writes_back()
+        # What the writer handed over and the flusher has not taken yet: one range, widened
+        # while the flusher is busy, so that nothing grows with the output's size.
+        self._pending: tuple[int, int] | None = None
+        self._closing = False
+        self._flush_cv = threading.Condition()
         self._write_q: queue.Queue[Chunk | None] = queue.Queue(maxsize=POOL)
         self._hash_q: queue.Queue[Chunk | None] = queue.Queue(maxsize=POOL)
         self._check_q: queue.Queue[Chunk | None] = queue.Queue(maxsize=POOL)
@@ -138,8 +152,11 @@ class Pipeline:
             self._hash_q.put(None)
         for thread in self._workers:
             thread.join()
-        self._stopping = True
-        self._flush_wanted.set()
+        if self._ranges:
+            self._hand_over()  # the last range's writeback starts now, before the final fsync
+        with self._flush_cv:
+            self._closing = True
+            self._flush_cv.notify()
         self._flush_thread.join()
         self._raise()
 
@@ -194,10 +211,23 @@ class Pipeline:
             data = view[start : start + n]
             pwrite_all(self.fd, data, at)
             self._note(item.offset + start, at, n)
+            self._dirty_lo = at if self._dirty_lo < 0 else min(self._dirty_lo, at)
+            self._dirty_hi = max(self._dirty_hi, at + n)
             self._since_flush += n
-            if self._since_flush >= FLUSH_EVERY:
-                self._since_flush = 0
-                self._flush_wanted.set()
+            if self._since_flush >= (WRITEBACK_EVERY if self._ranges else FLUSH_EVERY):
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the flusher the range written since the last hand-over."""
+        if self._dirty_lo >= 0:
+            lo, hi = self._dirty_lo, self._dirty_hi
+            with self._flush_cv:
+                if self._pending is not None:
+                    lo, hi = min(lo, self._pending[0]), max(hi, self._pending[1])
+                self._pending = (lo, hi)
+                self._flush_cv.notify()
+        self._since_flush = 0
+        self._dirty_lo = self._dirty_hi = -1
 
     def _note(self, virtual: int, at: int, n: int) -> None:
         if self.written:
@@ -233,14 +263,22 @@ class Pipeline:
                 self.mismatches.append((at, len(data)))
 
     def _flusher(self) -> None:
+        """Start the writeback of each range handed over, without waiting for it (the final
+        ``fsync`` waits, and reports what the device failed to write); where ranges cannot be
+        written back, ``fsync`` the file instead."""
         while True:
-            self._flush_wanted.wait()
-            self._flush_wanted.clear()
-            if self._stopping:
+            with self._flush_cv:
+                while self._pending is None and not self._closing:
+                    self._flush_cv.wait()
+                span, self._pending = self._pending, None
+            if span is None:
                 return
+            if self.error is not None:
+                continue
             try:
-                os.fsync(self.fd)
+                if not (self._ranges and start_writeback(self.fd, span[0], span[1] - span[0])):
+                    self._ranges = False
+                    os.fsync(self.fd)
             except OSError as exc:
                 if self.error is None:
-                    self.error = exc
-                return
+                    self.error = FlushFailed(exc.errno or 0, exc.strerror or str(exc))
