@@ -1,6 +1,7 @@
 """`preserve` against `cp` and `cp` + `sha256sum`, in one run. Prints figures; asserts nothing.
 
     python3 bench/bench_preserve.py [--workdir DIR] [--gib 2] [--rounds 3] [--cold] [--hash blake3]
+                                    [--baseline-src OLD/src]
 
 Builds a VM-like folder of ~2 GiB in several files (one large disk, a differencing disk, smaller
 files), then times, alternating the order each round:
@@ -10,13 +11,18 @@ files), then times, alternating the order each round:
   hvrescue preserve SRC DEST          (copy + SHA-256 + manifest + case record, one pass; with
                                       --hash, the further digests in the same pass)
 With --cold the page cache is dropped before every command (needs root); otherwise every run
-reads from a warm cache, which favours the peers' second read. Peak memory is from
-/usr/bin/time when present.
+reads from a warm cache, which favours the peers' second read. Peak memory and CPU time (user +
+system) are from GNU time when present; the 1-minute load average is printed before and after
+each command (other jobs on the machine move every figure). SHA-256 of the same bytes in memory
+(hashlib, one core) is printed as the floor no hashing copy can beat on one core.
+``--baseline-src DIR`` also times hvrescue imported from another source tree (the previous
+version) in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -70,20 +76,40 @@ def drop_caches() -> bool:
         return False
 
 
-def run(cmd: list[str], cold: bool) -> tuple[float, int | None]:
+class Run:
+    def __init__(self, wall: float, peak: int | None, cpu: float | None, load: tuple[float, float]):
+        self.wall, self.peak, self.cpu, self.load = wall, peak, cpu, load
+
+
+def run(cmd: list[str], cold: bool, env: dict[str, str] | None = None) -> Run:
     if cold:
         drop_caches()
-    timer = ["/usr/bin/time", "-f", "%M"] if os.path.exists("/usr/bin/time") else []
+    timer = ["/usr/bin/time", "-f", "@@ %M %U %S"] if os.path.exists("/usr/bin/time") else []
+    before = os.getloadavg()[0]
     t = time.perf_counter()
-    proc = subprocess.run(timer + cmd, capture_output=True, text=True, env=ENV)
+    proc = subprocess.run(timer + cmd, capture_output=True, text=True, env=env or ENV)
     dt = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed: {proc.stderr[-500:]}")
-    peak = None
-    if timer:
-        last = proc.stderr.strip().splitlines()[-1]
-        peak = int(last) if last.isdigit() else None
-    return dt, peak
+    peak = cpu = None
+    for line in proc.stderr.splitlines():
+        if line.startswith("@@ "):
+            kib, user, system = line.split()[1:4]
+            peak, cpu = int(kib), float(user) + float(system)
+    return Run(dt, peak, cpu, (before, os.getloadavg()[0]))
+
+
+def sha256_floor(files: list[str]) -> float:
+    """Seconds hashlib's SHA-256 takes over the files' bytes already in memory (one core)."""
+    h = hashlib.sha256()
+    took = 0.0
+    for path in files:
+        with open(path, "rb") as f:
+            while chunk := f.read(64 * MiB):
+                t = time.perf_counter()
+                h.update(chunk)
+                took += time.perf_counter() - t
+    return took
 
 
 def main() -> None:
@@ -93,6 +119,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--hash", default=None, help="further digests for preserve, e.g. blake3")
+    ap.add_argument("--baseline-src", default=None, help="also time hvrescue from this src")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hvr-bench-"))
     ENV.setdefault("PYTHONPYCACHEPREFIX", str(work / "pycache"))  # no bytecode in the tree
@@ -104,53 +131,61 @@ def main() -> None:
         args.cold = False
     print(f"{len(files)} files, {total / MiB:.0f} MiB, {'cold' if args.cold else 'warm'} cache")
     hv = [sys.executable, "-m", "hvrescue"]
-    times: dict[str, list[float]] = {"cp": [], "cp+sync": [], "sha256sum": [], "preserve": []}
-    peaks: dict[str, int] = {}
+    base_env = dict(ENV, PYTHONPATH=args.baseline_src or "")
+    names = ["cp", "cp+sync", "sha256sum", "preserve"] + (["baseline"] if args.baseline_src else [])
+    runs: dict[str, list[Run]] = {k: [] for k in names}
     for rnd in range(args.rounds):
-        order = ["cp", "preserve"] if rnd % 2 == 0 else ["preserve", "cp"]
+        order = ["cp", "preserve"] + (["baseline"] if args.baseline_src else [])
+        order = order if rnd % 2 == 0 else order[::-1]
         for name in order:
             dest = work / f"dest-{name}"
             shutil.rmtree(dest, ignore_errors=True)
+            os.sync()  # the removal's writes are not charged to the next command
             if name == "cp":
-                dt, peak = run(["cp", "-r", str(src), str(dest)], args.cold)
-                times["cp"].append(dt)
+                r = run(["cp", "-r", str(src), str(dest)], args.cold)
+                runs["cp"].append(r)
                 t = time.perf_counter()
                 os.sync()  # what preserve's per-file fsync costs cp
-                times["cp+sync"].append(dt + time.perf_counter() - t)
-                dt2, peak2 = run(["sha256sum", *files], args.cold)
-                times["sha256sum"].append(dt2)
-                peaks["sha256sum"] = max(peaks.get("sha256sum", 0), peak2 or 0)
+                synced = time.perf_counter() - t
+                runs["cp+sync"].append(Run(r.wall + synced, r.peak, r.cpu, r.load))
+                runs["sha256sum"].append(run(["sha256sum", *files], args.cold))
             else:
                 cmd = [*hv, "preserve", str(src), str(dest), "--allow-same-storage", "--json"]
                 cmd += ["--hash", args.hash] if args.hash else []
-                dt, peak = run(cmd, args.cold)
-                times["preserve"].append(dt)
-            peaks[name] = max(peaks.get(name, 0), peak or 0)
+                runs[name].append(run(cmd, args.cold, base_env if name == "baseline" else None))
             shutil.rmtree(dest, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    both = med["cp"] + med["sha256sum"]
+    floor = sha256_floor(files)
+    med = {k: statistics.median(r.wall for r in v) for k, v in runs.items()}
+    low = {k: min(r.wall for r in v) for k, v in runs.items()}
     rate = total / MiB
-    print(f"  {'cp -r':<34} {med['cp']:7.2f} s {rate / med['cp']:7.0f} MiB/s  {peaks['cp']} KiB")
-    print(f"  {'cp -r; sync':<34} {med['cp+sync']:7.2f} s {rate / med['cp+sync']:7.0f} MiB/s")
-    print(f"  {'sha256sum':<34} {med['sha256sum']:7.2f} s")
-    print(f"  {'cp -r + sha256sum':<34} {both:7.2f} s {rate / both:7.0f} MiB/s")
+    for name in names:
+        cpus = [r.cpu for r in runs[name] if r.cpu is not None]
+        cpu = f"cpu {statistics.median(cpus):6.2f} s" if cpus else ""
+        peak = max((r.peak or 0) for r in runs[name])
+        label = {"cp": "cp -r", "cp+sync": "cp -r; sync", "preserve": "hvrescue preserve"}
+        print(
+            f"  {label.get(name, name):<20} min {low[name]:6.2f} med {med[name]:6.2f} s"
+            f" {rate / med[name]:6.0f} MiB/s  {cpu}  {peak} KiB"
+        )
+    print(f"  {'SHA-256 in memory':<20} {floor:6.2f} s (hashlib, one core: the floor)")
+    both = med["cp"] + med["sha256sum"]
     print(
-        f"  {'hvrescue preserve':<34} {med['preserve']:7.2f} s "
-        f"{rate / med['preserve']:7.0f} MiB/s  {peaks['preserve']} KiB"
+        f"  preserve / (cp; sync) = {med['preserve'] / med['cp+sync']:.2f} median, "
+        f"{low['preserve'] / low['cp+sync']:.2f} min   "
+        f"preserve / (cp + sha256sum) = {med['preserve'] / both:.2f}   (rounds: {args.rounds})"
     )
-    print(
-        f"  preserve / (cp + sha256sum) = {med['preserve'] / both:.2f}   "
-        f"preserve / cp = {med['preserve'] / med['cp']:.2f}   "
-        f"preserve / (cp; sync) = {med['preserve'] / med['cp+sync']:.2f}   "
-        f"(rounds: {args.rounds}, medians)"
-    )
-    mins = {k: min(v) for k, v in times.items()}
-    print(
-        f"  min: preserve {mins['preserve']:.2f} s, cp; sync {mins['cp+sync']:.2f} s, "
-        f"preserve / (cp; sync) = {mins['preserve'] / mins['cp+sync']:.2f}; "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
-    print("  all runs:", {k: [round(x, 2) for x in v] for k, v in times.items()})
+    if args.baseline_src:
+        print(
+            f"  baseline / (cp; sync) = {med['baseline'] / med['cp+sync']:.2f} median, "
+            f"{low['baseline'] / low['cp+sync']:.2f} min"
+        )
+    print("  all runs (wall s, cpu s, load before-after):")
+    for name in names:
+        shown = [
+            f"{r.wall:.2f}/{r.cpu if r.cpu is not None else '-'}/{r.load[0]:.1f}-{r.load[1]:.1f}"
+            for r in runs[name]
+        ]
+        print(f"    {name:<10} {'  '.join(shown)}")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

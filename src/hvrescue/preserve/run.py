@@ -335,28 +335,30 @@ def _record_case(
 ) -> None:
     case = CaseRecord(case_path)
     try:
-        action = case.begin("preserve", argv)
-        for e in manifest["files"]:
-            if not isinstance(e.get("source"), str):
-                continue  # an entry a hand made: nothing to record for it
-            case.add_file(
+        with case.batch():  # one commit for the whole action, not one per file
+            action = case.begin("preserve", argv)
+            for e in manifest["files"]:
+                if not isinstance(e.get("source"), str):
+                    continue  # an entry a hand made: nothing to record for it
+                case.add_file(
+                    action,
+                    "input",
+                    e["source"],
+                    size=e.get("size"),
+                    mtime_ns=e.get("mtime_ns"),
+                    sha256=e.get("sha256"),
+                    role=e.get("role"),
+                )
+                copy = os.path.join(dest, *e["path"].split("/"))
+                sha = e.get("sha256")
+                case.add_file(action, "output", copy, sha256=sha, role=e.get("role"))
+            for name in (MANIFEST, "manifest.csv"):
+                case.add_file(action, "output", os.path.join(dest, name), role="manifest")
+            case.finish(
                 action,
-                "input",
-                e["source"],
-                size=e.get("size"),
-                mtime_ns=e.get("mtime_ns"),
-                sha256=e.get("sha256"),
-                role=e.get("role"),
+                0 if complete else 1,
+                {"files": len(manifest["files"]), "unreachable": len(manifest["unreachable"])},
             )
-            copy = os.path.join(dest, *e["path"].split("/"))
-            case.add_file(action, "output", copy, sha256=e.get("sha256"), role=e.get("role"))
-        for name in (MANIFEST, "manifest.csv"):
-            case.add_file(action, "output", os.path.join(dest, name), role="manifest")
-        case.finish(
-            action,
-            0 if complete else 1,
-            {"files": len(manifest["files"]), "unreachable": len(manifest["unreachable"])},
-        )
     finally:
         case.close()
 
