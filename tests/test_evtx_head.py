@@ -23,7 +23,7 @@ from hvrescue.logs.evtx_records import (
     data_text,
     from_json,
     head,
-    head_key,
+    head_read,
 )
 from tests.helpers import CORPUS
 
@@ -55,6 +55,9 @@ def _agrees(record: dict[str, Any]) -> None:
     fact = from_json(record, "x")  # raises where the record is damaged: head must say None
     assert {k: fact.attributes.get(k) for k in found} == found
     assert set(fact.attributes) <= set(found) | HEAD_UNKNOWN
+    read = head_read(record)
+    assert read is not None
+    assert read[1] == (fact.attributes["time_local"] or fact.attributes["time"])
 
 
 def test_head_is_what_the_whole_reading_gives() -> None:
@@ -158,13 +161,44 @@ def test_data_text_holds_every_data_value() -> None:
 
 def _relevance() -> EventRelevance:
     relevance = EventRelevance(RULES)
-    relevance.serious_seen = True  # the window of any level no longer needed: the head decides
+    relevance.serious_seen = True  # only the window of warnings and worse is kept
     return relevance
 
 
 def _skipped(relevance: EventRelevance, record: dict[str, Any]) -> bool:
-    key = head_key(record)
-    return key is not None and relevance.selector().skip(key, record, EVTX_HEAD)
+    found = head_read(record)
+    return found is not None and relevance.selector().skip(
+        found[0], found[1], record, EVTX_HEAD, "x"
+    )
+
+
+@pytest.mark.parametrize("window", [60, 3, 0])
+def test_a_log_read_by_heads_keeps_what_it_keeps_read_whole(window: int) -> None:
+    """Each log of the corpora offered record by record, by heads first (what the reader
+    does) and whole: the same events kept, in the same order, the same count, and as few
+    built as the rules and the windows need."""
+    files = (
+        sorted((CORPUS / "evtx").rglob("*.evtx"))
+        + sorted((CORPUS / "evtx-real").rglob("*.evtx"))[::5]
+    )
+    by_heads, whole = EventRelevance(RULES, window), EventRelevance(RULES, window)
+    settled = 0
+    for f in files:
+        try:
+            records = list(evtx.PyEvtxParser(str(f)).records_json())
+        except (OSError, RuntimeError, ValueError):
+            continue
+        one, other = by_heads.selector(), whole.selector()
+        for record in records:
+            other.add(from_json(record, str(f)))
+            found = head_read(record)
+            if found is not None and one.skip(found[0], found[1], record, EVTX_HEAD, str(f)):
+                settled += 1
+            else:
+                one.add(from_json(record, str(f)))
+        assert one.kept() == other.kept(), f
+        assert one.count == other.count
+    assert settled > 5000
 
 
 def test_no_event_a_rule_can_use_is_skipped_on_real_logs() -> None:
@@ -212,14 +246,25 @@ def test_a_rule_literal_in_the_data_keeps_the_event(value: str) -> None:
     assert _skipped(relevance, _with_data("nothing of note"))
 
 
-def test_events_of_warning_or_worse_and_derived_ids_are_offered_whole() -> None:
-    relevance = _relevance()
+def _take(relevance: EventRelevance, record: dict[str, Any]) -> tuple[bool, list[Any]]:
+    selector = relevance.selector()
+    found = head_read(record)
+    assert found is not None
+    return selector.skip(found[0], found[1], record, EVTX_HEAD, "x"), selector.kept()
+
+
+def test_events_a_window_shows_are_held_and_built_and_derived_ids_offered_whole() -> None:
     record = _with_data("nothing of note")
     warning = json.loads(record["data"])
     warning["Event"]["System"]["Level"] = 3
-    assert not _skipped(relevance, {"data": json.dumps(warning), "event_record_id": 1})
+    warning_record = {"data": json.dumps(warning), "event_record_id": 1}
+    taken, kept = _take(_relevance(), warning_record)
+    assert taken and kept == [from_json(warning_record, "x")]  # the window of warnings
+    taken, kept = _take(_relevance(), record)
+    assert taken and kept == []  # information, once warnings are met: only counted
+    # before an event of warning or worse was met, the window of any level holds it
+    taken, kept = _take(EventRelevance(RULES), record)
+    assert taken and kept == [from_json(record, "x")]
     restart = json.loads(record["data"])
     restart["Event"]["System"]["EventID"] = 6008
-    assert not _skipped(relevance, {"data": json.dumps(restart), "event_record_id": 1})
-    # before an event of warning or worse was met, the timeline of any level needs times
-    assert not _skipped(EventRelevance(RULES), record)
+    assert not _skipped(_relevance(), {"data": json.dumps(restart), "event_record_id": 1})

@@ -70,7 +70,11 @@ MAX_MEMO = 65_536
 def event_time(attributes: dict[str, Any]) -> dt.datetime | None:
     """``parse_time(time_local or time)``, as the report orders its timeline; EVTX's own form
     (``2019-03-19T23:34:25.1234567Z``) read directly (the same value, a fifth of the time)."""
-    text = attributes.get("time_local") or attributes.get("time")
+    return time_of(attributes.get("time_local") or attributes.get("time"))
+
+
+def time_of(text: Any) -> dt.datetime | None:
+    """:func:`event_time` of an event whose ``time_local or time`` is ``text``."""
     # Six or seven fractional digits and Z (the evtx package's form, Windows' own): parse_time
     # drops the seventh digit and the zone, so the first 26 characters are what it reads.
     if (
@@ -340,8 +344,8 @@ class Selector:
         self.relevance = relevance
         self.window = relevance.window
         self.kept_facts: list[tuple[int, Fact]] = []
-        self.serious: list[tuple[Any, int, Fact]] = []
-        self.latest: list[tuple[Any, int, Fact]] = []
+        self.serious: list[tuple[Any, int, Any]] = []  # Fact or _Record
+        self.latest: list[tuple[Any, int, Any]] = []
         self.count = 0
 
     def add(self, fact: Fact) -> bool:
@@ -375,24 +379,39 @@ class Selector:
             self._push(self.latest, entry)
         return True
 
-    def skip(self, key: Any, record: Any, head: RecordHead) -> bool:
-        """Count an event by the head of its record when that settles it: no rule can use it
-        (:meth:`EventRelevance.head_plan`) and no timeline window can still show it (the window
-        of warnings and worse is being kept and this event is none). What :meth:`add` would
-        do with the whole event, at a fraction of the cost."""
+    def skip(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
+        """Take an event by the head of its record (``key``, and ``when``: its ``time_local or
+        time``) when that settles that no rule can use it (:meth:`EventRelevance.head_plan`):
+        counted, or, where a timeline window may still show it, held as the record until
+        :meth:`kept` (only the few a window keeps are ever built, by ``head.fact``). What
+        :meth:`add` does with the whole event, at a fraction of the cost; False: offer it
+        whole."""
         relevance = self.relevance
         serious, verdict = relevance.head_plan(key, head)
-        if verdict is False or (self.window and (serious or not relevance.serious_seen)):
+        if verdict is False:
             return False
         if verdict is not True:
             folded = fold(head.text(record))
             for literal in verdict:
                 if literal in folded:
                     return False
+        n = self.count
         self.count += 1
+        if not self.window or (relevance.serious_seen and not serious):
+            return True
+        at = time_of(when)
+        if at is None:
+            return True
+        entry = (at, n, _Record(record, head, path))
+        if serious:
+            relevance.met_serious()
+            self.latest = []
+            self._push(self.serious, entry)
+        elif not relevance.serious_seen:
+            self._push(self.latest, entry)
         return True
 
-    def _push(self, heap: list[tuple[Any, int, Fact]], entry: tuple[Any, int, Fact]) -> None:
+    def _push(self, heap: list[tuple[Any, int, Any]], entry: tuple[Any, int, Any]) -> None:
         if len(heap) < self.window:
             heapq.heappush(heap, entry)
         elif entry[:2] > heap[0][:2]:
@@ -403,5 +422,20 @@ class Selector:
         chosen = {n: f for n, f in self.kept_facts}
         latest = [] if self.relevance.serious_seen else self.latest
         for _when, n, fact in [*self.serious, *latest]:
-            chosen[n] = fact
+            chosen[n] = fact.fact() if type(fact) is _Record else fact
         return [chosen[n] for n in sorted(chosen)]
+
+
+class _Record:
+    """An event a window holds as its record, built only if it stays there. The reader's
+    ``head`` read it, so building it cannot fail (tests/test_evtx_head.py)."""
+
+    __slots__ = ("head", "path", "record")
+
+    def __init__(self, record: Any, head: RecordHead, path: str) -> None:
+        self.record = record
+        self.head = head
+        self.path = path
+
+    def fact(self) -> Fact:
+        return self.head.fact(self.record, self.path)

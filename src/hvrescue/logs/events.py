@@ -199,19 +199,22 @@ def event_fact(
 
 # ---------------------------------------------------------------- events kept or counted
 class RecordHead(Protocol):
-    """What the head of a record (a few fields read without building the event) tells: its
-    ``key`` (hashable, or None when only the whole reading can say), the event's ``fields`` but
-    ``unknown`` from a key, and a ``text`` of the record holding the value of each field of
-    ``verbatim`` (some of ``unknown``) as it is."""
+    """What the head of a record (a few fields read without building the event) tells:
+    ``read`` gives its key (hashable) and its ``time_local or time``, or None when only the
+    whole reading can say; ``fields`` the event's fields but ``unknown`` from a key; ``text`` a
+    text of the record holding the value of each field of ``verbatim`` (some of ``unknown``) as
+    it is; ``fact`` the event itself (the whole reading)."""
 
     unknown: frozenset[str]
     verbatim: frozenset[str]
 
-    def key(self, record: Any) -> Any: ...
+    def read(self, record: Any) -> tuple[Any, Any] | None: ...
 
     def fields(self, key: Any) -> dict[str, Any]: ...
 
     def text(self, record: Any) -> str: ...
+
+    def fact(self, record: Any, path: str) -> Fact: ...
 
 
 class EventSelector(Protocol):
@@ -219,9 +222,9 @@ class EventSelector(Protocol):
 
     def add(self, fact: Fact) -> bool: ...
 
-    def skip(self, key: Any, record: Any, head: RecordHead) -> bool:
-        """Count an event by the head of its record (``key``, from ``head.key(record)``) when
-        that settles that it is not kept; False: offer it whole."""
+    def skip(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
+        """Take an event by the head of its record (``key, when = head.read(record)``) when that
+        settles that no rule can use it; False: offer it whole."""
         ...
 
     def kept(self) -> list[Fact]: ...

@@ -21,7 +21,7 @@ from typing import IO, Any
 from hvrescue.deps import MissingDependencyError, require
 from hvrescue.facts.model import Fact, Problem
 from hvrescue.logs.events import EventFilter, counted
-from hvrescue.logs.evtx_records import EVTX_HEAD, _from_dicts, from_json, head_key
+from hvrescue.logs.evtx_records import EVTX_HEAD, _from_dicts, from_json, head_read
 
 __all__ = ["_from_dicts", "from_json", "looping_chunks", "read_evtx"]
 
@@ -170,8 +170,8 @@ def _read_evtx(
     def skip(record: dict[str, Any]) -> bool:
         # most events are settled by the head of the record, without building them
         nonlocal offered
-        key = head_key(record)
-        if key is not None and skip_head(key, record, EVTX_HEAD):
+        found = head_read(record)
+        if found is not None and skip_head(found[0], found[1], record, EVTX_HEAD, path):
             offered += 1
             return True
         return False

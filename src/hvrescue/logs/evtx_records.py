@@ -228,6 +228,12 @@ def head_key(record: dict[str, Any]) -> tuple[Any, Any, Any, Any] | None:
     """``provider``, ``source_name``, ``event_id`` and ``level`` of the record's event, exactly
     as :func:`from_json` gives them, without building it; None where only :func:`from_json`
     can say (a record of another shape, read the plain way or reported damaged)."""
+    found = head_read(record)
+    return None if found is None else found[0]
+
+
+def head_read(record: dict[str, Any]) -> tuple[tuple[Any, Any, Any, Any], Any] | None:
+    """:func:`head_key` and the event's ``time``, as :func:`from_json` gives them."""
     try:
         event = _decode_head(record["data"]).Event
     except msgspec.DecodeError:
@@ -247,12 +253,13 @@ def head_key(record: dict[str, Any]) -> tuple[Any, Any, Any, Any] | None:
     if created and type(created) is not str:
         return None  # from_json reports the record damaged
     level = system.Level
-    return (
+    key = (
         names.Name,
         names.EventSourceName or names.Name,
         eid if type(eid) is int else _event_id(eid),
         level if type(level) is int else _level(level),
     )
+    return key, _time(created)
 
 
 def head_fields(key: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
@@ -282,12 +289,17 @@ class EvtxHead:
 
     unknown = HEAD_UNKNOWN
     verbatim = HEAD_VERBATIM
-    key = staticmethod(head_key)
+    read = staticmethod(head_read)
     fields = staticmethod(head_fields)
     text = staticmethod(data_text)
+    fact = staticmethod(from_json)
 
 
 EVTX_HEAD = EvtxHead()
+
+
+def _time(created: Any) -> str | None:
+    return created if created and created[-1] == "Z" else normalise_utc(created)
 
 
 def _event_id(eid: Any) -> int | None:
@@ -373,7 +385,7 @@ def _fact(
         "qualifiers": qualifiers,
         "level": level,
         "level_name": _level_name(level),
-        "time": created if created and created[-1] == "Z" else normalise_utc(created),
+        "time": _time(created),
         "time_local": None,
         "record_id": record_id,
         "system_record_id": system_record_id,
