@@ -167,7 +167,7 @@ def _relevance() -> EventRelevance:
 
 def _skipped(relevance: EventRelevance, record: dict[str, Any]) -> bool:
     found = head_read(record)
-    return found is not None and relevance.selector().skip(
+    return found is not None and relevance.selector().take(
         found[0], found[1], record, EVTX_HEAD, "x"
     )
 
@@ -192,7 +192,7 @@ def test_a_log_read_by_heads_keeps_what_it_keeps_read_whole(window: int) -> None
         for record in records:
             other.add(from_json(record, str(f)))
             found = head_read(record)
-            if found is not None and one.skip(found[0], found[1], record, EVTX_HEAD, str(f)):
+            if found is not None and one.take(found[0], found[1], record, EVTX_HEAD, str(f)):
                 settled += 1
             else:
                 one.add(from_json(record, str(f)))
@@ -250,7 +250,7 @@ def _take(relevance: EventRelevance, record: dict[str, Any]) -> tuple[bool, list
     selector = relevance.selector()
     found = head_read(record)
     assert found is not None
-    return selector.skip(found[0], found[1], record, EVTX_HEAD, "x"), selector.kept()
+    return selector.take(found[0], found[1], record, EVTX_HEAD, "x"), selector.kept()
 
 
 def test_events_a_window_shows_are_held_and_built_and_derived_ids_offered_whole() -> None:

@@ -15,8 +15,8 @@ The clauses come from the rules given, so a new rule is covered as it is written
 fact derived from events (``derive.py``) must name its event ids in ``DERIVED_IDS``.
 
 Most events are settled before they are built: a log reader that can read the head of a record
-(``logs.evtx_records.head_key``: provider, event id and level, for EVTX) offers it first
-(:meth:`Selector.skip`). :meth:`EventRelevance.head_plan` works out once per distinct head
+(``logs.evtx_records.head_read``: provider, event id, level and time, for EVTX) offers it first
+(:meth:`Selector.take`). :meth:`EventRelevance.head_plan` works out once per distinct head
 whether any clause or derivation could use such an event whatever its other fields hold (a
 clause that fails on the fields known fails whatever the others hold), or which literals its
 data must hold for one to; when none could and no window can still show it, the record is
@@ -379,7 +379,7 @@ class Selector:
             self._push(self.latest, entry)
         return True
 
-    def skip(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
+    def take(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
         """Take an event by the head of its record (``key``, and ``when``: its ``time_local or
         time``) when that settles that no rule can use it (:meth:`EventRelevance.head_plan`):
         counted, or, where a timeline window may still show it, held as the record until

@@ -222,7 +222,7 @@ class EventSelector(Protocol):
 
     def add(self, fact: Fact) -> bool: ...
 
-    def skip(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
+    def take(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
         """Take an event by the head of its record (``key, when = head.read(record)``) when that
         settles that no rule can use it; False: offer it whole."""
         ...

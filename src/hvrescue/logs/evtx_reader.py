@@ -159,7 +159,7 @@ def _read_evtx(
         problems = _read_records(source, path, facts.append)
         return facts, problems
     selector = keep.selector()
-    skip_head = selector.skip
+    take = selector.take
     offered = 0
 
     def offer(fact: Fact) -> None:
@@ -171,7 +171,7 @@ def _read_evtx(
         # most events are settled by the head of the record, without building them
         nonlocal offered
         found = head_read(record)
-        if found is not None and skip_head(found[0], found[1], record, EVTX_HEAD, path):
+        if found is not None and take(found[0], found[1], record, EVTX_HEAD, path):
             offered += 1
             return True
         return False

@@ -285,7 +285,7 @@ def head(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class EvtxHead:
-    """What the head of an EVTX record tells of its event (``EventSelector.skip``)."""
+    """What the head of an EVTX record tells of its event (``EventSelector.take``)."""
 
     unknown = HEAD_UNKNOWN
     verbatim = HEAD_VERBATIM
