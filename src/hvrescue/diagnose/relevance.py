@@ -7,16 +7,16 @@ its own (its ``where`` and ``any_of`` conditions; ``near`` only narrows, so it i
 ``derive`` makes a restart or a bugcheck of it (event ids 41, 6008, 1001). Besides those, the
 report shows a timeline: the last ``TIMELINE_WINDOW`` events of level warning or worse by time
 (of all events when there are none). Each log keeps the last ``TIMELINE_WINDOW`` of both kinds
-(:class:`Selector`; the window of any level no longer once an event of warning or worse with a
-time was met), which holds the report's window whatever the other logs hold; once every log is
-read, :meth:`EventRelevance.trim` keeps the report's window exactly and no more.
+(``diagnose/selector.py``; the window of any level no longer once an event of warning or worse
+with a time was met), which holds the report's window whatever the other logs hold; once every
+log is read, :meth:`EventRelevance.trim` keeps the report's window exactly and no more.
 
 The clauses come from the rules given, so a new rule is covered as it is written; a new kind of
 fact derived from events (``derive.py``) must name its event ids in ``DERIVED_IDS``.
 
 Most events are settled before they are built: a log reader that can read the head of a record
 (``logs.evtx_records.head_read``: provider, event id, level and time, for EVTX) offers it first
-(:meth:`Selector.take`). :meth:`EventRelevance.head_plan` works out once per distinct head
+(``Selector.take``). :meth:`EventRelevance.head_plan` works out once per distinct head
 whether any clause or derivation could use such an event whatever its other fields hold (a
 clause that fails on the fields known fails whatever the others hold), or which literals its
 data must hold for one to; when none could and no window can still show it, the record is
@@ -32,7 +32,6 @@ tests/test_event_relevance.py holds the diagnoses and the report equal with and 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -54,6 +53,7 @@ from hvrescue.diagnose.rules import Clause, Rule
 from hvrescue.facts.model import Fact
 
 if TYPE_CHECKING:
+    from hvrescue.diagnose.selector import Selector
     from hvrescue.logs.events import RecordHead
 
 # report.render.MAX_TIMELINE (tests hold the two together; diagnose never imports report).
@@ -310,6 +310,8 @@ class EventRelevance:
         return any(residual_holds(residual, attributes, texts) for residual in open_)
 
     def selector(self) -> Selector:
+        from hvrescue.diagnose.selector import Selector
+
         return Selector(self)
 
     def trim(self, facts: list[Fact]) -> list[Fact]:
@@ -334,108 +336,3 @@ class EventRelevance:
                 fact = counted(fact.provenance.path, fact.attributes.get("format"))
             out.append(fact)
         return out
-
-
-class Selector:
-    """One log's events as they are read: the needed ones, and the last ``window`` of level
-    warning or worse and of any level by (time, order); :meth:`kept` gives them in order."""
-
-    def __init__(self, relevance: EventRelevance) -> None:
-        self.relevance = relevance
-        self.window = relevance.window
-        self.kept_facts: list[tuple[int, Fact]] = []
-        self.serious: list[tuple[Any, int, Any]] = []  # Fact or _Record
-        self.latest: list[tuple[Any, int, Any]] = []
-        self.count = 0
-
-    def add(self, fact: Fact) -> bool:
-        """Offer a fact; False when it is counted only (so far: it may leave a window later)."""
-        n = self.count
-        self.count += 1
-        relevance = self.relevance
-        needed = relevance.needed(fact)
-        if needed:
-            self.kept_facts.append((n, fact))
-            if relevance.serious_seen or fact.kind != "event":
-                return True
-        a = fact.attributes
-        serious = str(a.get("level_name") or "") in SERIOUS_LEVELS
-        if not self.window or (relevance.serious_seen and not serious):
-            return needed  # no window, or the window of any level is never shown
-        when = event_time(a)
-        if when is None:
-            return needed
-        if serious:
-            # The report's window holds events of warning or worse, as there are some: the
-            # window of any level is never shown (in this process, from now on).
-            relevance.met_serious()
-            self.latest = []
-        if needed:
-            return True
-        entry = (when, n, fact)
-        if serious:
-            self._push(self.serious, entry)
-        elif not relevance.serious_seen:
-            self._push(self.latest, entry)
-        return True
-
-    def take(self, key: Any, when: Any, record: Any, head: RecordHead, path: str) -> bool:
-        """Take an event by the head of its record (``key``, and ``when``: its ``time_local or
-        time``) when that settles that no rule can use it (:meth:`EventRelevance.head_plan`):
-        counted, or, where a timeline window may still show it, held as the record until
-        :meth:`kept` (only the few a window keeps are ever built, by ``head.fact``). What
-        :meth:`add` does with the whole event, at a fraction of the cost; False: offer it
-        whole."""
-        relevance = self.relevance
-        serious, verdict = relevance.head_plan(key, head)
-        if verdict is False:
-            return False
-        if verdict is not True:
-            folded = fold(head.text(record))
-            for literal in verdict:
-                if literal in folded:
-                    return False
-        n = self.count
-        self.count += 1
-        if not self.window or (relevance.serious_seen and not serious):
-            return True
-        at = time_of(when)
-        if at is None:
-            return True
-        entry = (at, n, _Record(record, head, path))
-        if serious:
-            relevance.met_serious()
-            self.latest = []
-            self._push(self.serious, entry)
-        elif not relevance.serious_seen:
-            self._push(self.latest, entry)
-        return True
-
-    def _push(self, heap: list[tuple[Any, int, Any]], entry: tuple[Any, int, Any]) -> None:
-        if len(heap) < self.window:
-            heapq.heappush(heap, entry)
-        elif entry[:2] > heap[0][:2]:
-            heapq.heapreplace(heap, entry)
-
-    def kept(self) -> list[Fact]:
-        """What is kept, in the order offered."""
-        chosen = {n: f for n, f in self.kept_facts}
-        latest = [] if self.relevance.serious_seen else self.latest
-        for _when, n, fact in [*self.serious, *latest]:
-            chosen[n] = fact.fact() if type(fact) is _Record else fact
-        return [chosen[n] for n in sorted(chosen)]
-
-
-class _Record:
-    """An event a window holds as its record, built only if it stays there. The reader's
-    ``head`` read it, so building it cannot fail (tests/test_evtx_head.py)."""
-
-    __slots__ = ("head", "path", "record")
-
-    def __init__(self, record: Any, head: RecordHead, path: str) -> None:
-        self.record = record
-        self.head = head
-        self.path = path
-
-    def fact(self) -> Fact:
-        return self.head.fact(self.record, self.path)
