@@ -27,6 +27,9 @@ __all__ = ["_from_dicts", "from_json", "looping_chunks", "read_evtx"]
 
 EVTX_MAGIC = b"ElfFile\0"
 MAX_CONSECUTIVE_ERRORS = 10_000
+# The parser's threads for one log: 0, the package's own choice (one per core), where this
+# process reads alone; 1 in the worker processes of logs/parallel.py, which are the parallelism.
+PARSER_THREADS = 0
 # File layout (libyal's "Windows XML Event Log (EVTX)" notes): a 4 KiB file header, then 64 KiB
 # chunks; a chunk header holds 64 string-table offsets (chunk-relative) at 128.
 FILE_HEADER = 4096
@@ -206,7 +209,7 @@ def _read_records(
     if looping:
         source = _Hidden(source, {index for index, _locator, _table in looping})  # type: ignore[assignment]
     try:
-        records = evtx.PyEvtxParser(source).records_json()
+        records = evtx.PyEvtxParser(source, PARSER_THREADS).records_json()  # threads: positional
     except (OSError, RuntimeError, ValueError) as exc:
         problems.append(Problem(path, "evtx.unreadable", None, {"reason": str(exc)[:300]}))
         return problems

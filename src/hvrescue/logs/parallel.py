@@ -78,8 +78,11 @@ def _worker_read(
     them in the parent (the same opener, the same readers, the same events kept), and handed
     to ``post`` when there is one."""
     from hvrescue.evidence.walk import _opener
+    from hvrescue.logs import evtx_reader
     from hvrescue.logs.evtx_item import read_item
 
+    # the workers are the parallelism: one parser thread each, not a pool each on every core
+    evtx_reader.PARSER_THREADS = 1
     found = [
         read_item(Item(path, kind, fmt, content, size, _opener(path), root), budget, keep)
         for path, kind, fmt, content, size, root in files
