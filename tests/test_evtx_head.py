@@ -22,7 +22,7 @@ from hvrescue.logs.evtx_records import (
     HEAD_VERBATIM,
     data_text,
     from_json,
-    head,
+    head_fields,
     head_read,
 )
 from tests.helpers import CORPUS
@@ -44,6 +44,11 @@ def _records(step: int = 1) -> list[dict[str, Any]]:
     if len(out) < 5000:
         pytest.skip("../shared/corpus/public is not present")
     return out
+
+
+def head(record: dict[str, Any]) -> dict[str, Any] | None:
+    found = head_read(record)
+    return None if found is None else head_fields(found[0])
 
 
 def _agrees(record: dict[str, Any]) -> None:

@@ -185,8 +185,8 @@ _decode_head = msgspec.json.Decoder(_HeadRecord).decode
 _NO_HEAD_SYSTEM = _HeadSystem()
 
 
-# The fields of from_json's event that head() leaves out: the event has each of the others as
-# head() gives it, or does not have it (tests/test_evtx_head.py holds this on every record).
+# The fields of from_json's event that the head leaves out: the event has each of the others as
+# head_fields gives it, or does not have it (tests/test_evtx_head.py holds this on every record).
 HEAD_UNKNOWN = frozenset(
     {
         "channel",
@@ -224,16 +224,11 @@ def data_text(record: dict[str, Any]) -> str:
     return text[at:] if at >= 0 else ""
 
 
-def head_key(record: dict[str, Any]) -> tuple[Any, Any, Any, Any] | None:
-    """``provider``, ``source_name``, ``event_id`` and ``level`` of the record's event, exactly
-    as :func:`from_json` gives them, without building it; None where only :func:`from_json`
-    can say (a record of another shape, read the plain way or reported damaged)."""
-    found = head_read(record)
-    return None if found is None else found[0]
-
-
 def head_read(record: dict[str, Any]) -> tuple[tuple[Any, Any, Any, Any], Any] | None:
-    """:func:`head_key` and the event's ``time``, as :func:`from_json` gives them."""
+    """The key of the record's event (``provider``, ``source_name``, ``event_id``, ``level``)
+    and its ``time``, exactly as :func:`from_json` gives them, without building it; None where
+    only :func:`from_json` can say (a record of another shape, read the plain way or reported
+    damaged)."""
     try:
         event = _decode_head(record["data"]).Event
     except msgspec.DecodeError:
@@ -263,7 +258,7 @@ def head_read(record: dict[str, Any]) -> tuple[tuple[Any, Any, Any, Any], Any] |
 
 
 def head_fields(key: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
-    """The fields of the event but ``HEAD_UNKNOWN``, from its :func:`head_key`."""
+    """The fields of the event but ``HEAD_UNKNOWN``, from its key (:func:`head_read`)."""
     provider, source_name, event_id, level = key
     return {
         "provider": provider,
@@ -275,13 +270,6 @@ def head_fields(key: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
         "message": None,
         "format": "evtx",
     }
-
-
-def head(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The fields of the record's event but ``HEAD_UNKNOWN``, exactly as :func:`from_json`
-    gives them (None where only it can say)."""
-    key = head_key(record)
-    return None if key is None else head_fields(key)
 
 
 class EvtxHead:
