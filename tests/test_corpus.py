@@ -51,7 +51,17 @@ def test_expected_table_was_read():
     assert TABLE["discutils/vhdx-log-replay.vhdx"]["stale"]
 
 
-@pytest.mark.parametrize("name", HASHED)
+# The largest (several GiB of virtual content each) run with -m slow; the others by default.
+SLOW_HASHED = {
+    "qemu-iotests/iotest-dirtylog-10G-4M.vhdx",
+    "discutils/lvm2.vhdx",
+    "discutils/swap.vhdx",
+}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_HASHED else n for n in HASHED]
+)
 def test_hash_matches_peers_and_replayed_content(corpus_dir: Path, name: str):
     path = corpus_dir / name
     result = run_cli("hash", "--json", path)

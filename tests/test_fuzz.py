@@ -84,7 +84,12 @@ def test_every_crasher_found_is_handled(family: str) -> None:
 # ---------------------------------------------------------------- the harness itself
 @pytest.mark.parametrize(
     ("family", "kind"),
-    [("selftest-abort", "SIGABRT@"), ("selftest-hang", "Hang@"), ("selftest-memory", "Memory")],
+    [
+        ("selftest-abort", "SIGABRT@"),
+        # the hang and the memory blow-up take their time limits to show: -m slow
+        pytest.param("selftest-hang", "Hang@", marks=pytest.mark.slow),
+        pytest.param("selftest-memory", "Memory", marks=pytest.mark.slow),
+    ],
 )
 def test_what_python_cannot_catch_is_reported_and_the_run_goes_on(family: str, kind: str) -> None:
     """A native abort, a run that never returns and memory over the budget each end the
