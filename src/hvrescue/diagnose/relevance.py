@@ -51,6 +51,7 @@ from hvrescue.diagnose.literals import fold, quick_fold
 from hvrescue.diagnose.match import field_getter, parse_time
 from hvrescue.diagnose.rules import Clause, Rule
 from hvrescue.facts.model import Fact
+from hvrescue.logs.events import is_evtx_time
 
 if TYPE_CHECKING:
     from hvrescue.diagnose.selector import Selector
@@ -75,17 +76,8 @@ def event_time(attributes: dict[str, Any]) -> dt.datetime | None:
 
 def time_of(text: Any) -> dt.datetime | None:
     """:func:`event_time` of an event whose ``time_local or time`` is ``text``."""
-    # Six or seven fractional digits and Z (the evtx package's form, Windows' own): parse_time
-    # drops the seventh digit and the zone, so the first 26 characters are what it reads.
-    if (
-        type(text) is str
-        and 27 <= len(text) <= 28
-        and text[-1] == "Z"
-        and text[19] == "."
-        and text[20:-1].isdigit()
-        and text[:19].isascii()
-        and "Z" not in text[:19]
-    ):
+    # parse_time drops the seventh fractional digit and the zone: the first 26 characters
+    if is_evtx_time(text):
         try:
             return dt.datetime.fromisoformat(text[:26])
         except ValueError:

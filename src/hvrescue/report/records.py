@@ -34,6 +34,7 @@ from typing import IO, Any
 import msgspec
 
 from hvrescue.facts.model import Fact
+from hvrescue.logs.events import is_evtx_time
 
 COLUMNS = (
     "datetime",
@@ -84,17 +85,9 @@ def _json(value: Any) -> bytes:
 
 def parse_time(value: Any) -> dt.datetime | None:
     """An ISO 8601 time as the parsers write it (7 fractional digits allowed), or None."""
-    # EVTX's own form (2019-03-19T23:34:25.1234567Z), the bulk of a host's events: the same
-    # value as below without the substitutions.
-    if (
-        type(value) is str
-        and 27 <= len(value) <= 28
-        and value[-1] == "Z"
-        and value[19] == "."
-        and value[20:-1].isdigit()
-        and value[:19].isascii()
-        and "Z" not in value[:19]
-    ):
+    # EVTX's own form, the bulk of a host's events: the same value as below without the
+    # substitutions.
+    if is_evtx_time(value):
         try:
             return dt.datetime.fromisoformat(value[:26]).replace(tzinfo=dt.UTC)
         except ValueError:
@@ -192,16 +185,7 @@ def _evtx_record(fact: Fact) -> dict[str, Any] | None:
     (tests/test_facts_jsonl_fast.py holds the two equal)."""
     a = fact.attributes
     value = a.get("time")
-    if not (
-        type(value) is str
-        and 27 <= len(value) <= 28
-        and value[-1] == "Z"
-        and value[19] == "."
-        and value[20:-1].isdigit()
-        and value[:19].isascii()
-        and value[20:-1].isascii()
-        and "Z" not in value[:19]
-    ):
+    if not is_evtx_time(value):
         return None
     try:
         # what parse_time gives, before its tzinfo=UTC (astimezone(UTC) then keeps it as it is)
