@@ -273,3 +273,77 @@ def test_events_a_window_shows_are_held_and_built_and_derived_ids_offered_whole(
     restart = json.loads(record["data"])
     restart["Event"]["System"]["EventID"] = 6008
     assert not _skipped(_relevance(), {"data": json.dumps(restart), "event_record_id": 1})
+
+
+def _rule_values(name: str) -> set[Any]:
+    """The values the rules' event clauses compare the field ``name`` with."""
+    from hvrescue.diagnose.relevance import event_clauses
+
+    found: set[Any] = set()
+    for clause in event_clauses(RULES):
+        for conditions in [clause.where, *clause.any_of]:
+            cond = conditions.get(name)
+            if cond is None:
+                continue
+            for key in ("eq", "in_"):
+                value = getattr(cond, key, msgspec.UNSET)
+                if value is msgspec.UNSET:
+                    continue
+                found.update(value if isinstance(value, list) else [value])
+    return found
+
+
+def test_heads_of_one_provider_are_settled_each_on_its_own() -> None:
+    """Heads are narrowed by their provider's fields once, then settled one by one: every head
+    of a grid of the rules' providers, event ids and levels, offered in a shuffled order, is
+    planned exactly as without the narrowing (every clause settled for every head)."""
+    import random
+
+    import hvrescue.diagnose.relevance as relevance_module
+    from hvrescue.diagnose import clause_tests
+
+    providers = [
+        "Microsoft-Windows-Hyper-V-VMMS",
+        "Microsoft-Windows-Hyper-V-Hypervisor",
+        "Microsoft-Windows-Hyper-V-Worker",
+        "Microsoft-Windows-Hyper-V-StorageVSP",
+        "Microsoft-Windows-CAPI2",
+        "Microsoft-Windows-Kernel-Power",
+        "Microsoft-Windows-Security-Auditing",
+        "Service Control Manager",
+        "VHDMP",
+        "VSS",
+        "volsnap",
+        "Ntfs",
+        "srv",
+        "EventLog",
+    ]
+    ids = [*sorted(i for i in _rule_values("event_id") if isinstance(i, int)), 1, 7, 65000]
+    assert len(ids) > 20
+    heads = [
+        (provider, source, event_id, level)
+        for provider in providers
+        for source in (provider, "Other Source")
+        for event_id in ids
+        for level in (1, 2, 3, 4)
+    ]
+    random.Random(18).shuffle(heads)
+
+    def plans() -> list[Any]:
+        relevance_module._MEMOS.clear()
+        clause_tests._COMPILED.clear()
+        relevance = EventRelevance(RULES)
+        return [relevance.head_plan(key, EVTX_HEAD) for key in heads]
+
+    narrowed = plans()
+    saved = relevance_module.PER_EVENT_FIELDS
+    try:  # every field per event: nothing narrowed, every clause settled for every head
+        relevance_module.PER_EVENT_FIELDS = frozenset(head_fields(heads[0][:4]))
+        whole = plans()
+    finally:
+        relevance_module.PER_EVENT_FIELDS = saved
+        relevance_module._MEMOS.clear()
+        clause_tests._COMPILED.clear()
+    assert narrowed == whole
+    # the grid holds heads the rules need and heads they do not, of the same providers
+    assert {verdict is False for _serious, verdict in narrowed} == {True, False}

@@ -28,6 +28,19 @@ def _regex_only(cond: Condition) -> bool:
     return bool(used) and used <= {"regex", "not_regex"}
 
 
+def _lazy_search(pattern: str) -> Any:
+    """``re.compile(pattern, re.IGNORECASE).search``, compiled when first called (the rules
+    were validated when loaded: a pattern that does not compile was refused there)."""
+    found: list[Any] = []
+
+    def search(text: str) -> Any:
+        if not found:
+            found.append(re.compile(pattern, re.IGNORECASE).search)
+        return found[0](text)
+
+    return search
+
+
 def condition(path: str, cond: Condition) -> _Test:
     """``condition_holds(get_field(attributes, path), cond)``; a regular expression on a value
     that is no string searches its JSON text, made once per fact (``texts``) however many
@@ -37,8 +50,9 @@ def condition(path: str, cond: Condition) -> _Test:
         holds = compile_condition(cond)
         return lambda attributes, texts: holds(get(attributes))
     regex, not_regex = cond.regex, cond.not_regex
-    search = re.compile(regex, re.IGNORECASE).search if isinstance(regex, str) else None
-    avoid = re.compile(not_regex, re.IGNORECASE).search if isinstance(not_regex, str) else None
+    # compiled on first use: the literals settle most events without them
+    search = _lazy_search(regex) if isinstance(regex, str) else None
+    avoid = _lazy_search(not_regex) if isinstance(not_regex, str) else None
     needs = literals(regex) if isinstance(regex, str) else None
     avoid_needs = literals(not_regex) if isinstance(not_regex, str) else None
 

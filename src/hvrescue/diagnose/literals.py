@@ -45,6 +45,8 @@ _FOLD_CHARS = re.compile("[" + re.escape("".join(_FOLD)) + "]")
 def fold(text: str) -> str:
     """``text`` as re's IGNORECASE compares it: lower case (U+0130 as re lowers it), then each
     class of extra equivalents as one character."""
+    if text.isascii():
+        return text.lower()
     low = text.replace("\u0130", "i").lower()
     return low if low.isascii() else _FOLD_CHARS.sub(lambda m: _FOLD[m.group()], low)
 

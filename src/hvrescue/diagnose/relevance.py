@@ -65,6 +65,9 @@ DERIVED_IDS = frozenset({41, 6008, 1001})
 # Fields a rule names that an event holds as a short string or a number: the conditions on
 # them are answered once per distinct combination of their values.
 CHEAP_FIELDS = ("provider", "event_id", "level", "format", "channel", "source_name", "level_name")
+# The fields of an event that differ between the events of one provider: a head's clauses are
+# first narrowed by the others alone (its provider, and the fields such events lack).
+PER_EVENT_FIELDS = frozenset({"event_id", "level", "level_name"})
 MAX_MEMO = 65_536
 
 
@@ -124,9 +127,11 @@ def evidence_facts(facts: Iterable[Fact]) -> list[Fact]:
 
 
 # The memos of each set of compiled clauses, for the life of the process: the compiled clauses
-# (kept here as well, so that their id stays theirs), the plans by cheap fields, by head, and the
-# fields known by head shape. ``clause_tests.compiled`` keeps at most a few sets alive.
-_MEMOS: dict[int, tuple[list[CompiledClause], dict[Any, Any], dict[Any, Any], dict[Any, Any]]] = {}
+# (kept here as well, so that their id stays theirs), the plans by cheap fields, by head, the
+# fields known by head shape, and the clauses a provider leaves open, by head shape and provider.
+# ``clause_tests.compiled`` keeps at most a few sets alive.
+_Memos = tuple[list[CompiledClause], dict[Any, Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]]
+_MEMOS: dict[int, _Memos] = {}
 
 
 # The runs in which this process met an event of warning or worse with a time (a worker reads
@@ -149,7 +154,8 @@ class EventRelevance:
         self.run = os.urandom(8).hex()
         self._memo: dict[tuple[Any, ...], tuple[bool, tuple[Residual, ...], Gate | None]] = {}
         self._head_memo: dict[frozenset[str], dict[Any, tuple[bool, bool | tuple[str, ...]]]] = {}
-        self._known: dict[frozenset[str], frozenset[str]] = {}
+        self._known: dict[frozenset[str], tuple[frozenset[str], frozenset[str], Any]] = {}
+        self._open_by_provider: dict[Any, list[CompiledClause]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -170,6 +176,7 @@ class EventRelevance:
         self._memo = {}
         self._head_memo = {}
         self._known = {}
+        self._open_by_provider = {}
 
     def met_serious(self) -> None:
         """An event of warning or worse with a time was met: the report's timeline holds those
@@ -187,8 +194,8 @@ class EventRelevance:
             # batch after batch, each with a relevance of its own)
             if id(self._compiled) not in _MEMOS and len(_MEMOS) >= 4:
                 _MEMOS.clear()
-            memos = _MEMOS.setdefault(id(self._compiled), (self._compiled, {}, {}, {}))
-            _compiled, self._memo, self._head_memo, self._known = memos
+            memos = _MEMOS.setdefault(id(self._compiled), (self._compiled, {}, {}, {}, {}))
+            _compiled, self._memo, self._head_memo, self._known, self._open_by_provider = memos
             named = set().union(*(c.fields() for c in self._compiled))
             # The other fields the rules read, known when they are missing (most events lack
             # a message, a signature, codes: the conditions on them are settled then).
@@ -259,14 +266,34 @@ class EventRelevance:
         if _derived_id(fields.get("event_id")):
             return False
         clauses = self._clauses()
-        known = self._known.get(unknown)
-        if known is None:
+        found = self._known.get(unknown)
+        if found is None:
             named = set().union(*(c.fields() for c in clauses))
-            known = self._known[unknown] = frozenset(
+            known = frozenset(
                 f for f in named if all(a.split(".")[0] not in unknown for a in f.split("|"))
             )
+            narrow = frozenset(
+                f
+                for f in known
+                if all(a.split(".")[0] not in PER_EVENT_FIELDS for a in f.split("|"))
+            )
+            names = tuple(sorted({a.split(".")[0] for f in narrow for a in f.split("|")}))
+            found = self._known[unknown] = known, narrow, names
+        known, narrow, names = found
+        # The clauses left open by the fields but those of PER_EVENT_FIELDS, once per distinct
+        # value of them (mostly: once per provider): a clause that fails on some known fields
+        # fails whatever the others hold.
+        by = (unknown, *map(fields.get, names))
+        try:
+            candidates = self._open_by_provider.get(by)
+        except TypeError:  # a value that is no string or number: every clause
+            candidates = clauses
+        if candidates is None:
+            candidates = [c for c in clauses if c.settle(fields, narrow) is not False]
+            if len(self._open_by_provider) < MAX_MEMO:
+                self._open_by_provider[by] = candidates
         open_: list[Residual] = []
-        for clause in clauses:
+        for clause in candidates:
             verdict = clause.settle(fields, known)
             if verdict is True:
                 return False
