@@ -18,7 +18,6 @@ from hvrescue.errors import HvrescueError, NotADiskError
 from hvrescue.evidence import Budget, Item, Skipped, Walk
 from hvrescue.evidence import classify as kinds
 from hvrescue.findings import Finding, Severity
-from hvrescue.preserve.manifest import iso_ns
 from hvrescue.preserve.plan import (
     ROLE_BASE,
     ROLE_CONFIG,
@@ -72,6 +71,8 @@ class FileInfo:
     used_by: list[str] = field(default_factory=list)  # config paths
 
     def as_dict(self, rel_of: dict[str, str]) -> dict[str, Any]:
+        from hvrescue.preserve.manifest import iso_ns  # not for triage, which reads no files list
+
         return {
             "path": self.rel,
             "source": self.path,
@@ -325,12 +326,9 @@ def build_inventory(
             config = read_config(cfg_path)
         except ConfigUnavailable as exc:
             unread_homes.append(_vm_home_local(cfg_path))
-            code = (
-                "vm.config.parser-missing"
-                if exc.reason == "parser-missing"
-                else ("vm.config.unreadable")
-            )
-            sev = Severity.WARNING if exc.reason == "parser-missing" else Severity.ERROR
+            missing = exc.reason == "parser-missing"
+            code = "vm.config.parser-missing" if missing else "vm.config.unreadable"
+            sev = Severity.WARNING if missing else Severity.ERROR
             findings.append(Finding(code, sev, cfg_path, params={"detail": exc.detail}))
             continue
         except HvrescueError as exc:

@@ -34,8 +34,6 @@ from typing import Any
 
 from hvrescue.diagnose.derive_denied import denied_disks
 from hvrescue.facts.model import Fact, Provenance
-from hvrescue.hyperv.leftovers import listed_leftovers
-from hvrescue.logs.commands.icacls import vm_id_of
 
 MAX_CHAIN = 64  # parent links followed through Get-VHD output
 MAX_VMS = 10_000
@@ -154,6 +152,9 @@ def _missing(acl: Fact, vm_id: str) -> str | None:
 
 
 def _entry_vm(entry: dict[str, Any]) -> str | None:
+    # imported here, as below: the engine runs on every triage, most of which hold no listing
+    from hvrescue.logs.commands.icacls import vm_id_of
+
     return vm_id_of(str(entry.get("principal") or ""))
 
 
@@ -191,6 +192,8 @@ def listing_findings(facts: Iterable[Fact]) -> list[Fact]:
     ]
     if not entries:
         return []
+    from hvrescue.hyperv.leftovers import listed_leftovers
+
     where = {str(f.attributes["path"]).casefold(): f.provenance for f in entries}
     listed = [(str(f.attributes["path"]), _size(f.attributes.get("size"))) for f in entries]
     out = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -109,13 +110,11 @@ def condition_holds(value: Any, cond: Condition) -> bool:
 
 
 def _compare(a: float, op: str, b: float) -> bool:
-    if op == ">":
-        return a > b
-    if op == ">=":
-        return a >= b
-    if op == "<":
-        return a < b
-    return a <= b
+    return _OPS[op](a, b)
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge}
+_OPS.update({"<": operator.lt, "<=": operator.le})
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -128,10 +127,6 @@ def parse_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=None)
-
-
-def _conditions_hold(attributes: dict[str, Any], conds: dict[str, Condition]) -> bool:
-    return all(holds(get(attributes)) for get, holds in _compiled(conds))
 
 
 # ---------------------------------------------------------------- compiled conditions
@@ -239,11 +234,45 @@ def _member_of(values: list[Any]) -> _Test:
 
 
 def compile_condition(cond: Condition) -> _Test:
-    """``lambda value: condition_holds(value, cond)``, worked out once."""
+    """``lambda value: condition_holds(value, cond)``, worked out once: the tests (patterns
+    compiled, constants case-folded) on the first value that reaches them, as most conditions
+    never see one. A bad pattern is refused when the rules are loaded (``rules._validate``)."""
     unset = msgspec.UNSET
     exists = cond.exists
     positive = (cond.eq, cond.in_, cond.regex, cond.contains, cond.gt, cond.ge, cond.lt, cond.le)
     if_missing = all(p is unset for p in (*positive, cond.len_gt, cond.len_ge))
+    check_exists = exists is not unset
+    made: list[tuple[_Test, ...]] = []
+    # The values a rule looks at repeat (providers, event ids, channels): a string's or an
+    # int's answer is kept (the tests are pure), up to a bound.
+    memo: dict[Any, bool] = {}
+
+    def work(value: Any) -> bool:
+        if check_exists and (value not in (None, "", [], {})) != exists:
+            return False
+        if value is None:
+            return if_missing
+        if not made:
+            made.append(_tests(cond))
+        return all(test(value) for test in made[0])
+
+    def holds(value: Any) -> bool:
+        kind = type(value)
+        if kind is not str and kind is not int:
+            return work(value)
+        known = memo.get(value)
+        if known is None:
+            known = work(value)
+            if len(memo) < _MAX_MEMO:
+                memo[value] = known
+        return known
+
+    return holds
+
+
+def _tests(cond: Condition) -> tuple[_Test, ...]:
+    """The tests of ``cond`` on a value that is not None, all of which must hold."""
+    unset = msgspec.UNSET
     tests: list[_Test] = []
     if cond.eq is not unset:
         tests.append(_same_as(cond.eq))
@@ -270,31 +299,7 @@ def compile_condition(cond: Condition) -> _Test:
     for lbound, op in ((cond.len_gt, ">"), (cond.len_ge, ">=")):
         if isinstance(lbound, int):
             tests.append(_sized(op, lbound))
-    checks = tuple(tests)
-    check_exists = exists is not unset
-    # The values a rule looks at repeat (providers, event ids, channels): a string's or an
-    # int's answer is kept (the tests are pure), up to a bound.
-    memo: dict[Any, bool] = {}
-
-    def work(value: Any) -> bool:
-        if check_exists and (value not in (None, "", [], {})) != exists:
-            return False
-        if value is None:
-            return if_missing
-        return all(test(value) for test in checks)
-
-    def holds(value: Any) -> bool:
-        kind = type(value)
-        if kind is not str and kind is not int:
-            return work(value)
-        known = memo.get(value)
-        if known is None:
-            known = work(value)
-            if len(memo) < _MAX_MEMO:
-                memo[value] = known
-        return known
-
-    return holds
+    return tuple(tests)
 
 
 def _contains(needle: str, want: bool) -> _Test:
@@ -397,10 +402,12 @@ class FactIndex:
         return found
 
     def matching(self, clause: Clause, bindings: dict[str, list[Fact]]) -> list[Fact]:
-        facts = self.by_kind.get(clause.kind, [])
+        facts = self.by_kind.get(clause.kind)
+        if not facts:  # nothing of its kind: no condition to work out
+            return []
         match = clause_matcher(clause)
         first = next(iter(clause.where), None)
-        if not facts or first is None or "|" in first or "." in first:
+        if first is None or "|" in first or "." in first:
             return [f for f in facts if match(f, bindings)]
         get, holds = _compiled(clause.where)[0]
         groups, odd = self._grouped(clause.kind, first)

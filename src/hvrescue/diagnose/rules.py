@@ -23,16 +23,12 @@ from importlib import resources
 from typing import Any, Literal
 
 import msgspec
-import yaml
 
 Layer = Literal["storage", "virtual-disk", "vm-configuration", "guest-os", "host"]
 Severity = Literal["info", "warning", "error", "critical"]
 Precondition = Literal[
     "none", "on-a-copy", "after-preserve", "administrator", "winre", "safe-mode", "maintenance"
 ]
-
-# libyaml's safe loader where PyYAML was built with it (about 8x faster on the rule base).
-SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Text(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -178,8 +174,13 @@ def _validate(rule: Rule, source: str) -> None:
 
 
 def parse_rules(text: str, source: str) -> list[Rule]:
+    # PyYAML only here: the rules are read from the snapshot while it is fresh (load_rules).
+    import yaml
+
+    # libyaml's safe loader where PyYAML was built with it (about 8x faster on the rule base).
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        raw = yaml.load(text, Loader=SAFE_LOADER)
+        raw = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise RuleError(f"{source}: {exc}") from exc
     items = raw if isinstance(raw, list) else [raw]

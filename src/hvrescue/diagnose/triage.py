@@ -27,7 +27,6 @@ from hvrescue.evidence import UNREAD, Budget, Folder, Item, Walk
 from hvrescue.evidence.classify import DISK
 from hvrescue.facts.model import Fact, Problem, Provenance, Skipped, Unrecognised
 from hvrescue.findings import Finding
-from hvrescue.vdisk.detect import DISK_SUFFIXES
 
 SYMPTOMS = (
     "vm-wont-start",
@@ -134,6 +133,8 @@ def _finding_fact(f: Finding, root: str | None = None) -> Fact:
 def _reader(path: str, outer: str) -> str:
     """The command that reads ``outer`` again: `guest` for a file inside a disk, `check` for a
     disk, `facts` for the rest."""
+    from hvrescue.vdisk.detect import DISK_SUFFIXES  # the disk engine, only where it is needed
+
     if not outer.lower().endswith(DISK_SUFFIXES):
         return "facts"
     return "guest" if outer != path else "check"

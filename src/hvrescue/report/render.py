@@ -25,8 +25,6 @@ def _inputs(
 ) -> list[dict[str, Any]]:
     """Every input file with its size and hash, and what was recognised in it (zip members
     follow their archive, with no size or hash of their own)."""
-    from hvrescue.preserve.case import input_hash
-
     status: dict[str, dict[str, Any]] = {}
     members: dict[str, list[dict[str, Any]]] = {}
     for entry in recognition or []:
@@ -52,7 +50,7 @@ def _inputs(
                 st = os.lstat(f)
             except OSError:
                 continue
-            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": input_hash(f)}
+            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": _input_hash(f)}
             found, inside = by_real.find(f)
             if recognition is not None:
                 row.update(_recognised(found))
@@ -60,6 +58,13 @@ def _inputs(
             for member in inside:
                 out.append({"path": member["path"], "size": None, "sha256": None} | member)
     return out
+
+
+def _input_hash(path: str) -> str | None:
+    # imported with the first file (it brings preserve's manifest writer): none in an empty input
+    from hvrescue.preserve.case import input_hash
+
+    return input_hash(path)
 
 
 class _RealPaths:
