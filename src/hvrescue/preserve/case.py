@@ -18,14 +18,12 @@ from typing import Any
 
 from hvrescue import __version__
 from hvrescue.io.files import NotRegularFileError, mode_kind
+from hvrescue.io.input_hash import input_hash
 from hvrescue.io.nofollow import lstat_or_none, refuse_link
 from hvrescue.preserve.manifest import iso_ns, utc_now, who
 
 CASE_FILE = "case.sqlite"
 SCHEMA_VERSION = 1
-# Inputs are hashed for the record only when this small; larger ones are identified by size and
-# mtime, and by the hash a preserve or verify action already recorded for the same file.
-HASH_INPUTS_UP_TO = 256 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -184,25 +182,6 @@ class CaseRecord:
             }
             for r in rows
         ]
-
-
-def input_hash(path: str) -> str | None:
-    """SHA-256 of a small input for the record (None for large ones, links, special files or on
-    error: a link met in an evidence folder is not followed into another tree)."""
-    import hashlib
-
-    from hvrescue.errors import HvrescueError
-    from hvrescue.io.files import REGULAR, file_kind, open_evidence_file
-
-    if file_kind(path, follow=False) != REGULAR:
-        return None
-    try:
-        with open_evidence_file(path) as f:
-            if os.fstat(f.fileno()).st_size > HASH_INPUTS_UP_TO:
-                return None
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except (HvrescueError, OSError):
-        return None
 
 
 def record_command(

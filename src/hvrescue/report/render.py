@@ -12,19 +12,23 @@ from hvrescue import __version__
 from hvrescue.diagnose.engine import SEVERITY_ORDER, excerpt
 from hvrescue.diagnose.match import parse_time
 from hvrescue.diagnose.triage import Triage
+from hvrescue.io.input_hash import input_hash
 from hvrescue.report.html import recognised_text, severity_text, to_html, when_text
 from hvrescue.report.i18n import Messages
+from hvrescue.report.inputs import InputHashes, input_files
 from hvrescue.units import human_size
 
 MAX_TIMELINE = 60
-HASH_INPUTS_UP_TO = 256 * 1024 * 1024
 
 
 def _inputs(
-    paths: list[str], recognition: list[dict[str, Any]] | None = None
+    paths: list[str],
+    recognition: list[dict[str, Any]] | None = None,
+    hashes: InputHashes | None = None,
 ) -> list[dict[str, Any]]:
     """Every input file with its size and hash, and what was recognised in it (zip members
-    follow their archive, with no size or hash of their own)."""
+    follow their archive, with no size or hash of their own). ``hashes``: the digests made
+    while the evidence was read (``report.inputs``)."""
     status: dict[str, dict[str, Any]] = {}
     members: dict[str, list[dict[str, Any]]] = {}
     for entry in recognition or []:
@@ -34,23 +38,16 @@ def _inputs(
         else:
             status.setdefault(entry["path"], entry)
     by_real = _RealPaths(status, members)
+    digest = hashes.get if hashes is not None else input_hash
     out: list[dict[str, Any]] = []
     for path in paths:
-        files = [path]
-        if os.path.isdir(path):
-            files = []
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                # links are not followed out of the evidence (input_hash says None for them)
-                files += [os.path.join(root, n) for n in sorted(names)]
-                if len(files) > 2000:
-                    break
-        for f in files[:2000]:
+        # links are not followed out of the evidence (input_hash says None for them)
+        for f in input_files(path):
             try:
                 st = os.lstat(f)
             except OSError:
                 continue
-            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": _input_hash(f)}
+            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": digest(f)}
             found, inside = by_real.find(f)
             if recognition is not None:
                 row.update(_recognised(found))
@@ -58,13 +55,6 @@ def _inputs(
             for member in inside:
                 out.append({"path": member["path"], "size": None, "sha256": None} | member)
     return out
-
-
-def _input_hash(path: str) -> str | None:
-    # imported with the first file (it brings preserve's manifest writer): none in an empty input
-    from hvrescue.preserve.case import input_hash
-
-    return input_hash(path)
 
 
 class _RealPaths:
@@ -192,7 +182,9 @@ def verdict(triage: Triage, diagnoses: list[dict[str, Any]], msg: Messages) -> d
     }
 
 
-def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
+def build(
+    triage: Triage, lang: str, symptoms: list[str], hashes: InputHashes | None = None
+) -> dict[str, Any]:
     msg = Messages(lang)
     diagnoses = [d.as_dict(lang, msg) for d in triage.diagnoses]
     return {
@@ -204,7 +196,7 @@ def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
         "skipped": [s.as_dict() for s in triage.skipped],
         "disks": triage.disks,
         "timeline": _timeline(triage),
-        "inputs": _inputs(triage.paths, triage.recognition),
+        "inputs": _inputs(triage.paths, triage.recognition, hashes),
         "symptoms": symptoms,
         "paths": triage.paths,
         "lang": lang,
