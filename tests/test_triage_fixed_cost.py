@@ -119,6 +119,8 @@ def _counting_tests(monkeypatch) -> list[object]:
         return real(cond)
 
     monkeypatch.setattr(match, "_tests", counting)
+    # the conditions worked out before (the rules are loaded once per process): none
+    monkeypatch.setattr(match, "_COMPILED", {})
     return seen
 
 
