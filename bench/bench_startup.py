@@ -12,7 +12,9 @@ Times, alternating the order each round, as whole processes (what a user waits f
     32 MiB blocks empty, 1 MiB blocks empty (a 512 MiB BAT), 32 MiB blocks with a little data
   qemu-img info / check of the same disks (the peer)
 and what the CLI imports: `python3 -X importtime` for the module tree of `hvrescue --help`
-(modules and milliseconds beyond `import click`). Wall time is noisy on a shared machine, so
+(modules and milliseconds beyond `import click`). `--baseline SRC` also runs every hvrescue
+case from another tree's `src` folder (a copy of the tree before a change), in the same rounds,
+for a before / after in one run. Wall time is noisy on a shared machine, so
 user+system CPU time (from wait4) is printed beside it; peak memory is the child's maximum
 resident set. `--quick` leaves out the 1 MiB-block disk (its BAT alone is 512 MiB).
 """
@@ -39,10 +41,12 @@ MiB = 1 << 20
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(cmd: list[str]) -> tuple[float, float, int]:
+def run_once(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """(wall s, user+system CPU s, peak RSS KiB) of one process."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or ENV
+    )
     _pid, _status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = 0  # reaped by wait4
@@ -118,6 +122,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="leave out the 1 MiB-block disk")
+    ap.add_argument("--baseline", type=Path, default=None, help="another tree's src folder")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hvr-bench-startup-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -140,15 +145,23 @@ def main() -> None:
     for name, path in big.items():
         cases[f"hvrescue check ({name})"] = [*hv, "check", str(path)]
         cases[f"qemu-img check ({name})"] = [qemu, "check", "-f", "vhdx", str(path)]
-    for cmd in cases.values():  # warm the page cache and the bytecode caches
-        run_once(cmd)
+    envs: dict[str, dict[str, str]] = {}
+    if args.baseline is not None:
+        before = dict(ENV, PYTHONPATH=str(args.baseline.resolve()))
+        before["PYTHONPYCACHEPREFIX"] = str(work / "pycache-baseline")
+        for name, cmd in list(cases.items()):
+            if name.startswith("hvrescue"):
+                cases[f"(baseline) {name}"] = cmd
+                envs[f"(baseline) {name}"] = before
+    for name, cmd in cases.items():  # warm the page cache and the bytecode caches
+        run_once(cmd, envs.get(name))
     runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in cases}
     names = list(cases)
     for rnd in range(args.rounds):
         for name in names if rnd % 2 == 0 else reversed(names):
-            runs[name].append(run_once(cases[name]))
+            runs[name].append(run_once(cases[name], envs.get(name)))
     print(f"{args.rounds} rounds, order alternated; load average {os.getloadavg()[0]:.2f}")
-    print(f"  {'':<44} {'wall min':>9} {'median':>8} {'cpu min':>8} {'median':>8} {'peak':>8}")
+    print(f"  {'':<56} {'wall min':>9} {'median':>8} {'cpu min':>8} {'median':>8} {'peak':>8}")
     base_cpu = min(c for _w, c, _m in runs["python3 -c pass"])
     click_cpu = min(c for _w, c, _m in runs["python3 -c 'import click'"])
     for name, got in runs.items():
@@ -156,13 +169,13 @@ def main() -> None:
         cpus = [c for _w, c, _m in got]
         peak = max(m for _w, _c, m in got)
         print(
-            f"  {name:<44} {min(walls) * 1000:7.0f}ms {statistics.median(walls) * 1000:6.0f}ms "
+            f"  {name:<56} {min(walls) * 1000:7.0f}ms {statistics.median(walls) * 1000:6.0f}ms "
             f"{min(cpus) * 1000:6.0f}ms {statistics.median(cpus) * 1000:6.0f}ms "
             f"{peak / 1024:6.0f}MiB"
             + (
                 f"  cpu +{(min(cpus) - base_cpu) * 1000:.0f} ms over pass, "
                 f"+{(min(cpus) - click_cpu) * 1000:.0f} over click"
-                if name.startswith("hvrescue")
+                if name.startswith(("hvrescue", "(baseline)"))
                 else ""
             )
         )

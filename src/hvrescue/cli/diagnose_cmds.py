@@ -23,7 +23,7 @@ from hvrescue.cli.main import (
     pass_ctx,
     search_option,
 )
-from hvrescue.cli.output import console, emit_json, hint, stdout_binary
+from hvrescue.cli.output import console, emit_json, hint, printer, stdout_binary, styled
 from hvrescue.cli.unlock import secret_options
 from hvrescue.errors import InputError
 
@@ -186,18 +186,18 @@ def explain(c: Ctx, code: str, as_json: bool) -> None:
         if as_json:
             emit_json({"status": "unknown", "code": code})
         else:
-            console(stderr=True).print(_text(c.msg("ui.explain.unknown", code=code), style="red"))
+            printer(stderr=True).print(styled(c.msg("ui.explain.unknown", code=code), style="red"))
         sys.exit(EXIT_ERROR)
     if as_json:
         emit_json({"status": "known", **found})
         sys.exit(EXIT_OK)
-    con = console()
+    con = printer()
     title = found["code"] + (f" ({found['name']})" if found.get("name") else "")
-    con.print(_text(title, style="bold"))
-    con.print(_text(found["meaning"]))
+    con.print(styled(title, style="bold"))
+    con.print(styled(found["meaning"]))
     if found.get("detail"):
-        con.print(_text(found["detail"]))
-    con.print(_text(f"{c.msg('ui.report.layer')}: {found['layer_text']}", style="dim"))
+        con.print(styled(found["detail"]))
+    con.print(styled(f"{c.msg('ui.report.layer')}: {found['layer_text']}", style="dim"))
     sys.exit(EXIT_OK)
 
 

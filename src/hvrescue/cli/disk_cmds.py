@@ -6,8 +6,6 @@ import sys
 from typing import Any
 
 import click
-from rich.markup import escape
-from rich.text import Text
 
 from hvrescue import __version__
 from hvrescue.cli.hash_opts import hash_option
@@ -28,14 +26,19 @@ from hvrescue.cli.main import (
 from hvrescue.cli.output import (
     console,
     emit_json,
+    escape,
     finding_json,
+    findings_lines,
     findings_table,
     flatten,
     gaps_table,
-    kv_table,
+    print_kv_table,
+    printer,
+    rich_text,
     size_text,
     sized_rows,
     stdout_binary,
+    styled,
 )
 from hvrescue.cli.progress import progress_bar
 from hvrescue.errors import HvrescueError, InputError, NotADiskError
@@ -84,14 +87,14 @@ def info(c: Ctx, file: str, as_json: bool) -> None:
             }
         )
         return
-    out = console()
-    out.print(Text(c.msg("ui.info.title", path=file, format=report.format), style="bold"))
+    out = printer()
+    out.print(styled(c.msg("ui.info.title", path=file, format=report.format), style="bold"))
     rows: list[tuple[str, Any]] = []
     flatten("", report.structures, rows)
-    out.print(kv_table(sized_rows(rows, c.msg), c.msg))
+    print_kv_table(sized_rows(rows, c.msg), c.msg)
     if findings:
-        out.print(Text(c.msg("ui.info.findings"), style="bold"))
-        out.print(findings_table(findings, c.msg, show_file=False))
+        out.print(styled(c.msg("ui.info.findings"), style="bold"))
+        out.print(findings_lines(findings, c.msg, show_file=False))
 
 
 # ---------------------------------------------------------------- chain
@@ -130,7 +133,7 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
     from rich.table import Table  # here: the other commands print no table of their own
 
     out = console()
-    out.print(Text(c.msg("ui.chain.title", path=file), style="bold"))
+    out.print(rich_text(c.msg("ui.chain.title", path=file), style="bold"))
     table = Table()
     for col in ("level", "file", "format", "size", "identity", "linkage", "found-via"):
         table.add_column(c.msg(f"ui.col.{col}"), overflow="fold")
@@ -141,12 +144,12 @@ def chain(c: Ctx, file: str, search: tuple[str, ...], as_json: bool) -> None:
         via = row.found_via or ""
         if via and c.msg.has(f"ui.chain.via.{via}"):  # how the parent was found, in words
             via = c.msg(f"ui.chain.via.{via}")
-        table.add_row(*(Text(x) for x in cells), Text(c.msg(key), style=style), via)
+        table.add_row(*(rich_text(x) for x in cells), rich_text(c.msg(key), style=style), via)
     out.print(table)
     out.print(
-        Text(c.msg("ui.chain.complete", depth=len(report.layers)))
+        rich_text(c.msg("ui.chain.complete", depth=len(report.layers)))
         if report.complete
-        else Text(c.msg("ui.chain.incomplete"), style="red")
+        else rich_text(c.msg("ui.chain.incomplete"), style="red")
     )
     if report.findings:
         out.print(findings_table(report.findings, c.msg))
@@ -202,7 +205,7 @@ def check(
             }
         )
         sys.exit(_CHECK_EXIT[status])
-    out = console()
+    out = printer()
     for r in report.files:
         summary = c.msg(
             "ui.check.summary",
@@ -212,13 +215,13 @@ def check(
         )
         if r.virtual_size is not None:
             summary += "  " + c.msg("ui.check.size", size=size_text(r.virtual_size, c.msg))
-        out.print(Text(summary))
+        out.print(styled(summary))
         if r.error is not None:
-            out.print(Text(c.msg(r.error.key, **r.error.params), style="red"))
+            out.print(styled(c.msg(r.error.key, **r.error.params), style="red"))
     if findings:
-        out.print(findings_table(findings, c.msg))
+        out.print(findings_lines(findings, c.msg))
     else:
-        out.print(Text(c.msg("ui.check.none")))
+        out.print(styled(c.msg("ui.check.none")))
     sys.exit(_CHECK_EXIT[status])
 
 
@@ -263,19 +266,19 @@ def hash_(
         sys.exit(code)
     size = size_text(report.size, c.msg)
     if list(report.hashes) == ["sha256"]:
-        console().print(Text(c.msg("ui.hash.result.sized", size=size, sha256=report.sha256)))
+        console().print(rich_text(c.msg("ui.hash.result.sized", size=size, sha256=report.sha256)))
     else:
         for name, digest in report.hashes.items():
             text = c.msg("ui.hash.result.digest", algorithm=name, size=size, digest=digest)
-            console().print(Text(text))
+            console().print(rich_text(text))
     err = console(stderr=True)
     if report.undefined:
         undefined = size_text(report.undefined_bytes, c.msg)
         text = c.msg("ui.hash.undefined.sized", count=len(report.undefined), size=undefined)
-        err.print(Text(text, style="red"))
+        err.print(rich_text(text, style="red"))
         err.print(gaps_table(report.undefined, c.msg))
     elif report.unreadable:
-        err.print(Text(c.msg("ui.hash.unreadable", count=len(report.unreadable)), style="red"))
+        err.print(rich_text(c.msg("ui.hash.unreadable", count=len(report.unreadable)), style="red"))
     warn = [f for f in report.findings if f.severity >= Severity.WARNING]
     if warn:
         err.print(findings_table(warn, c.msg))
@@ -350,7 +353,7 @@ def facts(
     for fact in found.facts:
         counts[fact.kind] = counts.get(fact.kind, 0) + 1
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
-    out.print(Text(c.msg("ui.facts.summary", count=len(found.facts), kinds=kinds)))
+    out.print(rich_text(c.msg("ui.facts.summary", count=len(found.facts), kinds=kinds)))
     for fact in found.facts:
         where = f"{fact.provenance.path}#{fact.provenance.locator or ''}"
         summary = fact_summary(fact.attributes)
@@ -365,7 +368,7 @@ def _say_inputs(c: Ctx, inputs: list[dict[str, Any]], out: Any, brief: bool = Fa
     alone (and, unless ``brief``, each recognised one with its formats). The unrecognised
     ones were named above with their reason."""
     seen = sum(1 for i in inputs if i["recognised"])
-    out.print(Text(c.msg("ui.facts.inputs", recognised=seen, count=len(inputs))))
+    out.print(rich_text(c.msg("ui.facts.inputs", recognised=seen, count=len(inputs))))
     for item in inputs:
         if item["signals_only"]:
             text = c.msg("ui.facts.input-signals-only", path=item["path"], facts=item["facts"])

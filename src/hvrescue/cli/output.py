@@ -13,9 +13,9 @@ import io
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from hvrescue.cli.plain import Printer, Styled
 from hvrescue.report.i18n import Messages
 from hvrescue.units import human_size
 
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 SEVERITY_STYLE = {"info": "dim", "warning": "yellow", "error": "red", "critical": "bold red"}
 
 
-@dataclass
 class _Sink:
     """The -o file while a command runs: text for rich, bytes for JSON/JSONL/CSV, one stream."""
 
-    text: io.TextIOWrapper
-    binary: IO[bytes]
-    written: bool = False
+    def __init__(self, text: io.TextIOWrapper, binary: IO[bytes]) -> None:
+        self.text = text
+        self.binary = binary
+        self.written = False
 
 
 class _State:
@@ -66,6 +66,35 @@ def console(stderr: bool = False) -> Console:
         sink.written = True
         return Console(file=sink.text, highlight=False, soft_wrap=False)
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def printer(stderr: bool = False) -> Printer:
+    """What :func:`console` prints :class:`Styled` lines to, without importing rich where its
+    console would write them as plain text anyway (no terminal: a pipe, a file, -o)."""
+    sink = _state.sink
+    if not stderr and sink is not None:
+        sink.written = True
+        return Printer(sink.text, lambda: console())
+    return Printer(sys.stderr if stderr else sys.stdout, lambda: console(stderr=stderr))
+
+
+def styled(text: str, style: str = "") -> Styled:
+    """One line of text with a rich style name, for :func:`printer`."""
+    return Styled(text, style)
+
+
+def rich_text(text: str, style: str = "") -> Text:
+    """``rich.text.Text(text, style=style)``, rich imported when one is made."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
+def escape(text: str) -> str:
+    """``rich.markup.escape``: text printed inside rich markup, rich imported when needed."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
 
 
 def hint(text: str | Text) -> None:
@@ -210,9 +239,12 @@ def finding_json(f: Finding, msg: Messages) -> dict[str, Any]:
 
 def findings_table(findings: list[Finding], msg: Messages, show_file: bool = True) -> Text:
     """Findings as a list: one head line (severity, code, file, offset), then the message."""
-    from rich.text import Text
+    return findings_lines(findings, msg, show_file).rich()
 
-    text = Text()
+
+def findings_lines(findings: list[Finding], msg: Messages, show_file: bool = True) -> Styled:
+    """:func:`findings_table` for :func:`printer` (rich imported only where it draws)."""
+    text = Styled()
     for f in findings:
         sev = f.severity.label
         text.append(f"[{msg('ui.severity.' + sev)}]", style=SEVERITY_STYLE[sev])
@@ -225,6 +257,12 @@ def findings_table(findings: list[Finding], msg: Messages, show_file: bool = Tru
     return text
 
 
+def _cell(value: Any, msg: Messages) -> str:
+    if isinstance(value, bool):  # yes / no in the reader's language
+        return msg(f"ui.value.{str(value).lower()}")
+    return "" if value is None else str(value)
+
+
 def kv_table(rows: list[tuple[str, Any]], msg: Messages) -> Table:
     from rich.table import Table
     from rich.text import Text
@@ -233,10 +271,16 @@ def kv_table(rows: list[tuple[str, Any]], msg: Messages) -> Table:
     table.add_column(msg("ui.col.field"))
     table.add_column(msg("ui.col.value"), overflow="fold")
     for key, value in rows:
-        if isinstance(value, bool):  # yes / no in the reader's language
-            value = msg(f"ui.value.{str(value).lower()}")
-        table.add_row(Text(key), Text("" if value is None else str(value)))
+        table.add_row(Text(key), Text(_cell(value, msg)))
     return table
+
+
+def print_kv_table(rows: list[tuple[str, Any]], msg: Messages) -> None:
+    """:func:`kv_table` on stdout (or the -o file): drawn without rich where rich would draw it
+    as plain text (:mod:`hvrescue.cli.plain_table`), by rich otherwise."""
+    header = (msg("ui.col.field"), msg("ui.col.value"))
+    if not printer().table(header, [(key, _cell(value, msg)) for key, value in rows]):
+        console().print(kv_table(rows, msg))
 
 
 def sized_rows(rows: list[tuple[str, Any]], msg: Messages) -> list[tuple[str, Any]]:

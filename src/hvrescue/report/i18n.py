@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-import string
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -142,9 +142,15 @@ def detect_language(explicit: str | None = None) -> str:
     locale variables; English by default."""
     candidates = [explicit, os.environ.get("HVRESCUE_LANG")]
     if not any(candidates):
-        from hvrescue.platform import ui_language
-
-        candidates.append(ui_language())  # asked only when needed: a call into kernel32
+        # Asked only when needed: a call into kernel32. The platform package (ctypes: 5 ms of a
+        # small command's start) is imported for it on Windows only; where it is imported
+        # already, it decides (its on_windows() is sys.platform's answer unless a test stands
+        # in for Windows).
+        platform = sys.modules.get("hvrescue.platform")
+        if platform is None and sys.platform == "win32":
+            import hvrescue.platform as platform
+        if platform is not None:
+            candidates.append(platform.ui_language())
     candidates += [os.environ.get(v) for v in ("LC_ALL", "LC_MESSAGES", "LANG")]
     for value in candidates:
         if value:
@@ -158,6 +164,8 @@ def detect_language(explicit: str | None = None) -> str:
 
 def template_fields(template: str) -> set[str]:
     """The parameter names a template takes (``{offset}``, ``{name!r}`` -> offset, name)."""
+    import string
+
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hvrescue.errors import HvrescueError
 from hvrescue.findings import Finding, FindingSink, Severity
 from hvrescue.io.files import MISSING, OTHER, REGULAR, file_kind
-from hvrescue.vdisk.detect import DISK_SUFFIXES, AnyImage, open_image
+from hvrescue.vdisk.detect import DISK_SUFFIXES, open_image
 from hvrescue.vdisk.layer import ParentRef
 from hvrescue.vdisk.locate import Searcher, candidate_paths, resolve_casefold
+
+if TYPE_CHECKING:
+    from hvrescue.vdisk.detect import AnyImage  # the readers imported when a file is opened
 
 MAX_DEPTH = 128
 MAX_SKIPPED_FINDINGS = 20

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from hvrescue.errors import HvrescueError, NotADiskError
 from hvrescue.io.source import ReadOnlySource
-from hvrescue.vdisk.vhd import VhdImage
-from hvrescue.vdisk.vhd import structures as vhd_s
-from hvrescue.vdisk.vhdx import VhdxImage
-from hvrescue.vdisk.vhdx import structures as vhdx_s
+from hvrescue.vdisk import signatures as sig
+
+if TYPE_CHECKING:
+    from hvrescue.vdisk.vhd import VhdImage
+    from hvrescue.vdisk.vhdx import VhdxImage
+
+    AnyImage = VhdxImage | VhdImage
 
 VHDX_SUFFIXES = (".vhdx", ".avhdx")
 VHD_SUFFIXES = (".vhd", ".avhd")
 DISK_SUFFIXES = VHDX_SUFFIXES + VHD_SUFFIXES
 
-AnyImage = VhdxImage | VhdImage
+
+def __getattr__(name: str) -> Any:
+    """``AnyImage`` (both readers) imported on first use: recognising a file reads signatures
+    alone, and opening one imports only its own format's reader."""
+    if name == "AnyImage":
+        from hvrescue.vdisk.vhd import VhdImage
+        from hvrescue.vdisk.vhdx import VhdxImage
+
+        return VhdxImage | VhdImage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sniff(source: ReadOnlySource) -> str | None:
@@ -22,18 +36,18 @@ def sniff(source: ReadOnlySource) -> str | None:
     if size == 0:
         return None
     head = source.read(0, 8, tolerant=True)
-    if head == vhdx_s.FILE_SIGNATURE:
+    if head == sig.VHDX_FILE_SIGNATURE:
         return "vhdx"
-    if head == vhd_s.FOOTER_COOKIE:
+    if head == sig.VHD_FOOTER_COOKIE:
         return "vhd"
-    for off in (size - vhd_s.FOOTER_SIZE, size - 511):
-        if off >= 0 and source.read(off, 8, tolerant=True) == vhd_s.FOOTER_COOKIE:
+    for off in (size - sig.VHD_FOOTER_SIZE, size - 511):
+        if off >= 0 and source.read(off, 8, tolerant=True) == sig.VHD_FOOTER_COOKIE:
             return "vhd"
-    for off in vhdx_s.HEADER_OFFSETS:
-        if source.read(off, 4, tolerant=True) == vhdx_s.HEADER_SIGNATURE:
+    for off in sig.VHDX_HEADER_OFFSETS:
+        if source.read(off, 4, tolerant=True) == sig.VHDX_HEADER_SIGNATURE:
             return "vhdx"
-    for off in vhdx_s.REGION_TABLE_OFFSETS:
-        if source.read(off, 4, tolerant=True) == vhdx_s.REGION_SIGNATURE:
+    for off in sig.VHDX_REGION_TABLE_OFFSETS:
+        if source.read(off, 4, tolerant=True) == sig.VHDX_REGION_SIGNATURE:
             return "vhdx"
     return None
 
@@ -52,11 +66,11 @@ def sniff_deep(source: ReadOnlySource) -> str | None:
     if kind is not None or source.size == 0:
         return kind
     size = source.size
-    if size >= 1024 and source.read(512, 8, tolerant=True) == vhd_s.DYNAMIC_COOKIE:
+    if size >= 1024 and source.read(512, 8, tolerant=True) == sig.VHD_DYNAMIC_COOKIE:
         return "vhd"
     for k in range(1, min(size // _MIB + 1, _DEEP_MIB_POSITIONS + 1)):
         head = source.read(k * _MIB, 8, tolerant=True)
-        if head == vhdx_s.METADATA_SIGNATURE or head[:4] == vhdx_s.LOG_ENTRY_SIGNATURE:
+        if head == sig.VHDX_METADATA_SIGNATURE or head[:4] == sig.VHDX_LOG_ENTRY_SIGNATURE:
             return "vhdx"
     return None
 
@@ -77,8 +91,12 @@ def open_image(path: str) -> AnyImage:
         source.close()
         raise
     if kind == "vhdx":
+        from hvrescue.vdisk.vhdx import VhdxImage
+
         return VhdxImage(source)
     if kind == "vhd":
+        from hvrescue.vdisk.vhd import VhdImage
+
         return VhdImage(source)
     size = source.size
     source.close()
@@ -101,10 +119,12 @@ def probe_identity(path: str) -> tuple[str, str | None, int | None] | None:
         if kind == "vhdx":
             return "vhdx", _vhdx_identity(source), None
         if kind == "vhd":
-            for off in (source.size - vhd_s.FOOTER_SIZE, 0):
-                raw = source.read(off, vhd_s.FOOTER_SIZE, tolerant=True)
-                if raw[:8] == vhd_s.FOOTER_COOKIE and len(raw) == vhd_s.FOOTER_SIZE:
-                    footer = vhd_s.Footer.parse(raw)
+            for off in (source.size - sig.VHD_FOOTER_SIZE, 0):
+                raw = source.read(off, sig.VHD_FOOTER_SIZE, tolerant=True)
+                if raw[:8] == sig.VHD_FOOTER_COOKIE and len(raw) == sig.VHD_FOOTER_SIZE:
+                    from hvrescue.vdisk.vhd.structures import Footer
+
+                    footer = Footer.parse(raw)
                     return "vhd", "{" + str(footer.unique_id) + "}", footer.timestamp
             return "vhd", None, None
         return None
@@ -114,11 +134,12 @@ def probe_identity(path: str) -> tuple[str, str | None, int | None] | None:
 
 def _vhdx_identity(source: ReadOnlySource) -> str | None:
     from hvrescue.vdisk.crc import crc32c_with_field_zeroed
+    from hvrescue.vdisk.vhdx import structures as vhdx_s
 
     best: vhdx_s.Header | None = None
-    for off in vhdx_s.HEADER_OFFSETS:
-        raw = source.read(off, vhdx_s.HEADER_SIZE, tolerant=True)
-        if len(raw) < vhdx_s.HEADER_SIZE or raw[:4] != vhdx_s.HEADER_SIGNATURE:
+    for off in sig.VHDX_HEADER_OFFSETS:
+        raw = source.read(off, sig.VHDX_HEADER_SIZE, tolerant=True)
+        if len(raw) < sig.VHDX_HEADER_SIZE or raw[:4] != sig.VHDX_HEADER_SIGNATURE:
             continue
         hdr = vhdx_s.Header.parse(raw)
         if crc32c_with_field_zeroed(raw, 4) != hdr.checksum:

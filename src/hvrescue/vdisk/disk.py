@@ -6,28 +6,29 @@ the allocated data costs: ranges no layer holds are zeros without any file acces
 layers hold (``extents()``) is bounded by their files' sizes, whatever sizes and tables the
 files claim (blocks past the end of a file, or sharing file space, are undefined, not data).
 
-Every range of a disk is exactly one of: data from a layer, zeros the format defines, or
-undefined (a :class:`Gap` with its cause: a block past the end of a file, an invalid BAT state,
-a lost or contradicting sector bitmap, an unreadable BAT or data, a block whose file space
-overlaps another block or a structure, a missing parent). Undefined
-bytes read as zeros; ``undefined()`` lists them from the metadata before any data is read, and
-``read_checked``/``read_into_checked`` return exactly those met by one read (read errors
-included), so that no caller can present them as content.
+Every range of a disk is exactly one of: data from a layer, zeros the format defines, or undefined
+(a :class:`Gap` with its cause: a block past the end of a file, an invalid BAT state, a lost or
+contradicting sector bitmap, an unreadable BAT or data, a block whose file space overlaps another
+block or a structure, a missing parent). Undefined bytes read as zeros; ``undefined()`` lists them
+from the metadata before any data is read, and ``read_checked``/``read_into_checked`` return
+exactly those met by one read (read errors included), so no caller can present them as content.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from hvrescue.errors import ChainError, UndefinedContentError
 from hvrescue.findings import Finding
 from hvrescue.io.source import BadRange
 from hvrescue.vdisk.chain import Chain, resolve_chain
-from hvrescue.vdisk.detect import AnyImage
 from hvrescue.vdisk.layer import PARENT_MISSING, READ_ERROR, TRUNCATED, Gap, Run, RunKind
 from hvrescue.vdisk.ranges import coalesce, gap_ranges, merge_gaps, merge_ranges
+
+if TYPE_CHECKING:  # the readers, imported when a file is opened
+    from hvrescue.vdisk.detect import AnyImage
 
 __all__ = [
     "CHUNK",
@@ -360,11 +361,12 @@ class Disk:
     ) -> str:
         """SHA-256 of the whole content (undefined ranges as zeros, listed in ``gaps``).
 
-        SHA-256 has no shortcut for runs of zeros: its cost is the virtual size at the
-        hash's speed (zeros are never read, but they are hashed). Undefined ranges hashed as
-        zeros give the digest of zeros we put there, not of the disk; when they far exceed what
-        the files hold (:func:`check_hash_cost`: a 2 MB file claiming 520 GiB) that digest
-        would cost long and say nothing, so it is refused unless ``allow_gaps``."""
+        SHA-256 has no shortcut for zeros: they are hashed (never read), at the hash's speed.
+        Undefined ranges hashed as zeros give the digest of our zeros, not of the disk; where they
+        far exceed what the files hold (:func:`check_hash_cost`: a 2 MB file claiming 520 GiB),
+        that long digest would say nothing, so it is refused unless ``allow_gaps``."""
+        import hashlib  # here: OpenSSL's module is 3 ms of a `check` that hashes nothing
+
         if not allow_gaps:
             check_hash_cost(self)
         h = hashlib.sha256()

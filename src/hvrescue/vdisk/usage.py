@@ -13,16 +13,20 @@ them as findings of its own.
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hvrescue.errors import HvrescueError
-from hvrescue.vdisk.detect import AnyImage
-from hvrescue.vdisk.vhd import VhdImage
-from hvrescue.vdisk.vhd import structures as vhd_s
 from hvrescue.vdisk.vhdx import structures as vhdx_s
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+    from hvrescue.vdisk.detect import AnyImage
+    from hvrescue.vdisk.vhd import VhdImage
 
 # Get-VHD's Alignment: 1 when every data block starts at a multiple of this in the file.
 ALIGNMENT = 4096
@@ -60,13 +64,20 @@ class Usage:
 
 
 # ---------------------------------------------------------------- where the blocks are
+def _is_vhd(image: AnyImage) -> TypeIs[VhdImage]:
+    """``isinstance(image, VhdImage)`` without importing the VHD reader to ask: an image of
+    it exists only once its module is imported (a VHDX's `info` never imports it)."""
+    module = sys.modules.get("hvrescue.vdisk.vhd.image")
+    return module is not None and isinstance(image, module.VhdImage)
+
+
 def placements(image: AnyImage) -> tuple[list[tuple[int, int]], int]:
     """``([(block, file offset of its data)], undefined)`` in ascending block order: the data
     blocks this file holds, and how many BAT entries point where no block can be known to be.
     A fixed VHD is one run of data from offset 0 and has no blocks."""
     if not image.readable:
         return [], 0
-    if isinstance(image, VhdImage):
+    if _is_vhd(image):
         return _vhd_placements(image)
     out: list[tuple[int, int]] = []
     undefined = 0
@@ -84,6 +95,8 @@ def placements(image: AnyImage) -> tuple[list[tuple[int, int]], int]:
 
 
 def _vhd_placements(image: VhdImage) -> tuple[list[tuple[int, int]], int]:
+    from hvrescue.vdisk.vhd import structures as vhd_s
+
     if image.footer is None or image.footer.disk_type == 2:
         return [], 0
     out: list[tuple[int, int]] = []
@@ -108,7 +121,7 @@ def _vhd_placements(image: VhdImage) -> tuple[list[tuple[int, int]], int]:
 
 def _stride(image: AnyImage) -> int:
     """How far apart two blocks' data are when the second directly follows the first."""
-    if isinstance(image, VhdImage):
+    if _is_vhd(image):
         return image.bitmap_size + image.block_size
     return image.block_size
 

@@ -6,10 +6,12 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-FOOTER_SIZE = 512
+from hvrescue.vdisk import signatures
+
+FOOTER_SIZE = signatures.VHD_FOOTER_SIZE
 DYNAMIC_HEADER_SIZE = 1024
-FOOTER_COOKIE = b"conectix"
-DYNAMIC_COOKIE = b"cxsparse"
+FOOTER_COOKIE = signatures.VHD_FOOTER_COOKIE
+DYNAMIC_COOKIE = signatures.VHD_DYNAMIC_COOKIE
 FIXED_DATA_OFFSET = 0xFFFFFFFFFFFFFFFF
 UNUSED_BAT = 0xFFFFFFFF
 SECTOR = 512
