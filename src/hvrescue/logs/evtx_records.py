@@ -34,8 +34,12 @@ def _data_fields(ed: Any, ud: Any) -> tuple[dict[str, Any] | list[Any], str | No
             if type(data) is dict:
                 data = data.get("#text")
             if type(data) is list:
+                if dict not in map(type, data):
+                    return data, binary  # decoded for this record alone: no copy needed
                 return [x.get("#text") if type(x) is dict else x for x in data], binary
             return ([data] if data is not None else []), binary
+        if dict not in map(type, ed.values()):
+            return ed, binary  # the common shape: flat values, the decoded dict as it is
         return {k: v.get("#text") if type(v) is dict else v for k, v in ed.items()}, binary
     if ed is not None:
         return [ed], None
@@ -124,10 +128,19 @@ def from_json(record: dict[str, Any], path: str) -> Fact:
     """One record as the event fact. This is the hot path of large logs (see
     bench/bench_facts.py): decoded into structs, the attributes built in place, with exactly
     the keys of :func:`hvrescue.logs.events.event_fact` (a test holds the two together)."""
+    attributes = json_attributes(record)
+    if attributes is None:  # another shape (or no JSON): the plain reading says what
+        return _from_dicts(record, path)
+    return Fact("event", attributes, Provenance(path, f"record:{attributes['record_id']}"))
+
+
+def json_attributes(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The attributes of :func:`from_json`'s fact, or None for a record of another shape (read
+    the plain way by ``from_json``). What cannot be read raises, as in ``from_json``."""
     try:
         event = _decode_record(record["data"]).Event or _NO_EVENT
-    except msgspec.DecodeError:  # another shape (or no JSON): the plain reading says what
-        return _from_dicts(record, path)
+    except msgspec.DecodeError:
+        return None
     system = event.System or _NO_SYSTEM
     node = system.Provider
     names = (node.attributes if node is not None else None) or _NO_PROVIDER
@@ -144,9 +157,8 @@ def from_json(record: dict[str, Any], path: str) -> Fact:
     ).SystemTime or record.get("timestamp")
     security = system.Security
     user = ((security.attributes if security is not None else None) or _NO_SECURITY).UserID
-    return _fact(
+    return _attributes(
         record,
-        path,
         (names.Name, names.EventSourceName, eid, qualifiers, system.Level, created),
         (system.EventRecordID, system.Channel, system.Computer, system.Task, system.Opcode),
         (system.Keywords, user, run.ProcessID, run.ThreadID),
@@ -323,9 +335,8 @@ def _from_dicts(record: dict[str, Any], path: str) -> Fact:
     ) or record.get("timestamp")
     node = get("Security")
     security = (node.get("#attributes") or _EMPTY) if type(node) is dict else _EMPTY
-    return _fact(
+    attributes = _attributes(
         record,
-        path,
         (
             provider.get("Name"),
             provider.get("EventSourceName"),
@@ -343,21 +354,24 @@ def _from_dicts(record: dict[str, Any], path: str) -> Fact:
         ),
         _data_fields(event.get("EventData"), event.get("UserData")),
     )
+    return Fact("event", attributes, Provenance(path, f"record:{attributes['record_id']}"))
 
 
-def _fact(
+def _attributes(
     record: dict[str, Any],
-    path: str,
     head: tuple[Any, Any, Any, Any, Any, Any],
     ids: tuple[Any, Any, Any, Any, Any],
     tail: tuple[Any, Any, Any, Any],
     fields: tuple[dict[str, Any] | list[Any], str | None],
-) -> Fact:
+) -> dict[str, Any]:
     name, source, eid, qualifiers, level, created = head
     system_record_id, channel, computer, task, opcode = ids
     keywords, user_sid, process_id, thread_id = tail
     data, binary = fields
-    level = _level(level)
+    # (the helpers' own first tests inline, without the calls: the common values are numbers
+    # and EVTX's own time)
+    if type(level) is not int:
+        level = _level(level)
     # The record header's number locates the record in this file; EventRecordID is what Event
     # Viewer shows, and differs from it in exported logs (wevtutil epl renumbers the headers).
     record_id = record.get("event_record_id")
@@ -365,15 +379,15 @@ def _fact(
         system_record_id = (
             as_int(_text(system_record_id)) if system_record_id is not None else record_id
         )
-    attributes = {
+    return {
         "channel": channel if type(channel) is not dict else channel.get("#text"),
         "provider": name,
         "source_name": source or name,
-        "event_id": _event_id(eid),
+        "event_id": eid if type(eid) is int else _event_id(eid),
         "qualifiers": qualifiers,
         "level": level,
         "level_name": _level_name(level),
-        "time": _time(created),
+        "time": created if created and created[-1] == "Z" else _time(created),
         "time_local": None,
         "record_id": record_id,
         "system_record_id": system_record_id,
@@ -385,8 +399,7 @@ def _fact(
         "opcode": opcode if type(opcode) is not dict else opcode.get("#text"),
         "keywords": keywords if type(keywords) is not dict else keywords.get("#text"),
         "user_sid": user_sid,
-        "process_id": as_int(process_id),
-        "thread_id": as_int(thread_id),
+        "process_id": process_id if type(process_id) is int else as_int(process_id),
+        "thread_id": thread_id if type(thread_id) is int else as_int(thread_id),
         "format": "evtx",
     }
-    return Fact("event", attributes, Provenance(path, f"record:{record_id}"))

@@ -14,12 +14,18 @@ read again here, as it would have been without workers.
 
 Only on-disk EVTX files go to the workers: zip members are read whole from their archive, which
 is open in this process, and text is cheap next to the walk.
+
+Whether to start workers at all is decided by the EVTX bytes the walk holds: the walk is looked
+ahead (cheap: names, sizes, a few bytes of each file) until ``PARALLEL_FROM_BYTES`` of on-disk
+EVTX are met, and the workers start then, with every log met so far for them; a walk that ends
+below it (or meets a zip first: its members are read while it is open) is read here.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +48,8 @@ MAX_JOBS = 64
 # A walk starts workers only once it has met this many bytes of on-disk EVTX (two or more
 # files): below that, starting processes costs more than it saves.
 PARALLEL_FROM_BYTES = 4 * 1024 * 1024
+# Entries looked ahead at most, to see whether the walk holds that much EVTX.
+LOOK_AHEAD = 4096
 # Small logs go to a worker together, up to this many bytes or files.
 BATCH_BYTES = 2 * 1024 * 1024
 BATCH_FILES = 64
@@ -49,9 +57,9 @@ BATCH_FILES = 64
 Entry = Item | Folder | Skipped
 # facts_from_item: (item, budget) or, with events to keep, (item, budget, keep)
 Reader = Callable[..., FactSet]
-# What a worker makes of each item's facts before it sends them (picklable: a module-level
-# function or a partial of one).
-Post = Callable[[FactSet], FactSet]
+# What a worker reads each item with, instead of read_item (picklable: a module-level function
+# or a partial of one), called as (item, budget, keep).
+Work = Callable[..., FactSet]
 
 
 def default_jobs() -> int:
@@ -72,22 +80,22 @@ def _worker_read(
     files: list[tuple[str, str, str | None, str, int, str]],
     budget: Budget,
     keep: EventFilter | None = None,
-    post: Post | None = None,
+    work: Work | None = None,
 ) -> list[FactSet]:
     """In a worker: the facts of on-disk files, each as :func:`collect.facts_from_item` gives
-    them in the parent (the same opener, the same readers, the same events kept), and handed
-    to ``post`` when there is one."""
+    them in the parent (the same opener, the same readers, the same events kept), or what
+    ``work`` makes of them."""
     from hvrescue.evidence.walk import _opener
     from hvrescue.logs import evtx_reader
     from hvrescue.logs.evtx_item import read_item
 
     # the workers are the parallelism: one parser thread each, not a pool each on every core
     evtx_reader.PARSER_THREADS = 1
-    found = [
-        read_item(Item(path, kind, fmt, content, size, _opener(path), root), budget, keep)
+    read = read_item if work is None else work
+    return [
+        read(Item(path, kind, fmt, content, size, _opener(path), root), budget, keep)
         for path, kind, fmt, content, size, root in files
     ]
-    return found if post is None else [post(f) for f in found]
 
 
 def _parallel_item(entry: Entry) -> bool:
@@ -106,15 +114,16 @@ def read_entries(
     jobs: int | None = None,
     from_bytes: int | None = None,
     keep: EventFilter | None = None,
-    post: Post | None = None,
+    work: Work | None = None,
 ) -> Iterator[tuple[Entry, FactSet | None]]:
     """Each entry of ``entries`` with what ``read`` gives for it (None for a folder or a skipped
     entry, which the caller handles as before), in the order of ``entries``. On-disk EVTX files
-    are read in ``jobs`` worker processes (None: one per core; 1: none, all here); small ones
-    go to a worker together (``BATCH_BYTES``, ``BATCH_FILES``), so a folder of many small logs
-    does not pay a hand-over per file. ``keep``: the events to keep in full, the others
-    counted (``read`` is then called with it as a third argument). ``post``: what the workers
-    make of each item's facts before sending them (``read`` here is not given to it)."""
+    are read in ``jobs`` worker processes (None: one per core; 1: none, all here) once the
+    walk holds ``from_bytes`` of them (None: ``PARALLEL_FROM_BYTES``); small ones go to a
+    worker together (``BATCH_BYTES``, ``BATCH_FILES``), so a folder of many small logs does
+    not pay a hand-over per file. ``keep``: the events to keep in full, the others counted
+    (``read`` is then called with it as a third argument). ``work``: what the workers read
+    each item with instead of ``read_item`` (``read`` here is not given to them)."""
     if keep is not None:
         read = functools.partial(_read_keeping, read, keep)
     jobs = default_jobs() if jobs is None else max(1, min(MAX_JOBS, jobs))
@@ -122,22 +131,24 @@ def read_entries(
         for entry in entries:
             yield entry, (read(entry, budget) if isinstance(entry, Item) else None)
         return
-    state = _Run(jobs, budget, read, keep, post)
+    state = _Run(jobs, budget, read, keep, work)
     start_at = PARALLEL_FROM_BYTES if from_bytes is None else from_bytes
-    seen = 0
+    entries = iter(entries)
+    ahead, seen = _look_ahead(entries, start_at)
+    if seen < start_at:
+        seen = 0  # counted again below, as the walk goes on
     # The results are unpickled in the pool's own thread while this one goes on: facts are
     # acyclic, and the cyclic collector would rescan every fact taken so far, again and again.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for entry in entries:
+        for entry in itertools.chain(ahead, entries):
             if _parallel_item(entry) and not state.broken:
                 assert isinstance(entry, Item)
-                seen += entry.size
-                if state.pool is None and seen >= start_at:
-                    from concurrent.futures import ProcessPoolExecutor
-
-                    state.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context())
+                if state.pool is None:
+                    seen += entry.size
+                    if seen >= start_at:
+                        state.start(jobs)
                 if state.pool is not None:
                     state.add(entry)
                     yield from state.ready()
@@ -165,6 +176,26 @@ def read_entries(
             state.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _look_ahead(entries: Iterator[Entry], start_at: int) -> tuple[list[Entry], int]:
+    """The first entries of the walk and the bytes of on-disk EVTX among them: up to the one
+    that brings those to ``start_at`` (the workers start at the first log), the walk's end,
+    ``LOOK_AHEAD`` entries, or an archive (its members are read while it is open, not held)."""
+    ahead: list[Entry] = []
+    seen = 0
+    for entry in entries:
+        ahead.append(entry)
+        if _parallel_item(entry):
+            assert isinstance(entry, Item)
+            seen += entry.size
+            if seen >= start_at:
+                break
+        elif isinstance(entry, Item) and (entry.member or entry.kind in (cls.ARCHIVE, cls.BUNDLE)):
+            break
+        if len(ahead) >= LOOK_AHEAD:
+            break
+    return ahead, seen
+
+
 def _read_keeping(read: Reader, keep: EventFilter, item: Item, budget: Budget) -> FactSet:
     return read(item, budget, keep)
 
@@ -182,10 +213,10 @@ class _Run:
         budget: Budget,
         read: Reader,
         keep: EventFilter | None = None,
-        post: Post | None = None,
+        work: Work | None = None,
     ) -> None:
         self.keep = keep
-        self.post = post
+        self.work = work
         self.pool: ProcessPoolExecutor | None = None
         self.broken = False
         self.window = jobs * WINDOW_PER_JOB
@@ -194,6 +225,18 @@ class _Run:
         self.pending: deque[tuple[list[Entry], _Result]] = deque()
         self.batch: list[Item] = []
         self.batch_bytes = 0
+
+    def start(self, jobs: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from hvrescue.deps import available
+
+        # What every worker needs, imported once here: forked workers find it imported. (No
+        # evtx package: each log says so, facts.dependency-missing.)
+        from hvrescue.logs import evtx_reader  # noqa: F401
+
+        available("evtx")
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context())
 
     def add(self, item: Item) -> None:
         self.batch.append(item)
@@ -212,8 +255,8 @@ class _Run:
         try:
             assert self.pool is not None
             extra: tuple[Any, ...] = () if self.keep is None else (self.keep,)
-            if self.post is not None:
-                extra = (self.keep, self.post)
+            if self.work is not None:
+                extra = (self.keep, self.work)
             result = self.pool.submit(_worker_read, files, self.budget, *extra)
         except (BrokenProcessPool, RuntimeError):
             self.broken = True

@@ -11,49 +11,36 @@ stays, until the services the rest of the evidence names are known; event logs n
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from hvrescue.evidence import Budget, Item, Skipped, Walk
 from hvrescue.evidence import classify as cls
-from hvrescue.facts.model import Fact, FactSet, Provenance
+from hvrescue.facts.model import Fact, Provenance
 from hvrescue.logs.evtx_item import read_item
-from hvrescue.logs.inputs import (
-    ABOUT_FILES,
-    Collected,
-    fact_format,
-    label_services,
-    recognition,
+from hvrescue.logs.inputs import ABOUT_FILES, Collected, label_services, recognition
+from hvrescue.logs.parallel import Reader, read_entries
+from hvrescue.logs.rendered import (
+    LABELLED,
+    NAMING,
+    Counts,
+    Render,
+    Rendered,
+    add_counts,
+    count_facts,
+    read_rendered,
 )
-from hvrescue.logs.parallel import read_entries
 
-# The kinds label_services learns service names from, and the kind it renames.
-_NAMING = ("service_config", "service_status", "process")
-_LABELLED = "service_security"
-
-# Turns facts into the bytes the caller writes (a module-level function: it goes to the
-# workers by name).
-Render = Callable[[list[Fact]], bytes]
-_Counts = dict[str, dict[tuple[str, str], int]]
-
-
-@dataclass
-class Rendered(FactSet):
-    """An item's facts as a worker rendered them (``lines``) with their count per path and
-    (kind, format); ``facts`` is empty, the rest of the set as read."""
-
-    lines: bytes = b""
-    counts: _Counts | None = None
+__all__ = ["FactStream", "Render", "Rendered"]
 
 
 class FactStream:
     """``for fact in FactStream(paths)``; afterwards ``summary`` (problems, unrecognised,
     skipped, items) and :meth:`inputs` say what ``collect`` would have said.
 
-    With ``render``, :meth:`parts` gives each item's facts, or the bytes a worker process made
-    of them with ``render`` (EVTX logs read in workers: their facts never come back to this
-    process), in the order of the facts."""
+    With ``render``, :meth:`parts` gives each item's facts, or the bytes ``render`` made of
+    them where the item was read (EVTX logs read in workers: their facts never come back to
+    this process), in the order of the facts."""
 
     def __init__(
         self,
@@ -67,7 +54,7 @@ class FactStream:
         self.jobs = jobs
         self.render = render
         self.summary = Collected()
-        self._counts: _Counts = {}
+        self._counts: Counts = {}
 
     def __iter__(self) -> Iterator[Fact]:
         for part in self.parts():
@@ -82,8 +69,12 @@ class FactStream:
         budget = self.budget
         walk = Walk(self.paths, budget)
         summary = self.summary
-        post = None if self.render is None else functools.partial(_prerender, self.render)
-        for entry, found in read_entries(walk, budget, read_item, self.jobs, post=post):
+        # read here and in the workers alike: a rendering stream renders where it reads
+        read: Reader = read_item
+        if self.render is not None:
+            read = functools.partial(read_rendered, self.render)
+        work = None if self.render is None else read
+        for entry, found in read_entries(walk, budget, read, self.jobs, work=work):
             # collect.add_entry, without importing collect for a folder of EVTX logs
             if isinstance(entry, Skipped):
                 from hvrescue.logs.collect import add_skipped
@@ -102,25 +93,25 @@ class FactStream:
             summary.problems += found.problems
             summary.skipped += found.skipped
             if isinstance(found, Rendered):
-                _add_counts(self._counts, found.counts or {})
+                add_counts(self._counts, found.counts or {})
                 if held is not None:
                     held.append(found.lines)
                 elif found.lines:
                     yield found.lines
                 continue
-            _count(self._counts, found.facts)
+            count_facts(self._counts, found.facts)
             out: list[Fact] = []
             for fact in found.facts:
                 if (
                     held is None
-                    and fact.kind == _LABELLED
+                    and fact.kind == LABELLED
                     and fact.attributes.get("file_name_words")
                 ):
                     held = []
                 if held is not None:
                     held.append(fact)
                     continue
-                if fact.kind in _NAMING:
+                if fact.kind in NAMING:
                     naming.append(fact)
                 out.append(fact)
             if out:
@@ -146,40 +137,3 @@ class FactStream:
                 counts = self._counts[entry["path"]]
                 entry["facts"] = sum(n for (k, _f), n in counts.items() if k not in ABOUT_FILES)
         return entries
-
-
-def _count(counts: _Counts, facts: list[Fact]) -> None:
-    """Each fact counted per path and (kind, format), for the per-input list (inline: this
-    runs once per event)."""
-    last_path: str | None = None
-    per_path: dict[tuple[str, str], int] = {}
-    for fact in facts:
-        fmt = fact.attributes.get("format")
-        kind = fact.kind
-        key = (
-            (kind, fmt)
-            if type(fmt) is str and fmt and kind != "disk_check"
-            else (kind, fact_format(fact))
-        )
-        path = fact.provenance.path
-        if path != last_path:
-            last_path, per_path = path, counts.setdefault(path, {})
-        per_path[key] = per_path.get(key, 0) + 1
-
-
-def _add_counts(counts: _Counts, more: _Counts) -> None:
-    for path, keys in more.items():
-        per_path = counts.setdefault(path, {})
-        for key, n in keys.items():
-            per_path[key] = per_path.get(key, 0) + n
-
-
-def _prerender(render: Render, found: FactSet) -> FactSet:
-    """In a worker: ``found`` with its facts rendered, unless one of them is for
-    ``label_services`` (which waits for the whole evidence: those go back as facts)."""
-    if any(f.kind == _LABELLED or f.kind in _NAMING for f in found.facts):
-        return found
-    counts: _Counts = {}
-    _count(counts, found.facts)
-    lines = render(found.facts) if found.facts else b""
-    return Rendered([], found.unrecognised, found.problems, found.skipped, lines, counts)

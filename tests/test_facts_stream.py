@@ -1,0 +1,180 @@
+"""``facts --format jsonl`` streamed (logs rendered where they are read, in workers or here)
+writes exactly what the old way wrote: the oracle is tests/test_facts_jsonl_fast.py's (every fact
+of the non-streaming ``collect`` turned into a record by the old general steps, each line encoded
+alone). Also: where the workers start (``logs/parallel.py`` looks ahead in the walk).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hvrescue.evidence import Budget, Walk
+from hvrescue.logs import parallel
+from hvrescue.logs.collect import collect, facts_from_item
+from hvrescue.logs.stream import FactStream
+from hvrescue.report import records
+from tests.helpers import CORPUS, run_cli
+from tests.test_facts_jsonl_fast import _old_lines
+
+REAL = CORPUS / "evtx-real"
+SMALL = CORPUS / "evtx"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _streamed(paths: list[str], jobs: int) -> tuple[bytes, FactStream]:
+    stream = FactStream(paths, Budget(), jobs, records.facts_jsonl)
+    out = io.BytesIO()
+    records.write_jsonl_parts(stream.parts(), out)
+    return out.getvalue(), stream
+
+
+def _same_as_collect(paths: list[str], jobs: int) -> bytes:
+    old = collect(paths, jobs=1)
+    new, stream = _streamed(paths, jobs)
+    assert new == _old_lines(old.facts)
+    assert stream.inputs() == old.inputs()
+    for name in ("problems", "unrecognised", "skipped", "items"):
+        assert getattr(stream.summary, name) == getattr(old, name), name
+    return new
+
+
+@pytest.fixture
+def workers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers from the first byte of EVTX, in batches of a few files."""
+    monkeypatch.setattr(parallel, "PARALLEL_FROM_BYTES", 0)
+    monkeypatch.setattr(parallel, "BATCH_FILES", 3)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_real_evtx_set_streamed_as_before(jobs: int, workers_at_once: None) -> None:
+    if not REAL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx-real is not present")
+    out = _same_as_collect([str(REAL)], jobs)
+    assert out.count(b"\n") > 20_000
+    # the corpus holds SystemTimes of nine fractional digits (some exported logs)
+    nine = [
+        x for x in out.splitlines() if len(json.loads(json.loads(x)["attributes"])["time"]) == 30
+    ]
+    assert len(nine) > 100
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_public_evtx_and_text_fixtures_streamed_as_before(jobs: int, workers_at_once: None) -> None:
+    if not SMALL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx is not present")
+    out = _same_as_collect([str(SMALL), str(FIXTURES / "commands")], jobs)
+    kinds = {json.loads(line)["kind"] for line in out.splitlines()}
+    assert {"event", "vss_writer", "process", "package"} <= kinds
+
+
+def test_the_command_writes_what_the_old_way_wrote() -> None:
+    if not SMALL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx is not present")
+    result = run_cli("facts", SMALL, "--format", "jsonl")
+    assert result.rc == 0
+    expected = _old_lines(collect([str(SMALL)], jobs=1).facts).decode("utf-8")
+    assert result.stdout == expected
+    assert expected.count("\n") > 1000
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a file name that is no valid UTF-8")
+def test_a_file_name_that_is_no_valid_unicode_is_escaped_as_before(tmp_path: Path) -> None:
+    """The path of every line needs json's \\u escape."""
+    if not SMALL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx is not present")
+    log = max(SMALL.rglob("*.evtx"), key=lambda p: p.stat().st_size)
+    folder = os.fsencode(tmp_path)
+    try:
+        shutil.copyfile(log, os.path.join(folder, b"\xff-System.evtx"))
+    except OSError:
+        pytest.skip("this file system refuses such a name")
+    out = _same_as_collect([str(tmp_path)], 1)
+    assert b"\\udcff-System.evtx" in out
+    assert out.count(b"\n") > 100
+
+
+# ------------------------------------------------------------------ where the workers start
+class _Starts:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.handed: list[str] = []
+        self.started = 0
+        start, add = parallel._Run.start, parallel._Run.add
+
+        def counted_start(run: Any, jobs: int) -> None:
+            self.started += 1
+            start(run, jobs)
+
+        def counted_add(run: Any, item: Any) -> None:
+            self.handed.append(item.path)
+            add(run, item)
+
+        monkeypatch.setattr(parallel._Run, "start", counted_start)
+        monkeypatch.setattr(parallel._Run, "add", counted_add)
+
+
+def _read(paths: list[str], jobs: int) -> list[Any]:
+    budget = Budget()
+    walk = Walk(paths, budget)
+    return list(parallel.read_entries(walk, budget, facts_from_item, jobs))
+
+
+def _facts(got: list[Any]) -> list[dict[str, Any]]:
+    return [f.as_dict() for _e, found in got if found is not None for f in found.facts]
+
+
+def test_a_small_set_is_read_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not SMALL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx is not present")
+    total = sum(p.stat().st_size for p in SMALL.rglob("*.evtx"))
+    monkeypatch.setattr(parallel, "PARALLEL_FROM_BYTES", total + 1)
+    starts = _Starts(monkeypatch)
+    got = _read([str(SMALL)], 2)
+    assert starts.started == 0 and starts.handed == []
+    assert _facts(got) == _facts(_read([str(SMALL)], 1))
+
+
+def test_workers_take_every_log_once_the_walk_holds_enough(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The walk is looked ahead: the logs before the threshold go to the workers too."""
+    if not SMALL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx is not present")
+    logs = [e.path for e in Walk([str(SMALL)], Budget()) if parallel._parallel_item(e)]
+    sizes = [os.path.getsize(p) for p in logs]
+    assert len(logs) >= 3
+    monkeypatch.setattr(parallel, "PARALLEL_FROM_BYTES", sum(sizes[:3]))
+    starts = _Starts(monkeypatch)
+    got = _read([str(SMALL)], 2)
+    assert starts.started == 1
+    assert starts.handed == logs
+    assert _facts(got) == _facts(_read([str(SMALL)], 1))
+
+
+def test_the_look_ahead_stops_at_a_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip's members are read while it is open: the walk is not looked past it."""
+    if not SMALL.is_dir():
+        pytest.skip("../shared/corpus/public/evtx is not present")
+    logs = sorted(SMALL.rglob("*.evtx"))[:4]
+    with zipfile.ZipFile(tmp_path / "a_bundle.zip", "w") as z:
+        z.write(logs[0], "inner/System.evtx")
+        z.write(FIXTURES / "commands" / "sc_qc_en.txt", "inner/sc_qc.txt")
+    for i, log in enumerate(logs[1:]):
+        shutil.copy(log, tmp_path / f"b{i}.evtx")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM_BYTES", 1)
+    starts = _Starts(monkeypatch)
+    got = _read([str(tmp_path)], 2)
+    assert starts.started == 1
+    assert len(starts.handed) == 3 and all("!" not in p for p in starts.handed)
+    paths = [getattr(e, "path", None) for e, _found in got]
+    assert paths == [getattr(e, "path", None) for e in Walk([str(tmp_path)], Budget())]
+    assert _facts(got) == _facts(_read([str(tmp_path)], 1))
+    assert any("!" in f["provenance"]["path"] for f in _facts(got))
