@@ -1,10 +1,10 @@
 """The facts of one item of a walk, with an on-disk EVTX log read without the text readers.
 
-``collect.facts_from_item`` reads every kind of item, so importing it compiles the regular
-expressions of every text parser (about half of what ``facts`` costs before its first event,
-in a host's ``winevt\\Logs`` folder that holds no text at all). :func:`read_item` gives exactly
-what ``facts_from_item`` gives; for an EVTX file on disk outside a collector's bundle it takes
-the same steps (``collect._evtx``) itself, and only another item imports ``collect``.
+``collect.facts_from_item`` reads every kind of item (its text readers are imported only for
+text, ``logs/collect_text.py``). :func:`read_item` gives exactly what ``facts_from_item`` gives;
+for an EVTX file on disk outside a collector's bundle it takes the same steps
+(``collect._evtx``) itself, and only another item imports ``collect`` (a worker process then
+imports no more than the EVTX reader).
 tests/test_facts_jsonl_fast.py holds the two equal.
 """
 
