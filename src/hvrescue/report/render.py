@@ -15,20 +15,16 @@ from hvrescue.diagnose.triage import Triage
 from hvrescue.io.input_hash import input_hash
 from hvrescue.report.html import recognised_text, severity_text, to_html, when_text
 from hvrescue.report.i18n import Messages
-from hvrescue.report.inputs import InputHashes, input_files
 from hvrescue.units import human_size
 
 MAX_TIMELINE = 60
 
 
 def _inputs(
-    paths: list[str],
-    recognition: list[dict[str, Any]] | None = None,
-    hashes: InputHashes | None = None,
+    paths: list[str], recognition: list[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
     """Every input file with its size and hash, and what was recognised in it (zip members
-    follow their archive, with no size or hash of their own). ``hashes``: the digests made
-    while the evidence was read (``report.inputs``)."""
+    follow their archive, with no size or hash of their own)."""
     status: dict[str, dict[str, Any]] = {}
     members: dict[str, list[dict[str, Any]]] = {}
     for entry in recognition or []:
@@ -38,16 +34,23 @@ def _inputs(
         else:
             status.setdefault(entry["path"], entry)
     by_real = _RealPaths(status, members)
-    digest = hashes.get if hashes is not None else input_hash
     out: list[dict[str, Any]] = []
     for path in paths:
-        # links are not followed out of the evidence (input_hash says None for them)
-        for f in input_files(path):
+        files = [path]
+        if os.path.isdir(path):
+            files = []
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                # links are not followed out of the evidence (input_hash says None for them)
+                files += [os.path.join(root, n) for n in sorted(names)]
+                if len(files) > 2000:
+                    break
+        for f in files[:2000]:
             try:
                 st = os.lstat(f)
             except OSError:
                 continue
-            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": digest(f)}
+            row: dict[str, Any] = {"path": f, "size": st.st_size, "sha256": input_hash(f)}
             found, inside = by_real.find(f)
             if recognition is not None:
                 row.update(_recognised(found))
@@ -182,9 +185,7 @@ def verdict(triage: Triage, diagnoses: list[dict[str, Any]], msg: Messages) -> d
     }
 
 
-def build(
-    triage: Triage, lang: str, symptoms: list[str], hashes: InputHashes | None = None
-) -> dict[str, Any]:
+def build(triage: Triage, lang: str, symptoms: list[str]) -> dict[str, Any]:
     msg = Messages(lang)
     diagnoses = [d.as_dict(lang, msg) for d in triage.diagnoses]
     return {
@@ -196,7 +197,7 @@ def build(
         "skipped": [s.as_dict() for s in triage.skipped],
         "disks": triage.disks,
         "timeline": _timeline(triage),
-        "inputs": _inputs(triage.paths, triage.recognition, hashes),
+        "inputs": _inputs(triage.paths, triage.recognition),
         "symptoms": symptoms,
         "paths": triage.paths,
         "lang": lang,

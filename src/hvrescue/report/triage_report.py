@@ -68,18 +68,12 @@ def triage_to_folder(
     keep every event in full (a whole timeline is printed), not only those rules and the
     report's window use."""
     from hvrescue.diagnose.triage import default_out_dir, run_triage
-    from hvrescue.report.inputs import InputHashes
     from hvrescue.report.render import build, to_html, to_json, to_markdown
 
     if out_dir is not None:
         check_output_dir(out_dir)  # before the analysis, not after it
-    hashes = InputHashes(list(paths))  # the inputs' digests, made while they are read
-    try:
-        result = run_triage(list(paths), list(symptoms), budget, jobs, all_events)
-    except BaseException:
-        hashes.cancel()
-        raise
-    report = build(result, lang, list(symptoms), hashes)
+    result = run_triage(list(paths), list(symptoms), budget, jobs, all_events)
+    report = build(result, lang, list(symptoms))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = out_dir or default_out_dir(list(paths), stamp)
     refuse_out_inside(out, list(paths))
