@@ -1,13 +1,10 @@
-"""``facts --format jsonl`` streamed (logs rendered where they are read, in workers or here)
-writes exactly what the old way wrote: the oracle is tests/test_facts_jsonl_fast.py's (every fact
-of the non-streaming ``collect`` turned into a record by the old general steps, each line encoded
-alone). Also: where the workers start (``logs/parallel.py`` looks ahead in the walk).
+"""``facts --format jsonl`` through the command and with a file name that is no valid Unicode
+writes exactly what the old way wrote (the oracle of tests/test_facts_jsonl_fast.py, which holds
+the public sets); and where the workers start (``logs/parallel.py`` looks ahead in the walk).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import sys
@@ -20,60 +17,11 @@ import pytest
 from hvrescue.evidence import Budget, Walk
 from hvrescue.logs import parallel
 from hvrescue.logs.collect import collect, facts_from_item
-from hvrescue.logs.stream import FactStream
-from hvrescue.report import records
 from tests.helpers import CORPUS, run_cli
-from tests.test_facts_jsonl_fast import _old_lines
+from tests.test_facts_jsonl_fast import _old_lines, _same_as_collect
 
-REAL = CORPUS / "evtx-real"
 SMALL = CORPUS / "evtx"
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _streamed(paths: list[str], jobs: int) -> tuple[bytes, FactStream]:
-    stream = FactStream(paths, Budget(), jobs, records.facts_jsonl)
-    out = io.BytesIO()
-    records.write_jsonl_parts(stream.parts(), out)
-    return out.getvalue(), stream
-
-
-def _same_as_collect(paths: list[str], jobs: int) -> bytes:
-    old = collect(paths, jobs=1)
-    new, stream = _streamed(paths, jobs)
-    assert new == _old_lines(old.facts)
-    assert stream.inputs() == old.inputs()
-    for name in ("problems", "unrecognised", "skipped", "items"):
-        assert getattr(stream.summary, name) == getattr(old, name), name
-    return new
-
-
-@pytest.fixture
-def workers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers from the first byte of EVTX, in batches of a few files."""
-    monkeypatch.setattr(parallel, "PARALLEL_FROM_BYTES", 0)
-    monkeypatch.setattr(parallel, "BATCH_FILES", 3)
-
-
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_real_evtx_set_streamed_as_before(jobs: int, workers_at_once: None) -> None:
-    if not REAL.is_dir():
-        pytest.skip("../shared/corpus/public/evtx-real is not present")
-    out = _same_as_collect([str(REAL)], jobs)
-    assert out.count(b"\n") > 20_000
-    # the corpus holds SystemTimes of nine fractional digits (some exported logs)
-    nine = [
-        x for x in out.splitlines() if len(json.loads(json.loads(x)["attributes"])["time"]) == 30
-    ]
-    assert len(nine) > 100
-
-
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_public_evtx_and_text_fixtures_streamed_as_before(jobs: int, workers_at_once: None) -> None:
-    if not SMALL.is_dir():
-        pytest.skip("../shared/corpus/public/evtx is not present")
-    out = _same_as_collect([str(SMALL), str(FIXTURES / "commands")], jobs)
-    kinds = {json.loads(line)["kind"] for line in out.splitlines()}
-    assert {"event", "vss_writer", "process", "package"} <= kinds
 
 
 def test_the_command_writes_what_the_old_way_wrote() -> None:
