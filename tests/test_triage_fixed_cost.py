@@ -19,6 +19,7 @@ from hvrescue.diagnose.engine import evaluate
 from hvrescue.diagnose.rules import Clause, Rule, RuleError, load_rules, parse_rules
 from hvrescue.facts.model import Fact, Provenance
 from tests.helpers import CORPUS
+from tests.test_rules import BASE
 
 EVTX = CORPUS / "evtx" / "DeepBlueCLI" / "disablestop-eventlog.evtx"
 VSSADMIN = Path(__file__).parent / "fixtures" / "commands" / "vssadmin_writers_empty_en.txt"
@@ -162,17 +163,7 @@ def test_a_regex_condition_worked_out_on_first_use_agrees_with_the_plain_test():
 
 
 # ---------------------------------------------------------------- bad patterns, refused
-BASE = """
-id: test.rule
-layer: host
-severity: error
-confidence: 0.5
-title: {en: t, ja: t}
-summary: {en: s, ja: s}
-require:
-  - kind: event
-    where: {event_id: {eq: 1}}
-"""
+# BASE: one valid rule (tests/test_rules.py's), changed per case
 
 
 @pytest.mark.parametrize(
