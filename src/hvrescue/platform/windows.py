@@ -8,12 +8,12 @@ end set with ``SetFileInformationByHandle(FileEndOfFileInfo)``, ranges punched w
 FSCTL_SET_ZERO_DATA, and a source's data found with FSCTL_QUERY_ALLOCATED_RANGES.
 
 Everything reaches the API through :func:`kernel32`, :func:`os_handle` and :func:`last_error`,
-so the logic here runs anywhere against a stand-in (the suite's fake kernel32).
+so the logic here runs anywhere against a stand-in (the suite's fake kernel32). ``ctypes`` is
+imported by the functions that use it: a run that never calls the API never loads it (3 ms).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 import sys
@@ -58,6 +58,7 @@ class Kernel32(Protocol):
 _loaded: list[Kernel32] = []
 
 if sys.platform == "win32":
+    import ctypes
     import msvcrt
     from ctypes import wintypes
 
@@ -111,6 +112,8 @@ def kernel32() -> Kernel32:
 
 
 def _returned() -> Any:
+    import ctypes
+
     return ctypes.pointer(ctypes.c_ulong(0))
 
 
@@ -129,6 +132,8 @@ def make_sparse(fd: int) -> bool:
 
 def set_size(fd: int, size: int) -> None:
     """Set the end of file; a file that grows is marked sparse first, so nothing is written."""
+    import ctypes
+
     if size > os.fstat(fd).st_size:
         make_sparse(fd)  # where it cannot be sparse, growing still works (slowly, as zeros)
     info = ctypes.create_string_buffer(struct.pack("<q", size), 8)
@@ -139,6 +144,8 @@ def set_size(fd: int, size: int) -> None:
 def punch(fd: int, offset: int, length: int) -> None:
     """FSCTL_SET_ZERO_DATA over ``[offset, offset+length)``: deallocated in a sparse file
     (marked sparse here), zeros written by the file system otherwise."""
+    import ctypes
+
     make_sparse(fd)
     buf = ctypes.create_string_buffer(_RANGE.pack(offset, offset + length), _RANGE.size)
     ok = kernel32().DeviceIoControl(
@@ -152,6 +159,8 @@ def data_ranges(fd: int, start: int, end: int) -> list[tuple[int, int]] | None:
     """The allocated ``(start, end)`` ranges of ``[start, end)`` (FSCTL_QUERY_ALLOCATED_RANGES,
     asked again from the last range while the answer is ERROR_MORE_DATA), or None where the
     volume cannot tell. A file that is not sparse answers with one range: all of it."""
+    import ctypes
+
     api, handle = kernel32(), os_handle(fd)
     out: list[tuple[int, int]] = []
     outbuf = ctypes.create_string_buffer(_RANGE.size * RANGES_PER_CALL)
