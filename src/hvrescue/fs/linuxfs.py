@@ -5,7 +5,9 @@ The same surface as :class:`hvrescue.fs.volume.Volume` (``stat``, ``children``, 
 ``walk``, ``read``, ``data_runs``, ``file_gaps``), so that ``ls``, ``extract`` and ``mount``
 serve both. Entries carry their POSIX mode, owner and symbolic link target. An ext3/4 journal
 that needs recovery is replayed in memory first (fs.jbd2): the view is the state the journal
-describes, and :attr:`LinuxVolume.notes` says so. Nothing is written anywhere.
+describes, and :attr:`LinuxVolume.notes` says so. An XFS log that needs recovery is not
+replayed (fs.xfs_log): the notes say that the view is the state before recovery. Nothing is
+written anywhere.
 """
 
 from __future__ import annotations
@@ -70,13 +72,22 @@ class LinuxVolume:
         self.disk = source.disk
         self.partition = partition
         self.notes: list[dict[str, Any]] = []
+        # XFS: whether its log needs recovery (``fs.xfs_log``; None for ext, whose superblock
+        # says it)
+        self.log_state: str | None = None
         self._lib = _library(filesystem)
+        note = None
         if filesystem in EXT_TYPES:
             from hvrescue.fs.jbd2 import replay_if_needed
 
             note = replay_if_needed(self._open(), source)
-            if note is not None:
-                self.notes.append(note)
+        elif filesystem == "xfs":
+            from hvrescue.fs.xfs_log import log_state
+
+            log = log_state(source)
+            self.log_state, note = log.state, log.note()
+        if note is not None:
+            self.notes.append(note)
         self.fs = self._open()
         try:
             self.root_inode = int(self.fs.get_root_directory().inode_number)
