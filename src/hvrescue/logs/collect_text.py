@@ -101,6 +101,10 @@ def facts_from_text(text: str, path: str) -> list[Fact]:
         as_json = None  # nested deeper than any ConvertTo-Json output: not one
     if as_json is not None:
         return as_json
+    doubled = repost.undouble(text)
+    if doubled is not None:  # read as it was before every line got an empty one after it
+        single, origin = doubled
+        return [_relocated(f, origin) for f in facts_from_text(single, path)]
     doc = Text.of(text, path)
     facts: list[Fact] = []
     for parser in TEXT_PARSERS:
@@ -112,6 +116,16 @@ def facts_from_text(text: str, path: str) -> list[Fact]:
     facts.extend(signals.signals(doc))
     facts.sort(key=lambda f: _line(f.provenance.locator))
     return facts
+
+
+def _relocated(fact: Fact, origin: list[int]) -> Fact:
+    """``fact`` found in an undoubled text, with the line it came from in the file."""
+    line = _line(fact.provenance.locator)
+    if not 0 < line <= len(origin):
+        return fact
+    return Fact(
+        fact.kind, fact.attributes, Provenance(fact.provenance.path, f"line:{origin[line - 1] + 1}")
+    )
 
 
 def _line(locator: str | None) -> int:

@@ -5,11 +5,14 @@ Evidence rarely arrives as the command printed it: it is quoted in an email or a
 or a Japanese input method that left non-breaking spaces, zero-width characters and full-width
 letters, digits and colons behind. :func:`clean` undoes what is safe to undo before any parser
 reads the text. It never joins or splits lines, so a line number found in the cleaned text is
-the line number in the original file (every locator stays true).
+the line number in the original file (every locator stays true). A double-spaced text (an empty
+line after every line) is the one thing that cannot be undone line for line: :func:`undouble`
+gives the text as it was with the line each of its lines came from.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 # Full-width forms (U+FF01..U+FF5E) of the characters parsers read: letters, digits and the
@@ -41,20 +44,96 @@ _LEAD = re.compile(r"\n[ \t]*[>|`~\-*•・◦‣▪]")
 
 
 def clean(text: str) -> str:
-    """``text`` with quote markers, code fences, bullets, web spaces, invisible characters and
-    full-width ASCII undone; the same number of lines, in the same order."""
+    """``text`` with quote markers, code fences, indented code blocks, bullets, web spaces,
+    invisible characters and full-width ASCII undone; the same number of lines, in the same
+    order."""
     if _TRANSLATE.search(text):
         text = text.translate(_TABLE)
     html = "&nbsp;" in text or "<br" in text or "<BR" in text
     lead = text[:1] in (">", "|", "`", "~", "-", "*", " ", "\t", "•", "・", "◦", "‣", "▪")
-    if not (html or lead or _LEAD.search(text)):
+    if not (html or lead or _LEAD.search(text) or _CODE_START.search(text)):
         return text
     text = _QUOTE.sub("", text)
     text = _FENCE.sub("", text)
+    # (after the fences: a fenced block may be indented too; not in a double-spaced text, where
+    # every line follows an empty one: it is read undoubled, and cleaned then)
+    if _CODE_START.search(text) and undouble(text) is None:
+        text = _dedent_code_blocks(text)
     text = _BULLET.sub(_bullet_to_spaces, text)
     if html:
         text = _HTML.sub(_html, text)
     return text
+
+
+# A line indented as a Markdown code block (four spaces or a tab) right after a blank line or
+# at the start: where an indented code block may begin.
+_CODE_START = re.compile(r"(?:\A|\n[ \t]*\r?\n)(?: {4}|\t)")
+CODE_INDENT = 4
+
+
+def _width(indent: str) -> int:
+    return sum(CODE_INDENT if ch == "\t" else 1 for ch in indent)
+
+
+def _dedent_code_blocks(text: str) -> str:
+    """Markdown's indented code blocks (a post's "    " before every line of a pasted output)
+    taken back to the output's own columns: a run of lines, after a blank line, each blank or
+    indented by four columns or more, loses the indentation all its lines share. Columns
+    inside the block stay aligned with each other; an output whose own lines share less than
+    four columns of indentation is never such a block."""
+    lines = text.split("\n")
+    out = list(lines)
+    i, n = 0, len(lines)
+    while i < n:
+        if i and lines[i - 1].strip():
+            i += 1
+            continue
+        j = i
+        while j < n and (not lines[j].strip() or _width(_lead(lines[j])) >= CODE_INDENT):
+            j += 1
+        body = [k for k in range(i, j) if lines[k].strip()]
+        if len(body) >= 2:
+            common = min(_width(_lead(lines[k])) for k in body)
+            for k in body:
+                out[k] = _strip_columns(lines[k], common)
+        i = max(j, i + 1)
+    return "\n".join(out)
+
+
+def _lead(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _strip_columns(line: str, columns: int) -> str:
+    """``line`` without its first ``columns`` columns of indentation (a tab is four)."""
+    at = width = 0
+    while at < len(line) and width < columns:
+        width += CODE_INDENT if line[at] == "\t" else 1
+        at += 1
+    return " " * (width - columns) + line[at:]
+
+
+def undouble(text: str) -> tuple[str, list[int]] | None:
+    """A double-spaced text (a copy through a web page or a remote desktop that made every line
+    a paragraph: an empty line after each) as it was, with the line number in ``text`` of
+    each of its lines (0-based); None when ``text`` is not double-spaced: no two lines with
+    content are ever next to each other, and there are at least :data:`MIN_DOUBLED` of them."""
+    lines = text.split("\n")
+    full = [i for i, line in enumerate(lines) if line.strip()]
+    if len(full) < MIN_DOUBLED or any(b - a == 1 for a, b in itertools.pairwise(full)):
+        return None
+    kept: list[int] = []
+    for a, b in zip(full, [*full[1:], None], strict=True):
+        kept.append(a)
+        if b is None:  # the end: "x\n" became "x\n\n"
+            kept.extend([a + 1] * ((len(lines) - 1 - a) // 2))
+            break
+        # one empty line follows each line; an empty line of the original became two more
+        kept.extend([a + 1] * ((b - a - 2) // 2))
+    return "\n".join(lines[i] if lines[i].strip() else "" for i in kept), kept
+
+
+MIN_DOUBLED = 4
 
 
 def _bullet_to_spaces(m: re.Match[str]) -> str:
