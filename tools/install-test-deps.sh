@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 # NTFS/FAT guest disks of the filesystem tests. gddrescue: ddrescuelog reads salvage's maps.
 # fuse3: fusermount for the mount test. chromium + a Japanese font: the report screenshot test.
 # e2fsprogs, xfsprogs, btrfs-progs, lvm2: build the Linux guest volumes of the ext/XFS/LVM tests.
-PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2 chromium fonts-ipafont-gothic e2fsprogs xfsprogs btrfs-progs lvm2"
+# systemd-journal-remote (with journalctl): writes and reads the journal files of the journal tests.
+PACKAGES="qemu-utils ntfs-3g dosfstools mtools fdisk gddrescue fuse3 libfuse2 chromium fonts-ipafont-gothic e2fsprogs xfsprogs btrfs-progs lvm2 systemd-journal-remote"
 missing=""
-for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3 chromium mkfs.ext4 debugfs mkfs.xfs mkfs.btrfs pvcreate; do
+for tool in qemu-img mkntfs mkfs.fat mcopy sfdisk ddrescuelog fusermount3 chromium mkfs.ext4 debugfs mkfs.xfs mkfs.btrfs pvcreate /lib/systemd/systemd-journal-remote; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then

@@ -46,10 +46,12 @@ def tail(ctx: GuestContext, entry: Entry, size: int, scan_limit: int) -> bytes |
     if entry.size > scan_limit:
         return None
     mark = len(ctx.volume.disk.touched)
-    kept = b""
+    kept = bytearray()
     try:
         for chunk in ctx.volume.read(entry):
-            kept = (kept + chunk)[-size:]
+            kept += chunk
+            if len(kept) > 2 * size:  # trimmed now and then, not copied at every chunk
+                del kept[: len(kept) - size]
     except (HvrescueError, OSError) as exc:
         ctx.problem(entry.path, "guest.unreadable", f"{type(exc).__name__}: {exc}"[:300])
         return None
@@ -59,4 +61,4 @@ def tail(ctx: GuestContext, entry: Entry, size: int, scan_limit: int) -> bytes |
             entry.path, "guest.undefined-content", ", ".join(sorted({g.cause for g in gaps}))
         )
         return None
-    return kept
+    return bytes(kept[-size:]) if size else b""

@@ -2,12 +2,16 @@
 ``kern.log``, ``boot.log``, ``dmesg``): a bounded tail of each, the lines that mark a boot and
 the ones that explain a failure (filesystem errors, mounts and devices that never came, a full
 disk, I/O errors, panics) as ``linux_log_event`` facts with file and line. The binary systemd
-journal (``/var/log/journal``) is not decoded here: ``linux_journal`` says it is there and how
-to read it on a copy (``journalctl --directory``)."""
+journal (``/var/log/journal``, the only log of a guest without rsyslog: Debian 12, Fedora) is
+decoded too (``hvrescue.guest.journal``): its newest files, up to :data:`JOURNAL_BYTES`, give
+``linux_log_event`` facts the same way, located by file and sequence number, and
+``linux_journal`` says how much was read."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 from hvrescue.guest.artefacts.base import Artefact
 from hvrescue.guest.artefacts.linux_files import resolve, tail
@@ -25,6 +29,7 @@ TAIL = 1024 * 1024  # bytes of each log kept
 SCAN_LIMIT = 512 * 1024 * 1024  # a log larger than this is not read through for its tail
 MAX_EVENTS = 200  # per log, the newest
 MAX_JOURNAL_FILES = 10_000
+JOURNAL_BYTES = 256 * 1024 * 1024  # of the newest journal files, each read whole
 # (category, pattern) in order: the first that matches names the line.
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern, re.I))
@@ -156,11 +161,91 @@ def _journal(ctx: GuestContext) -> None:
                 if entry.modified and (newest is None or entry.modified > newest):
                     newest = entry.modified
     if files:
-        ctx.fact(
-            "linux_journal",
-            {"folder": JOURNAL, "files": files, "bytes": size, "newest": newest, "decoded": False},
-            JOURNAL,
-        )
+        attrs: dict[str, object] = {
+            "folder": JOURNAL,
+            "files": files,
+            "bytes": size,
+            "newest": newest,
+        }
+        attrs.update(_decode_journals(ctx, [f.path for f in folders]))
+        ctx.fact("linux_journal", attrs, JOURNAL)
+
+
+def _decode_journals(ctx: GuestContext, folders: list[str]) -> dict[str, object]:
+    """The notable entries of the newest journal files as ``linux_log_event`` facts (newest
+    ``MAX_EVENTS``), and what was read."""
+    from hvrescue.guest.journal import JournalError, read_journal
+
+    found = [
+        e
+        for folder in folders
+        for e in ctx.listdir(folder)[:MAX_JOURNAL_FILES]
+        if e.name.endswith((".journal", ".journal~")) and not e.is_dir and e.kind is None
+    ]
+    found.sort(key=lambda e: e.modified or "", reverse=True)
+    events: list[tuple[int, dict[str, object], str, str]] = []
+    read = entries = undecoded = 0
+    budget = JOURNAL_BYTES
+    cut: list[str] = []
+    for entry in found:
+        if entry.size > budget:
+            break
+        data = tail(ctx, entry, entry.size, JOURNAL_BYTES)
+        if data is None:
+            continue  # said as a problem
+        budget -= entry.size
+        try:
+            journal = read_journal(data)
+        except JournalError as exc:
+            ctx.problem(entry.path, "guest.unreadable", f"journal: {exc}")
+            continue
+        read += 1
+        entries += len(journal.entries)
+        if not journal.complete:
+            cut.append(entry.path)
+        for item in journal.entries:
+            undecoded += len(item.undecoded)
+            event = _journal_event(item, entry.path)
+            if event is not None:
+                events.append((item.realtime, event, entry.path, f"journal-seqnum:{item.seqnum}"))
+    events.sort(key=lambda e: e[0])
+    for _when, event, path, locator in events[-MAX_EVENTS:]:
+        ctx.fact("linux_log_event", event, path, locator)
+    return {
+        "decoded": read > 0,
+        "files_read": read,
+        "files_not_read": len(found) - read,
+        "entries": entries,
+        "events": min(len(events), MAX_EVENTS),
+        "undecoded_fields": undecoded,
+        "incomplete_files": cut[:20],
+    }
+
+
+def _journal_event(item: Any, path: str) -> dict[str, object] | None:
+    fields = item.fields
+    message = fields.get("MESSAGE")
+    if not message:
+        return None
+    ident = fields.get("SYSLOG_IDENTIFIER") or fields.get("_COMM") or ""
+    pid = fields.get("_PID")
+    # as rsyslog writes it: "systemd[1]: ...", "kernel: ...", so the same patterns read it
+    line = f"{ident}[{pid}]: {message}" if ident and pid else f"{ident}: {message}"
+    category = classify(line)
+    if category is None:
+        return None
+    moment = dt.datetime.fromtimestamp(item.realtime / 1_000_000, dt.UTC)
+    return {
+        "category": category,
+        "time_text": moment.isoformat().replace("+00:00", "Z"),
+        "host": fields.get("_HOSTNAME"),
+        "message": line.replace("\r", " ").replace("\n", " ").strip()[:400],
+        "priority": fields.get("PRIORITY"),
+        "boot_id": item.boot_id,
+        "seqnum": item.seqnum,
+        "file": path,
+        "source": "journal",
+    }
 
 
 READER = Artefact(
