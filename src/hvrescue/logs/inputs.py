@@ -49,6 +49,7 @@ KIND_FORMATS = {
     "minifilter": "fltmc",
     "storage_sectors": "fsutil",
     "backup_error": "backup-log",
+    "servicing_log": "cbs-log",
 }
 # Facts about a file rather than read from it.
 ABOUT_FILES = ("finding", "evidence_problem")
