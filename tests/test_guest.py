@@ -473,6 +473,7 @@ ARTEFACT_MODULES = {
     "registry-hives": "registry_hives",
     "services-drivers": "services",
     "servicing": "servicing",
+    "servicing-logs": "servicing_logs",
     "bcd": "bcd",
     "crash-dumps": "crash_dumps",
     "event-logs": "event_logs",

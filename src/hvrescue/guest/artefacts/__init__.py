@@ -12,6 +12,7 @@ name               reads                                          module
 registry-hives     SYSTEM and SOFTWARE hives, transaction logs    :mod:`.registry_hives`
 services-drivers   services, drivers, filters, SafeBoot (SYSTEM)  :mod:`.services`
 servicing          CBS packages, pending renames, pending.xml     :mod:`.servicing`
+servicing-logs     CBS.log and dism.log tails                     :mod:`.servicing_logs`
 bcd                boot configuration stores                      :mod:`.bcd`
 crash-dumps        MEMORY.DMP, Minidump                           :mod:`.crash_dumps`
 event-logs         System, Application, Setup, Hyper-V worker     :mod:`.event_logs`
@@ -41,6 +42,7 @@ from hvrescue.guest.artefacts import (
     registry_hives,
     services,
     servicing,
+    servicing_logs,
     wer,
 )
 from hvrescue.guest.artefacts.base import Artefact, run_artefact
@@ -51,6 +53,7 @@ ARTEFACTS: tuple[Artefact, ...] = (
     registry_hives.READER,  # first: opens the hives the next two read
     services.READER,
     servicing.READER,
+    servicing_logs.READER,
     bcd.READER,
     crash_dumps.READER,
     event_logs.READER,
