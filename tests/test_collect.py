@@ -133,6 +133,11 @@ def make_host(
         },
         "powershell Get-ClusterLog": {"stdout": "not clustered\r\n"},
     }
+    servicing = HERE / "fixtures" / "field_servicing" / "source-missing-en"
+    for log in ("CBS.log", "dism.log"):  # Get-Content's output: the file's newest lines
+        shutil.copyfile(servicing / log, home / log)
+        replayed.append(home / log)
+        steps[f"powershell Get-Content {log}"] = {"file": log}
     if lang == "en":
         steps["systeminfo"] = text(
             CORPUS / "text" / "jc" / "systeminfo-windows-2012r2.txt", "si.txt"
@@ -431,9 +436,9 @@ def test_bundle_triage_equals_the_triage_of_the_same_outputs_as_files(tmp_path: 
     files.remove(host.home / "i.txt")  # icacls prints the path it was given: one per call
     files_triage = _triage(*files, evidence=files)
     assert bundle_triage["diagnoses"], "the recorded outputs imply a diagnosis"
-    assert "vss.writers-missing.eventsystem-shared-host" in {
-        d["id"] for d in bundle_triage["diagnoses"]
-    }
+    ids = {d["id"] for d in bundle_triage["diagnoses"]}
+    assert "vss.writers-missing.eventsystem-shared-host" in ids
+    assert "guest.servicing.source-missing" in ids  # the tails of CBS.log and dism.log
     assert _without_paths(bundle_triage["diagnoses"]) == _without_paths(files_triage["diagnoses"])
     assert bundle_triage["verdict"] == files_triage["verdict"]
 
@@ -620,7 +625,7 @@ def test_ctrl_c_leaves_no_partial_bundle_and_no_process(tmp_path: Path):
 ONLY_VSS = ("evtx", "tasklist-svc", "sc-qc", "sc-queryex", "sc-sdshow", "systeminfo",
             "get-hotfix", "dism-packages", "bcdedit-enum", "get-vmhost", "get-vm",
             "get-vmsnapshot", "get-vmharddiskdrive", "get-vhd", "fltmc-filters",
-            "manage-bde-status", "cluster-log")  # fmt: skip
+            "manage-bde-status", "cluster-log", "cbs-log", "dism-log")  # fmt: skip
 
 
 def _not_elevated_vss_bundle(tmp_path: Path, *keep: str) -> tuple[Host, Path]:

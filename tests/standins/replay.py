@@ -2,7 +2,8 @@
 
 Called by the small wrappers beside it (``wevtutil``, ``vssadmin``, ...) as
 ``replay.py NAME ARGS...``. ``$STANDIN_DIR/plan.json`` maps a key (the program's name and its
-arguments; for PowerShell the name and the cmdlet the script is about, ``powershell Get-VM``)
+arguments; for PowerShell the name and the cmdlet the script is about, ``powershell Get-VM``,
+or the file it reads, ``powershell Get-Content CBS.log``)
 to what to do:
 
 - ``file``: print this file of $STANDIN_DIR (a recorded real output) byte for byte; with
@@ -42,6 +43,9 @@ CMDLETS = (
 def key_of(name: str, args: list[str]) -> str:
     if name == "powershell":
         script = args[-1] if args else ""
+        if "Get-Content -LiteralPath " in script:  # a log read: keyed by the file's name
+            path = script.split("Get-Content -LiteralPath ", 1)[1].split('"')[1]
+            return f"powershell Get-Content {path.rsplit(chr(92), 1)[-1]}"
         for cmdlet in CMDLETS:
             if cmdlet + " " in script or script.endswith(cmdlet):
                 return f"powershell {cmdlet}"
