@@ -86,3 +86,20 @@ def test_a_guest_whose_update_failed_is_diagnosed_from_its_disk(tmp_path: Path):
     # the disk's own Windows volume names the drive of the offline repair (GPT: C: in WinRE)
     offline = [s["command"] for s in top["steps"] if "/Image:" in (s.get("command") or "")]
     assert offline and offline[0].startswith("DISM /Image:C:\\ /Cleanup-Image /RestoreHealth")
+
+
+def test_a_log_line_is_cited_as_the_log_wrote_it():
+    from hvrescue.diagnose.engine import excerpt
+
+    [fact] = [
+        f
+        for f in cbs.parse(Text.of(DISM_LOG.decode("utf-8"), "dism.log"))
+        if "Failed to restore the image health" in f.attributes["message"]
+    ]
+    line = next(
+        line for line in DISM_LOG.decode("utf-8").splitlines() if "restore the image" in line
+    )
+    cited = excerpt(fact)
+    assert cited.startswith(f"{fact.attributes['time']} Error DISM: DISM Package Manager:")
+    # the words of the line, in its order (the log pads its columns with spaces)
+    assert " ".join(line.split()[4:])[:100] in " ".join(cited.split())

@@ -134,6 +134,12 @@ def excerpt(fact: Fact) -> str:
         when = a.get("time_local") or a.get("time") or ""
         message = str(a.get("message") or "").replace("\r", " ").replace("\n", " ")
         return f"{when} {head}: {message[:200]}".strip()
+    if fact.kind in ("servicing_log", "linux_log_event"):
+        # a log line as the log wrote it: time, level and source, then the message
+        when = str(a.get("time") or a.get("time_text") or "")
+        head = " ".join(str(a[k]) for k in ("level", "component") if a.get(k))
+        message = " ".join(str(a.get("message") or "").split())[:200]
+        return " ".join(p for p in (when, f"{head}:" if head else "", message) if p)
     parts = []
     for key, value in a.items():
         if value in (None, "", [], {}) or key in ("properties", "elements", "data", "dacl"):
