@@ -135,11 +135,37 @@ def test_text_that_is_no_code_block_keeps_its_indentation(text: str):
 
 
 def test_an_indented_block_keeps_its_columns_and_its_line_count():
-    block = "A   B\n--- ---\n1   2\n"
-    post = "Look:\n\n" + "".join("        " + line for line in block.splitlines(True)) + "\nok\n"
+    block = "A   B\n--- ---\n  1 2\n"
+    post = "Look:\n\n" + "".join("    " + line for line in block.splitlines(True)) + "\nok\n"
     cleaned = repost.clean(post)
     assert cleaned.count("\n") == post.count("\n")
     assert cleaned == "Look:\n\n" + block + "\nok\n"
+    assert repost.clean(cleaned) == cleaned  # cleaning twice changes nothing more
+
+
+def test_a_format_list_value_of_several_paragraphs_is_read_whole():
+    """Get-WinEvent | Format-List prints a message's paragraphs indented to the value column,
+    with a blank line between them: not a code block, and one value."""
+    listing = (
+        "TimeCreated  : 11/30/2026 6:02:31 PM\n"
+        "ProviderName : Microsoft-Windows-Hyper-V-VMMS\n"
+        "Id           : 20413\n"
+        "Message      : The first paragraph.\n"
+        "               \n"
+        "               The second paragraph names the cause (0x80070002).\n"
+        "\n"
+        "TimeCreated  : 11/30/2026 6:01:00 PM\n"
+        "ProviderName : Microsoft-Windows-Hyper-V-VMMS\n"
+        "Id           : 18500\n"
+        "Message      : Another event.\n"
+    )
+    for text in (listing, "Got this:\n\n" + "".join("    " + x for x in listing.splitlines(True))):
+        assert repost.clean(repost.clean(text)) == repost.clean(text)
+        events = [f for f in facts_from_text(repost.clean(text), "p.txt") if f.kind == "event"]
+        assert [e.attributes["message"] for e in events] == [
+            "The first paragraph. The second paragraph names the cause (0x80070002).",
+            "Another event.",
+        ]
 
 
 def test_a_double_spaced_paste_through_the_cli(tmp_path: Path):

@@ -78,9 +78,10 @@ def _width(indent: str) -> int:
 def _dedent_code_blocks(text: str) -> str:
     """Markdown's indented code blocks (a post's "    " before every line of a pasted output)
     taken back to the output's own columns: a run of lines, after a blank line, each blank or
-    indented by four columns or more, loses the indentation all its lines share. Columns
+    indented by four to seven columns, loses four (the block's own indentation). Columns
     inside the block stay aligned with each other; an output whose own lines share less than
-    four columns of indentation is never such a block."""
+    four columns of indentation is never such a block, nor is one whose lines all share eight
+    or more (the continuation lines of a Format-List value, after a paragraph break)."""
     lines = text.split("\n")
     out = list(lines)
     i, n = 0, len(lines)
@@ -92,10 +93,12 @@ def _dedent_code_blocks(text: str) -> str:
         while j < n and (not lines[j].strip() or _width(_lead(lines[j])) >= CODE_INDENT):
             j += 1
         body = [k for k in range(i, j) if lines[k].strip()]
-        if len(body) >= 2:
-            common = min(_width(_lead(lines[k])) for k in body)
+        # Markdown indents a block by four columns (a tab): a run indented further is no
+        # block but an output's own continuation lines (a Format-List value's next paragraph,
+        # indented to the value column).
+        if len(body) >= 2 and min(_width(_lead(lines[k])) for k in body) < 2 * CODE_INDENT:
             for k in body:
-                out[k] = _strip_columns(lines[k], common)
+                out[k] = _strip_columns(lines[k], CODE_INDENT)
         i = max(j, i + 1)
     return "\n".join(out)
 

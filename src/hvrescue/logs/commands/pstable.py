@@ -302,13 +302,23 @@ def read_lists(text: Text, lines: list[str] | None = None) -> list[Record]:
         start = i
         props: dict[str, str] = {}
         last: str | None = None
+        column = 0  # where the values of the record start
         widest = _widest(lines, i)
-        while i < len(lines) and lines[i].strip() and not (i > start and text.is_prompt(i)):
+        while i < len(lines) and not (i > start and text.is_prompt(i)):
+            if not lines[i].strip():
+                # A blank line ends the record, unless the value goes on below it indented to
+                # the value column: a message of several paragraphs (Get-WinEvent | fl).
+                nxt = _paragraph_after(lines, i, column) if last is not None else None
+                if nxt is None:
+                    break
+                i = nxt
+                continue
             line = lines[i]
             m = PROPERTY.match(line) if _is_property_line(line) else None
             if m:
                 last = m.group("key")
                 props[last] = (m.group("value") or "").strip()
+                column = line.index(":", len(m.group("key"))) + 2
             elif last is not None and line[:1] == " " and len(line) - len(line.lstrip()) >= 4:
                 # A continuation is indented to the value column. PowerShell wraps at spaces
                 # and cuts only a word longer than the line (a path, an id) inside it.
@@ -325,6 +335,24 @@ def read_lists(text: Text, lines: list[str] | None = None) -> list[Record]:
             records.append(Record(start, props, text.command_at(start), truncated, cleaned))
         i = max(i, start + 1)
     return records
+
+
+def _paragraph_after(lines: list[str], blank: int, column: int) -> int | None:
+    """The line after the blank lines at ``blank`` when it continues a value (indented to its
+    column, not a property), else None."""
+    j = blank
+    while j < len(lines) and j - blank < MAX_BLANKS and not lines[j].strip():
+        j += 1
+    if j >= len(lines) or j - blank >= MAX_BLANKS or column < 4:
+        return None
+    line = lines[j]
+    indent = len(line) - len(line.lstrip())
+    if indent < column - 1 or (_is_property_line(line) and PROPERTY.match(line.lstrip())):
+        return None
+    return j
+
+
+MAX_BLANKS = 2  # blank lines inside one value (a paragraph break)
 
 
 def _widest(lines: list[str], start: int) -> int:
