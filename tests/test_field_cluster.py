@@ -131,6 +131,16 @@ def test_a_bare_21502_reference_counts_only_when_its_text_names_live_migration()
     assert serious(diagnose(ref("Event ID: 21502"))) == []
 
 
+def test_a_post_naming_the_provider_and_21502_is_read_as_that_event():
+    from hvrescue.logs.collect_text import facts_from_text
+
+    post = "Every live migration of SRV-WEB02 fails: Hyper-V-High-Availability event 21502.\n"
+    [found] = [f for f in facts_from_text(post, "post.txt") if f.kind == "signal"]
+    ha = "Microsoft-Windows-Hyper-V-High-Availability"
+    assert (found.attributes["provider"], found.attributes["event_id"]) == (ha, 21502)
+    assert serious(evaluate(load_rules(), [found])) == ["cluster.live-migration-failed"]
+
+
 def test_a_completed_live_migration_says_nothing():
     ha = "Microsoft-Windows-Hyper-V-High-Availability"
     done = event(ha, 21508, 4, "Live migration of 'Virtual Machine SRV-APP01' completed.")

@@ -67,6 +67,7 @@ _PROVIDERS: tuple[tuple[str, str], ...] = (
     ("Hyper-V-Hypervisor", "Microsoft-Windows-Hyper-V-Hypervisor"),
     ("Hyper-V-StorageVSP", "Microsoft-Windows-Hyper-V-StorageVSP"),
     ("Hyper-V-VmSwitch", "Microsoft-Windows-Hyper-V-VmSwitch"),
+    ("Hyper-V-High-Availability", "Microsoft-Windows-Hyper-V-High-Availability"),
     ("StorageVSP", "Microsoft-Windows-Hyper-V-StorageVSP"),
     ("VMMS", "Microsoft-Windows-Hyper-V-VMMS"),
     ("VHDMP", "Microsoft-Windows-VHDMP"),
