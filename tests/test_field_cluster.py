@@ -237,3 +237,40 @@ def test_the_recovered_pause_is_reported_as_information_with_its_event(tmp_path:
     assert info["severity"] == "info"
     cited = {(e["attributes"].get("event_id"), e["binding"]) for e in info["evidence"]}
     assert cited == {(5120, "pause"), (1201, "back")}
+
+
+CLUSTER_TABLES = """PS C:\\> Get-ClusterGroup -Name SRV-APP01 | Get-ClusterResource
+
+Name                                    State  OwnerGroup ResourceType
+----                                    -----  ---------- ------------
+Virtual Machine Configuration SRV-APP01 Online SRV-APP01  Virtual Machine Configuration
+Virtual Machine SRV-APP01               Failed SRV-APP01  Virtual Machine
+
+PS C:\\> Get-ClusterNode
+
+Name      State Id
+----      ----- --
+HV-NODE01 Up    1
+HV-NODE03 Down  3
+"""
+
+
+def test_the_cluster_cmdlets_tables_are_evidence():
+    from hvrescue.logs.collect_text import facts_from_text
+
+    found = [f for f in facts_from_text(CLUSTER_TABLES, "tables.txt") if f.kind == "cluster_object"]
+    rows = [(f.attributes["object"], f.attributes["name"], f.attributes["state"]) for f in found]
+    assert rows == [
+        ("resource", "Virtual Machine Configuration SRV-APP01", "Online"),
+        ("resource", "Virtual Machine SRV-APP01", "Failed"),
+        ("node", "HV-NODE01", "Up"),
+        ("node", "HV-NODE03", "Down"),
+    ]
+    assert found[1].attributes["resource_type"] == "Virtual Machine"
+    assert found[1].provenance.locator == "line:6"
+    assert serious(evaluate(load_rules(), found)) == ["cluster.vm-role-failed"]
+    online = CLUSTER_TABLES.replace(
+        "Failed SRV-APP01  Virtual Machine\n", "Online SRV-APP01  Virtual Machine\n"
+    )
+    calm = [f for f in facts_from_text(online, "tables.txt") if f.kind == "cluster_object"]
+    assert serious(evaluate(load_rules(), calm)) == []

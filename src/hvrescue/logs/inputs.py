@@ -50,6 +50,7 @@ KIND_FORMATS = {
     "storage_sectors": "fsutil",
     "backup_error": "backup-log",
     "servicing_log": "cbs-log",
+    "cluster_object": "powershell",
 }
 # Facts about a file rather than read from it.
 ABOUT_FILES = ("finding", "evidence_problem")

@@ -1,6 +1,6 @@
 """Known cmdlets' columns and properties → facts: Get-VM, Get-VHD, Get-VMSnapshot /
 Get-VMCheckpoint, Get-VMHardDiskDrive, Get-ComputerInfo, Get-Service, Get-WinEvent, Get-HotFix,
-Get-Volume. The cmdlet is the one typed at the prompt above the output when there is one,
+Get-Volume, and the failover cluster's Get-ClusterResource, -Group, -Node and -SharedVolume. The cmdlet is the one typed at the prompt above the output when there is one,
 otherwise the one whose columns these are.
 
 Property names are English in every language; values are what the console printed. A value
@@ -19,6 +19,11 @@ from hvrescue.logs.events import event_fact, level_from_word, parse_local_time
 
 # Columns that say which cmdlet printed a table or list when no prompt says it.
 SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("get-clusterresource", frozenset({"OwnerGroup", "ResourceType"})),
+    ("get-clustergroup", frozenset({"Name", "OwnerNode", "State"})),
+    ("get-clustersharedvolume", frozenset({"Name", "State", "Node"})),
+    ("get-clusternode", frozenset({"Name", "State", "Id"})),
+    ("get-clusternode", frozenset({"Name", "State", "ID"})),
     ("get-vhd", frozenset({"VhdFormat"})),
     ("get-vhd", frozenset({"VhdType"})),
     ("get-vmsnapshot", frozenset({"SnapshotType"})),
@@ -304,9 +309,37 @@ def _volume(
     return Fact("volume", attrs, where)
 
 
-MAPPERS: dict[
-    str, Callable[[dict[str, str], dict[str, str], Provenance, dict[str, str]], Fact | None]
-] = {
+Mapper = Callable[[dict[str, str], dict[str, str], Provenance, dict[str, str]], Fact | None]
+
+
+def _cluster(what: str) -> Mapper:
+    """Get-ClusterResource / -Group / -Node / -SharedVolume: one ``cluster_object`` per row,
+    its state as printed (Online, Offline, Failed, Up, Down, Paused...)."""
+
+    def mapper(
+        props: dict[str, str], whole: dict[str, str], where: Provenance, _c: Any
+    ) -> Fact | None:
+        name, state = _none(props.get("Name")), _none(whole.get("State"))
+        if name is None or state is None:
+            return None
+        owner = props.get("OwnerGroup") or props.get("OwnerNode") or props.get("Node")
+        attrs = {
+            "object": what,
+            "name": name,
+            "state": state,
+            "owner": _none(owner),
+            "resource_type": _none(props.get("ResourceType")),
+        }
+        return Fact("cluster_object", attrs, where)
+
+    return mapper
+
+
+MAPPERS: dict[str, Mapper] = {
+    "get-clusterresource": _cluster("resource"),
+    "get-clustergroup": _cluster("group"),
+    "get-clusternode": _cluster("node"),
+    "get-clustersharedvolume": _cluster("csv"),
     "get-vm": _vm,
     "get-vhd": _vhd,
     "get-vmsnapshot": _checkpoint,
