@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -82,3 +84,47 @@ def run_cli(
 
 def codes(result_json: dict[str, Any]) -> set[str]:
     return {f["code"] for f in result_json["findings"]}
+
+
+# Any hiragana, katakana or kanji: text that was written in Japanese.
+JAPANESE = re.compile("[ぁ-んァ-ン一-龯]")
+
+
+def triage_incident(
+    source: Path,
+    tmp_path: Path,
+    expected: str | None,
+    command: str | None,
+    lang: str,
+    healthy: bool = False,
+) -> dict[str, Any]:
+    """``hvrescue triage`` of a copy of an incident folder, checked: with ``expected`` None,
+    nothing of warning or worse and exit 0 (``healthy``: a healthy verdict too); else that
+    rule leads the report and the verdict, exit 1, its evidence inside the folder, a step
+    whose command holds ``command``, and Japanese title and first step in ``ja``."""
+    from hvrescue.diagnose.engine import SEVERITY_ORDER
+
+    folder = tmp_path / source.name
+    shutil.copytree(source, folder)
+    out = tmp_path / f"{source.name}-report"
+    r = run_cli("--lang", lang, "triage", folder, "--out", out, "--json", evidence=[folder])
+    assert r.rc in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
+    data: dict[str, Any] = r.json()
+    worst = [
+        d for d in data["diagnoses"] if SEVERITY_ORDER[d["severity"]] >= SEVERITY_ORDER["warning"]
+    ]
+    if expected is None:
+        assert worst == [], [d["id"] for d in worst]
+        assert r.rc == 0 and data["verdict"]["state"] != "problems"
+        if healthy:
+            assert data["verdict"]["state"] == "healthy", data["verdict"]
+        return data
+    top = data["diagnoses"][0]
+    assert top["id"] == expected, [d["id"] for d in data["diagnoses"]]
+    assert r.rc == 1 and data["verdict"]["id"] == expected
+    assert top["evidence"] and all(e["path"].startswith(str(folder)) for e in top["evidence"])
+    commands = [s["command"] for s in top["steps"]]
+    assert command is None or any(command in c for c in commands), commands
+    if lang == "ja":
+        assert JAPANESE.search(top["title"]) and JAPANESE.search(top["steps"][0]["text"])
+    return data

@@ -6,7 +6,6 @@ end to end through ``hvrescue triage`` on the incident folders of tests/fixtures
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from hvrescue.logs.collect import collect
 from hvrescue.logs.collect_text import OUTPUT_START, facts_from_text
 from hvrescue.logs.commands import cbs
 from hvrescue.logs.textutil import Text
-from tests.helpers import run_cli
+from tests.helpers import triage_incident
 
 FIXTURES = Path(__file__).parent / "fixtures" / "field_servicing"
 RULES = load_rules()
@@ -388,24 +387,7 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "expected", "command", "lang"), CASES, ids=[c[0] for c in CASES])
 def test_incident_folder_through_triage(tmp_path: Path, name: str, expected, command, lang: str):
-    folder = tmp_path / name
-    shutil.copytree(FIXTURES / name, folder)
-    out = tmp_path / f"{name}-report"
-    r = run_cli("--lang", lang, "triage", folder, "--out", out, "--json", evidence=[folder])
-    assert r.rc in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
-    data = r.json()
-    serious = [d for d in data["diagnoses"] if SEVERITY_ORDER[d["severity"]] >= 1]
-    if expected is None:
-        assert serious == [], [d["id"] for d in serious]
-        assert data["verdict"]["state"] == "healthy" and r.rc == 0
-        return
-    top = data["diagnoses"][0]
-    assert top["id"] == expected, [d["id"] for d in data["diagnoses"]]
-    assert r.rc == 1 and data["verdict"]["id"] == expected
-    assert all(e["path"].startswith(str(folder)) for e in top["evidence"])
-    assert any(command in s["command"] for s in top["steps"]), [s["command"] for s in top["steps"]]
-    if lang == "ja":
-        assert any("\u3040" <= ch <= "\u30ff" for ch in top["title"] + top["steps"][0]["text"])
+    triage_incident(FIXTURES / name, tmp_path, expected, command, lang, healthy=True)
 
 
 def test_a_log_ending_in_zeros_after_a_power_loss_is_read(tmp_path: Path):

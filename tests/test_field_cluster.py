@@ -16,12 +16,11 @@ import pytest
 from hvrescue.diagnose.engine import SEVERITY_ORDER, Diagnosis, evaluate
 from hvrescue.diagnose.rules import load_rules
 from hvrescue.facts.model import Fact, Provenance
-from tests.helpers import run_cli
+from tests.helpers import JAPANESE, run_cli, triage_incident
 
 RULES = load_rules()
 CLUSTER_RULES = [r for r in RULES if r.id.startswith("cluster.")]
 FIXTURES = Path(__file__).parent / "fixtures" / "field_cluster"
-JAPANESE = re.compile("[ぁ-んァ-ン一-龯]")
 FC = "Microsoft-Windows-FailoverClustering"
 
 PAUSE_5120 = (
@@ -204,26 +203,9 @@ INCIDENTS = [
     ids=[f"{i[0]}-{i[3]}" for i in INCIDENTS],
 )
 def test_incident_folder_through_the_cli(tmp_path: Path, name: str, expected, command, lang: str):
-    folder = tmp_path / name
-    shutil.copytree(FIXTURES / name, folder)
-    out = tmp_path / f"{name}-report"
-    r = run_cli("--lang", lang, "triage", folder, "--out", out, "--json", evidence=[folder])
-    assert r.rc in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
-    data = r.json()
-    worst = [
-        d for d in data["diagnoses"] if SEVERITY_ORDER[d["severity"]] >= SEVERITY_ORDER["warning"]
-    ]
-    if expected is None:
-        assert worst == [], [d["id"] for d in worst]
-        assert data["verdict"]["state"] != "problems" and r.rc == 0
-        return
-    top = data["diagnoses"][0]
-    assert top["id"] == expected, [d["id"] for d in data["diagnoses"]]
-    assert r.rc == 1 and data["verdict"]["id"] == expected
-    assert top["evidence"] and all(e["path"].startswith(str(folder)) for e in top["evidence"])
-    assert any(command in s["command"] for s in top["steps"]), [s["command"] for s in top["steps"]]
-    if lang == "ja":
-        assert JAPANESE.search(top["title"]) and JAPANESE.search(top["steps"][0]["text"])
+    data = triage_incident(FIXTURES / name, tmp_path, expected, command, lang)
+    if expected is not None and lang == "ja":
+        top = data["diagnoses"][0]
         assert JAPANESE.search(top["avoid"][0])
         assert "<フォルダー>" in top["steps"][0]["command"]
 
