@@ -9,23 +9,21 @@ more specific rules."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hvrescue.diagnose.engine import SEVERITY_ORDER, Diagnosis, evaluate
+from hvrescue.diagnose.engine import SEVERITY_ORDER, evaluate
 from hvrescue.diagnose.rules import load_rules
-from hvrescue.facts.model import Fact, Provenance
 from hvrescue.logs.collect import facts_from_text
 from hvrescue.report.i18n import Messages
-from tests.helpers import run_cli
+from tests.helpers import JAPANESE, run_cli
+from tests.test_field_rules import diagnose, ids
 
 RULES = load_rules()
 FIELD = Path(__file__).parent / "fixtures" / "field_vmms"
-JAPANESE = re.compile("[ぁ-んァ-ン一-龯]")
 OURS = {
     "vm.file-not-found",
     "vm.replication-failed",
@@ -36,21 +34,6 @@ OURS = {
 VMMS = "Microsoft-Windows-Hyper-V-VMMS"
 WORKER = "Microsoft-Windows-Hyper-V-Worker"
 NOT_FOUND = "The operation failed because the file was not found."
-
-
-def facts(*items: tuple[str, dict[str, Any]]) -> list[Fact]:
-    return [
-        Fact(kind, attrs, Provenance("/evidence/pasted.txt", f"line:{i + 1}"))
-        for i, (kind, attrs) in enumerate(items)
-    ]
-
-
-def diagnose(*items: tuple[str, dict[str, Any]]) -> list[Diagnosis]:
-    return evaluate(RULES, facts(*items))
-
-
-def ids(found: list[Diagnosis]) -> list[str]:
-    return [d.rule.id for d in found]
 
 
 def event(
