@@ -19,6 +19,7 @@ from hvrescue.facts.model import Fact, FactSet, Problem, Provenance, Unrecognise
 from hvrescue.logs import (
     csv_events,
     dialog,
+    linux_lines,
     repost,
     signals,
     signatures,
@@ -88,6 +89,7 @@ TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     text_events.parse,
     viewer_friendly.parse,
     viewer_rows.parse,
+    linux_lines.parse,
 )
 # The start of a text that says whether it is an XML or CSV export (a whole line of headers).
 FORMAT_CHARS = 64 * 1024

@@ -10,12 +10,17 @@ decoded too (``hvrescue.guest.journal``): its newest files, up to :data:`JOURNAL
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from hvrescue.guest.artefacts.base import Artefact
 from hvrescue.guest.artefacts.linux_files import resolve, tail
 from hvrescue.guest.context import GuestContext
+
+# The line classifier lives with the other text readers (pasted logs use it too).
+from hvrescue.logs.linux_lines import MAX_EVENTS as MAX_EVENTS
+from hvrescue.logs.linux_lines import PATTERNS as PATTERNS
+from hvrescue.logs.linux_lines import classify as classify
+from hvrescue.logs.linux_lines import scan as scan
 
 LOGS = (
     "/var/log/syslog",
@@ -27,86 +32,8 @@ LOGS = (
 JOURNAL = "/var/log/journal"
 TAIL = 1024 * 1024  # bytes of each log kept
 SCAN_LIMIT = 512 * 1024 * 1024  # a log larger than this is not read through for its tail
-MAX_EVENTS = 200  # per log, the newest
 MAX_JOURNAL_FILES = 10_000
 JOURNAL_BYTES = 256 * 1024 * 1024  # of the newest journal files, each read whole
-# (category, pattern) in order: the first that matches names the line.
-PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern, re.I))
-    for name, pattern in (
-        ("panic", r"Kernel panic|not syncing|VFS: Unable to mount root"),
-        (
-            "fs-error",
-            r"EXT[234]-fs error|EXT4-fs \(\S+\): warning: mounting fs with errors|"
-            r"XFS \(\S+\): (Corruption|Metadata corruption|log I/O error|Internal error)|"
-            r"Structure needs cleaning|journal commit I/O error|Couldn't clean up the journal|"
-            r"Remounting filesystem read-only|Read-only file system",
-        ),
-        (
-            "fs-recovery",
-            r"EXT4-fs \(\S+\): recovery complete|XFS \(\S+\): Starting recovery|"
-            r"orphan cleanup|recovering journal",
-        ),
-        ("disk-full", r"No space left on device|ENOSPC"),
-        (
-            "mount-failure",
-            r"Timed out waiting for device|Dependency failed for|Failed to mount|start timed out|"
-            r"failed with result 'dependency'|Emergency Shell|"
-            r"Failed to start File System Check|emergency mode|Give root password for maintenance|"
-            r"can't find (UUID|LABEL)=|Cannot open access to console",
-        ),
-        (
-            "io-error",
-            r"I/O error|blk_update_request|critical medium error|"
-            r"hv_storvsc \S+: tag#\d+ cmd 0x[0-9a-f]+ status",
-        ),
-        ("oom", r"Out of memory|oom-kill|invoked oom-killer"),
-        (
-            "boot",
-            r"Linux version \d|Booting Linux|Command line: .*root=|Startup finished in|"
-            r"systemd\[1\]: systemd \d+ running|-- Reboot --",
-        ),
-    )
-)
-# What a reposted log carries in front of its lines: a quote marker, a code fence's indent.
-_REPOST = re.compile(r"^(?:\s|\u00a0|>)+")
-_STAMP = re.compile(
-    r"^(?P<t>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?|"
-    r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)\s+(?P<host>\S+)\s+(?P<rest>.*)$"
-)
-_UPTIME = re.compile(r"^\[\s*(?P<t>\d+\.\d+)\]\s*(?P<rest>.*)$")
-
-
-def classify(line: str) -> str | None:
-    for name, pattern in PATTERNS:
-        if pattern.search(line):
-            return name
-    return None
-
-
-def scan(text: str) -> tuple[list[dict[str, object]], int]:
-    """The notable lines of a log's tail (newest ``MAX_EVENTS``) and how many lines it had."""
-    events: list[dict[str, object]] = []
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
-        category = classify(line)
-        if category is None:
-            continue
-        body = _REPOST.sub("", line).replace("\u00a0", " ")
-        event: dict[str, object] = {"category": category, "tail_line": number}
-        stamp = _STAMP.match(body)
-        uptime = _UPTIME.match(body)
-        if stamp:
-            event.update(time_text=stamp.group("t"), host=stamp.group("host"))
-            body = stamp.group("rest")
-        elif uptime:
-            event.update(time_text=None, uptime_seconds=float(uptime.group("t")))
-            body = uptime.group("rest")
-        else:
-            event["time_text"] = None
-        event["message"] = body.strip()[:400]
-        events.append(event)
-    return events[-MAX_EVENTS:], len(lines)
 
 
 def read_logs(ctx: GuestContext) -> None:
