@@ -1,4 +1,4 @@
-"""The systemd journal of a Linux guest (hvrescue.guest.journal), against journalctl on files
+"""The systemd journal of a Linux guest (hvrescue.logs.journal), against journalctl on files
 systemd itself wrote (systemd-journal-remote from the export format): the compact layout of
 systemd 252+, the regular one, zstd-compressed fields; damaged and cut files read as far as
 they are whole; a guest whose only log is the journal (Debian 12, Fedora) gives the same
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from hvrescue.guest import journal as jr
 from hvrescue.guest.artefacts.linux_logs import scan
+from hvrescue.logs import journal as jr
 from tests.fs_linux_builders import have, run, to_vhdx
 from tests.helpers import run_cli
 
@@ -241,3 +241,31 @@ def test_a_guest_whose_only_log_is_the_journal(tmp_path: Path):
         assert t.rc in (0, 1), t.stderr
         ids.append([d["id"] for d in t.json()["diagnoses"]][:1])
     assert ids[0] == ids[1] == [ids[1][0]] and ids[0][0].startswith("linux.")
+
+
+def test_a_journal_file_given_as_evidence(tmp_path: Path):
+    _needs_writer()
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    system = _write(folder / "system.journal", _syslog_entries())
+    t = run_cli("triage", folder, "--out", tmp_path / "report", "--json", evidence=[folder])
+    assert t.rc in (0, 1), t.stderr
+    data = t.json()
+    [entry] = [i for i in data["inputs"] if i["path"].endswith("system.journal")]
+    assert entry["recognised"] is True
+    # the same diagnosis as the pasted text of these lines (tests/test_field_linux.py)
+    assert data["diagnoses"][0]["id"] == "linux.emergency-mode-missing-device"
+    f = run_cli("facts", folder, "--json", evidence=[folder])
+    events = [x for x in f.json()["facts"] if x["kind"] == "linux_log_event"]
+    expected, _ = scan((FIX / "syslog-emergency.txt").read_text())
+    assert [e["attributes"]["message"] for e in events] == [e["message"] for e in expected]
+    assert all(e["provenance"]["locator"].startswith("journal-seqnum:") for e in events)
+    # a copy cut while journald wrote it: what is whole is read, and the cut is said
+    data_bytes = system.read_bytes()
+    tail = struct.unpack_from("<Q", data_bytes, 136)[0]
+    (folder / "system.journal").unlink()
+    (folder / "cut.journal").write_bytes(data_bytes[: tail - 8])
+    f = run_cli("facts", folder, "--json", evidence=[folder])
+    codes = [p["code"] for p in f.json()["problems"]]
+    assert codes == ["journal.incomplete"]
+    assert [x for x in f.json()["facts"] if x["kind"] == "linux_log_event"]

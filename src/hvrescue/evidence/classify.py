@@ -29,8 +29,10 @@ EMPTY = "empty"
 
 # content, by signature
 C_DISK, C_EVTX, C_ZIP, C_TEXT, C_BINARY, C_EMPTY = "disk", "evtx", "zip", "text", "binary", "empty"
+C_JOURNAL = "journal"
 
 EVTX_MAGIC = b"ElfFile\0"  # the EVTX file header signature
+JOURNAL_MAGIC = b"LPKSHHRH"  # a systemd journal file's header signature
 ZIP_MAGIC = b"PK\x03\x04"  # a local file header: how every zip we can read begins
 DISK_SIGNATURES = (b"vhdxfile", b"conectix")  # VHDX file identifier, VHD footer copy
 DISK_SUFFIXES = (".vhdx", ".avhdx", ".vhd", ".avhd")
@@ -63,6 +65,8 @@ def content_of(head: bytes, size: int) -> str:
         return C_DISK
     if head.startswith(EVTX_MAGIC):
         return C_EVTX
+    if head.startswith(JOURNAL_MAGIC):
+        return C_JOURNAL
     if head.startswith(ZIP_MAGIC):
         return C_ZIP
     if looks_binary(head):
@@ -106,6 +110,8 @@ def classify(
         return Classification(VM_CONFIG, "xml", content)
     if content == C_EVTX:
         return Classification(EVENT_LOG, "evtx", content)
+    if content == C_JOURNAL:
+        return Classification(EVENT_LOG, "journal", content)
     if content == C_ZIP:
         return Classification(ARCHIVE, "zip", content)
     if content == C_TEXT:

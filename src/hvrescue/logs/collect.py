@@ -167,6 +167,16 @@ def _evtx(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = N
     out.problems.extend(problems)
 
 
+def _journal(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
+    from hvrescue.logs.journal import journal_facts
+
+    data = item.read_all(budget, "systemd journal")  # bounded by the budget, held while read
+    with budget.hold(len(data), "systemd journal"):
+        facts, problems = journal_facts(data, item.path)
+    out.facts.extend(facts)
+    out.problems.extend(problems)
+
+
 def _text(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = None) -> None:
     from hvrescue.logs.collect_text import read_text  # the text parsers, only for text
 
@@ -176,6 +186,7 @@ def _text(item: Item, budget: Budget, out: FactSet, keep: EventFilter | None = N
 READERS: dict[str, Callable[[Item, Budget, FactSet, EventFilter | None], None]] = {
     cls.C_DISK: _disk,
     cls.C_EVTX: _evtx,
+    cls.C_JOURNAL: _journal,
     cls.C_BINARY: _binary,
     cls.C_EMPTY: _empty,
     cls.C_TEXT: _text,

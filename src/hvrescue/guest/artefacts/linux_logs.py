@@ -3,14 +3,11 @@
 the ones that explain a failure (filesystem errors, mounts and devices that never came, a full
 disk, I/O errors, panics) as ``linux_log_event`` facts with file and line. The binary systemd
 journal (``/var/log/journal``, the only log of a guest without rsyslog: Debian 12, Fedora) is
-decoded too (``hvrescue.guest.journal``): its newest files, up to :data:`JOURNAL_BYTES`, give
+decoded too (``hvrescue.logs.journal``): its newest files, up to :data:`JOURNAL_BYTES`, give
 ``linux_log_event`` facts the same way, located by file and sequence number, and
 ``linux_journal`` says how much was read."""
 
 from __future__ import annotations
-
-import datetime as dt
-from typing import Any
 
 from hvrescue.guest.artefacts.base import Artefact
 from hvrescue.guest.artefacts.linux_files import resolve, tail
@@ -101,7 +98,7 @@ def _journal(ctx: GuestContext) -> None:
 def _decode_journals(ctx: GuestContext, folders: list[str]) -> dict[str, object]:
     """The notable entries of the newest journal files as ``linux_log_event`` facts (newest
     ``MAX_EVENTS``), and what was read."""
-    from hvrescue.guest.journal import JournalError, read_journal
+    from hvrescue.logs.journal import JournalError, journal_event, read_journal
 
     found = [
         e
@@ -132,7 +129,7 @@ def _decode_journals(ctx: GuestContext, folders: list[str]) -> dict[str, object]
             cut.append(entry.path)
         for item in journal.entries:
             undecoded += len(item.undecoded)
-            event = _journal_event(item, entry.path)
+            event = journal_event(item, entry.path)
             if event is not None:
                 events.append((item.realtime, event, entry.path, f"journal-seqnum:{item.seqnum}"))
     events.sort(key=lambda e: e[0])
@@ -146,32 +143,6 @@ def _decode_journals(ctx: GuestContext, folders: list[str]) -> dict[str, object]
         "events": min(len(events), MAX_EVENTS),
         "undecoded_fields": undecoded,
         "incomplete_files": cut[:20],
-    }
-
-
-def _journal_event(item: Any, path: str) -> dict[str, object] | None:
-    fields = item.fields
-    message = fields.get("MESSAGE")
-    if not message:
-        return None
-    ident = fields.get("SYSLOG_IDENTIFIER") or fields.get("_COMM") or ""
-    pid = fields.get("_PID")
-    # as rsyslog writes it: "systemd[1]: ...", "kernel: ...", so the same patterns read it
-    line = f"{ident}[{pid}]: {message}" if ident and pid else f"{ident}: {message}"
-    category = classify(line)
-    if category is None:
-        return None
-    moment = dt.datetime.fromtimestamp(item.realtime / 1_000_000, dt.UTC)
-    return {
-        "category": category,
-        "time_text": moment.isoformat().replace("+00:00", "Z"),
-        "host": fields.get("_HOSTNAME"),
-        "message": line.replace("\r", " ").replace("\n", " ").strip()[:400],
-        "priority": fields.get("PRIORITY"),
-        "boot_id": item.boot_id,
-        "seqnum": item.seqnum,
-        "file": path,
-        "source": "journal",
     }
 
 

@@ -1,7 +1,8 @@
 """Known cmdlets' columns and properties → facts: Get-VM, Get-VHD, Get-VMSnapshot /
 Get-VMCheckpoint, Get-VMHardDiskDrive, Get-ComputerInfo, Get-Service, Get-WinEvent, Get-HotFix,
-Get-Volume, and the failover cluster's Get-ClusterResource, -Group, -Node and -SharedVolume. The cmdlet is the one typed at the prompt above the output when there is one,
-otherwise the one whose columns these are.
+Get-Volume, and the failover cluster's Get-ClusterResource, -Group, -Node and -SharedVolume.
+The cmdlet is the one typed at the prompt above the output when there is one, otherwise the
+one whose columns these are.
 
 Property names are English in every language; values are what the console printed. A value
 cut by the console ("C:\\ProgramData\\Micr...") is kept and its field named in

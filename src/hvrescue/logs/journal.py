@@ -12,11 +12,14 @@ file before it is used, so a damaged file gives fewer entries and a reason, neve
 
 from __future__ import annotations
 
+import datetime as dt
 import lzma
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from hvrescue.facts.model import Fact, Problem, Provenance
 
 SIGNATURE = b"LPKSHHRH"
 HEADER_MIN = 208  # the header up to tail_entry_monotonic (systemd 187 and later are larger)
@@ -195,3 +198,63 @@ def _codec(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         return None
+
+
+# ---------------------------------------------------------------- entries as evidence
+def journal_event(entry: Entry, path: str) -> dict[str, object] | None:
+    """A ``linux_log_event``'s attributes for an entry the log-line classifier
+    (:mod:`hvrescue.logs.linux_lines`) finds notable, else None; its line as rsyslog would
+    write it ("systemd[1]: ...", "kernel: ..."), so the same patterns read both."""
+    from hvrescue.logs.linux_lines import classify
+
+    fields = entry.fields
+    message = fields.get("MESSAGE")
+    if not message:
+        return None
+    ident = fields.get("SYSLOG_IDENTIFIER") or fields.get("_COMM") or ""
+    pid = fields.get("_PID")
+    line = f"{ident}[{pid}]: {message}" if ident and pid else f"{ident}: {message}"
+    category = classify(line)
+    if category is None:
+        return None
+    moment = dt.datetime.fromtimestamp(entry.realtime / 1_000_000, dt.UTC)
+    return {
+        "category": category,
+        "time_text": moment.isoformat().replace("+00:00", "Z"),
+        "host": fields.get("_HOSTNAME"),
+        "message": line.replace("\r", " ").replace("\n", " ").strip()[:400],
+        "priority": fields.get("PRIORITY"),
+        "boot_id": entry.boot_id,
+        "seqnum": entry.seqnum,
+        "file": path,
+        "source": "journal",
+    }
+
+
+MAX_EVENTS = 200  # notable entries kept per file, the newest
+
+
+def journal_facts(data: bytes, path: str) -> tuple[list[Fact], list[Problem]]:
+    """A journal file given as evidence: its notable entries as ``linux_log_event`` facts
+    (the newest :data:`MAX_EVENTS`), and what could not be read."""
+    try:
+        journal = read_journal(data)
+    except JournalError as exc:
+        return [], [Problem(path, "journal.unreadable", None, {"reason": str(exc)[:300]})]
+    events = []
+    for item in journal.entries:
+        attrs = journal_event(item, path)
+        if attrs is not None:
+            events.append((item.realtime, attrs, f"journal-seqnum:{item.seqnum}"))
+    events.sort(key=lambda e: e[0])
+    facts = [
+        Fact("linux_log_event", a, Provenance(path, loc)) for _t, a, loc in events[-MAX_EVENTS:]
+    ]
+    problems = []
+    if not journal.complete:
+        reason = f"{journal.reason}; {len(journal.entries)} entries read"
+        problems.append(Problem(path, "journal.incomplete", None, {"reason": reason[:300]}))
+    undecoded = sum(len(e.undecoded) for e in journal.entries)
+    if undecoded:
+        problems.append(Problem(path, "journal.undecoded", None, {"count": undecoded}))
+    return facts, problems
