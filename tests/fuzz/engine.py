@@ -235,12 +235,15 @@ def run(
     slot: Slot | None = None,
     memory_mb: int | None = None,
 ) -> Stats:
-    """Run ``target`` on the seeds, then on mutations of them, until ``runs`` or ``seconds`` is
-    reached. Exceptions are crashes, minimised once per signature. ``memory_mb``: the first
-    input after which the process's peak RSS passes it is a crash."""
+    """Run ``target`` on every seed, then on mutations of them for ``seconds`` (counted from
+    the last seed, so that a growing set of seeds never leaves no time to mutate), until
+    ``runs`` in all. Exceptions are crashes, minimised once per signature. ``memory_mb``: the
+    first input after which the process's peak RSS passes it is a crash."""
     stats = Stats(family)
     start = time.monotonic()
     index = 0
+    replayed = max(1, sum(1 for s in seeds if s)) if include_seeds else 0  # as Mutator keeps them
+    mutating_from = start if not replayed else None
 
     def execute(data: bytes) -> None:
         if slot is not None:
@@ -253,7 +256,11 @@ def run(
 
     over_budget = memory_mb is None
     for data in _inputs(seeds, seed, include_seeds):
-        if stats.runs >= runs or time.monotonic() - start >= seconds:
+        if index == replayed and mutating_from is None:
+            mutating_from = time.monotonic()
+        if stats.runs >= runs or (
+            mutating_from is not None and time.monotonic() - mutating_from >= seconds
+        ):
             break
         t0 = time.monotonic()
         try:
