@@ -24,8 +24,15 @@ from hvrescue.errors import ChainError, UndefinedContentError
 from hvrescue.findings import Finding
 from hvrescue.io.source import BadRange
 from hvrescue.vdisk.chain import Chain, resolve_chain
-from hvrescue.vdisk.layer import PARENT_MISSING, READ_ERROR, TRUNCATED, Gap, Run, RunKind
-from hvrescue.vdisk.ranges import coalesce, gap_ranges, merge_gaps, merge_ranges
+from hvrescue.vdisk.layer import (
+    BEYOND_PARENT,
+    PARENT_MISSING,
+    TRUNCATED,
+    Gap,
+    Run,
+    RunKind,
+)
+from hvrescue.vdisk.ranges import coalesce, file_gaps, gap_ranges, merge_gaps, merge_ranges
 
 if TYPE_CHECKING:  # the readers, imported when a file is opened
     from hvrescue.vdisk.detect import AnyImage
@@ -137,7 +144,7 @@ class Disk:
             layer = self.layers[level]
             if run.kind is RunKind.DATA:
                 data, bad = layer.read_file_checked(run.file_offset, length)
-                return data, self._file_gaps(layer.path, run, bad)
+                return data, file_gaps(layer.path, run, bad)
             if run.kind is RunKind.UNDEFINED:
                 return _zeros(length), [Gap(offset, length, run.cause, layer.path)]
             if run.kind is RunKind.ZERO:
@@ -174,7 +181,7 @@ class Disk:
                 if got < length:  # map clips DATA to the file: a file shrinking meanwhile
                     _zero_fill(view[got:length])
                     lost.append((run.file_offset + got, length - got))
-                return length, self._file_gaps(layer.path, run, lost)
+                return length, file_gaps(layer.path, run, lost)
             if run.kind is RunKind.ZERO:
                 _zero_fill(view[:length])
                 return length, []
@@ -182,17 +189,6 @@ class Disk:
         gaps: list[Gap] = []
         self._resolve(0, offset, length, view[:length], 0, gaps, True, runs=runs)
         return length, merge_gaps(gaps)
-
-    @staticmethod
-    def _file_gaps(path: str, run: Run, bad: list[tuple[int, int]]) -> list[Gap]:
-        """File ranges that failed within a DATA run, as virtual gaps."""
-        out = []
-        for lo, n in bad:
-            a = max(lo, run.file_offset)
-            b = min(lo + n, run.file_offset + run.length)
-            if b > a:
-                out.append(Gap(run.offset + a - run.file_offset, b - a, READ_ERROR, path))
-        return out
 
     def _resolve(
         self,
@@ -212,6 +208,9 @@ class Disk:
         says the view is ``zeroed`` already. ``runs``: this level's map, if already known."""
         layer = self.layers[level]
         fill = view if with_data and not zeroed else None  # where zeros are to be set
+        if level and offset + length > layer.size:  # a parent smaller than its child
+            cut = max(offset, layer.size)  # its map ends there: zeros below, listed here
+            gaps.append(Gap(cut, offset + length - cut, BEYOND_PARENT, layer.path))
         pos = offset  # where the runs seen so far end
         for run in runs if runs is not None else coalesce(layer.map(offset, length)):
             if fill is not None and run.offset > pos:
@@ -254,11 +253,11 @@ class Disk:
             if got < run.length:  # map clips DATA to the file: a file shrinking meanwhile
                 _zero_fill(view[got : run.length])
                 lost.append((run.file_offset + got, run.length - got))
-            gaps.extend(self._file_gaps(layer.path, run, lost))
+            gaps.extend(file_gaps(layer.path, run, lost))
             return
         data, bad = layer.read_file_checked(run.file_offset, run.length)
         view[:] = data
-        gaps.extend(self._file_gaps(layer.path, run, bad))
+        gaps.extend(file_gaps(layer.path, run, bad))
 
     def _touch(self, gaps: list[Gap]) -> None:
         self.touched.extend(gaps)
@@ -275,6 +274,7 @@ class Disk:
         candidates: list[tuple[int, int]] = []
         for layer in layers:
             candidates.extend(layer.suspect())
+        candidates.extend((x.size, self.size - x.size) for x in layers[1:] if x.size < self.size)
         gaps: list[Gap] = []
         if layers and (self._depth < len(self.layers) or layers[-1].is_differencing):
             # The parent of the last readable layer cannot be read: whatever no readable layer

@@ -43,6 +43,7 @@ BITMAP_CONTRADICTS = "bitmap-contradicts-data"  # sectors marked unwritten hold 
 METADATA_UNREADABLE = "metadata-unreadable"  # the BAT entries themselves could not be read
 PARENT_MISSING = "parent-missing"  # left to a parent that is missing or unreadable
 OVERLAP = "overlap"  # the block's file space is also another block's or a structure's
+BEYOND_PARENT = "beyond-parent"  # left to a parent whose virtual size ends before it
 CAUSES = (
     READ_ERROR,
     BEYOND_EOF,
@@ -53,6 +54,7 @@ CAUSES = (
     METADATA_UNREADABLE,
     PARENT_MISSING,
     OVERLAP,
+    BEYOND_PARENT,
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from hvrescue.vdisk.layer import Gap, Run, RunKind
+from hvrescue.vdisk.layer import READ_ERROR, Gap, Run, RunKind
 
 
 def coalesce(runs: Iterable[Run]) -> Iterator[Run]:
@@ -68,3 +68,14 @@ def merge_gaps(gaps: Iterable[Gap]) -> list[Gap]:
 def gap_ranges(gaps: Iterable[Gap]) -> list[tuple[int, int]]:
     """The (offset, length) ranges the gaps cover, whatever their causes, merged."""
     return list(merge_ranges(sorted((g.offset, g.length) for g in gaps)))
+
+
+def file_gaps(path: str, run: Run, bad: list[tuple[int, int]]) -> list[Gap]:
+    """File ranges that failed within a DATA run, as virtual gaps."""
+    out = []
+    for lo, n in bad:
+        a = max(lo, run.file_offset)
+        b = min(lo + n, run.file_offset + run.length)
+        if b > a:
+            out.append(Gap(run.offset + a - run.file_offset, b - a, READ_ERROR, path))
+    return out

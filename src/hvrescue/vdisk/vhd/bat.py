@@ -34,6 +34,17 @@ def parse_bat(img: VhdImage, hdr: s.DynamicHeader) -> None:
             value=hdr.max_table_entries,
             needed=blocks,
         )
+    elif hdr.table_offset + hdr.max_table_entries * 4 > size:
+        # More entries than the size needs is allowed, but not a table that runs past the end
+        # of the file: other readers (qemu) refuse it; the entries the size needs still read.
+        img.sink.add(
+            "vhd.header.invalid",
+            Severity.WARNING,
+            doff,
+            problem="max-table-entries-beyond-eof",
+            value=hdr.max_table_entries,
+            needed=blocks,
+        )
     # Bound the BAT by what the virtual size needs and what the file can hold.
     entries = min(hdr.max_table_entries, blocks)
     if hdr.table_offset + entries * 4 > size:

@@ -195,6 +195,15 @@ def validate_bat_entry(
             )
             return
         if state == s.SB_PRESENT:
+            if not img.has_parent:  # 2.5.1: only differencing disks have sector bitmaps
+                img._add(
+                    "vhdx.bat.invalid-state",
+                    Severity.WARNING,
+                    where,
+                    index=index,
+                    state=state,
+                    kind="sector-bitmap-without-parent",
+                )
             check_block_extent(img, index, file_offset, s.MiB, fsize, where, spans)
         return
     block = index - index // cr1

@@ -63,7 +63,40 @@ def parse_metadata(img: VhdxImage) -> bool:
                 )
             continue
         items[entry.item_id] = raw[entry.offset : entry.offset + entry.length]
+    if not _no_overlap(img, table, base, items):
+        return False
     return metadata_items(img, items, base, table)
+
+
+ESSENTIAL = (s.FILE_PARAMETERS, s.VIRTUAL_DISK_SIZE, s.LOGICAL_SECTOR_SIZE)
+
+
+def _no_overlap(
+    img: VhdxImage, table: s.MetadataTable, base: int, items: dict[uuid.UUID, bytes]
+) -> bool:
+    """2.6.1.2: items must not share bytes. Two that do hold one value for both, so which one
+    is right cannot be known: critical (the disk is not read) when an item needed to read the
+    disk is involved, an error otherwise. False when the disk must not be read."""
+    spans = sorted(
+        (e.offset, e.offset + e.length, e.item_id, e.name)
+        for e in table.entries
+        if e.item_id in items and e.length
+    )
+    ok = True
+    end, owner, owner_name = 0, None, ""
+    for start, stop, item, name in spans:
+        if start < end:
+            essential = item in ESSENTIAL or owner in ESSENTIAL
+            img.sink.add(
+                "vhdx.metadata.invalid",
+                Severity.CRITICAL if essential else Severity.ERROR,
+                base + start,
+                problem=f"overlap:{owner_name}/{name}",
+            )
+            ok = ok and not essential
+        if stop > end:
+            end, owner, owner_name = stop, item, name
+    return ok
 
 
 def item_offset(table: s.MetadataTable, base: int, item: uuid.UUID) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from typing import TYPE_CHECKING
@@ -51,6 +52,8 @@ def parse_headers(img: VhdxImage) -> None:
         return
     # 2.2.2.1: the valid header with the greatest sequence number is the current one.
     img.header_index, img.header = max(valid, key=lambda v: v[1].sequence_number)
+    if len(valid) == 2 and valid[0][1].sequence_number == valid[1][1].sequence_number:
+        _same_sequence(img, valid[0][1], valid[1][1])
     if len(valid) == 1:
         img.sink.add(
             "vhdx.header.using-copy",
@@ -58,6 +61,27 @@ def parse_headers(img: VhdxImage) -> None:
             s.HEADER_OFFSETS[img.header_index],
             copy=img.header_index + 1,
         )
+
+
+def _same_sequence(img: VhdxImage, one: s.Header, two: s.Header) -> None:
+    """Two valid headers with one sequence number must be identical (Disk2VHD writes such
+    twins); if they differ, which one is current cannot be known (qemu refuses the file). The
+    first copy is used: an error when the copies disagree about the log (whether and what to
+    replay changes the content), a warning otherwise (identity only)."""
+    if dataclasses.replace(one, checksum=0) == dataclasses.replace(two, checksum=0):
+        return
+    log = (one.log_guid, one.log_offset, one.log_length) != (
+        two.log_guid,
+        two.log_offset,
+        two.log_length,
+    )
+    img.sink.add(
+        "vhdx.header.invalid",
+        Severity.ERROR if log else Severity.WARNING,
+        s.HEADER_OFFSETS[1],
+        copy=2,
+        problem="same-sequence-differs",
+    )
 
 
 def region_problems(table: s.RegionTable, raw: bytes) -> list[str]:
