@@ -179,3 +179,18 @@ def test_a_double_spaced_paste_through_the_cli(tmp_path: Path):
         locator = item.get("locator") or ""
         if locator.startswith("line:"):
             assert text[int(locator[5:]) - 1].strip(), locator  # a line with content
+
+
+def test_a_code_block_inside_a_post_indented_as_a_whole(tmp_path: Path):
+    """A post whose Format-List sits in a code block, the whole post indented again (quoted by
+    indentation): the block is taken in twice, its value's paragraphs stay one value."""
+    cluster = FIELD.parent / "field_cluster" / "live-migration-switch-ja"
+    assert _top(cluster) == "cluster.live-migration-failed"
+    carried = _carried(cluster, tmp_path / "post", "indented")
+    text = (carried / "post.txt").read_text()
+    assert "\n        PS C:\\> Get-WinEvent" in text  # eight columns: four and four
+    assert _top(carried) == "cluster.live-migration-failed"
+    events = [f for f in facts_from_text(repost.clean(text), "post.txt") if f.kind == "event"]
+    assert (
+        events[-1].attributes["message"].endswith("Could not find Ethernet switch 'vSwitch-Prod'.")
+    )

@@ -58,7 +58,11 @@ def clean(text: str) -> str:
     # (after the fences: a fenced block may be indented too; not in a double-spaced text, where
     # every line follows an empty one: it is read undoubled, and cleaned then)
     if _CODE_START.search(text) and undouble(text) is None:
-        text = _dedent_code_blocks(text)
+        for _ in range(MAX_NESTING):
+            dedented = _dedent_code_blocks(text)
+            if dedented == text:
+                break
+            text = dedented
     text = _BULLET.sub(_bullet_to_spaces, text)
     if html:
         text = _HTML.sub(_html, text)
@@ -69,6 +73,7 @@ def clean(text: str) -> str:
 # at the start: where an indented code block may begin.
 _CODE_START = re.compile(r"(?:\A|\n[ \t]*\r?\n)(?: {4}|\t)")
 CODE_INDENT = 4
+MAX_NESTING = 3  # code blocks inside indented posts inside indented posts
 
 
 def _width(indent: str) -> int:
@@ -78,10 +83,11 @@ def _width(indent: str) -> int:
 def _dedent_code_blocks(text: str) -> str:
     """Markdown's indented code blocks (a post's "    " before every line of a pasted output)
     taken back to the output's own columns: a run of lines, after a blank line, each blank or
-    indented by four to seven columns, loses four (the block's own indentation). Columns
+    indented by four columns or more, loses four (the block's own indentation). Columns
     inside the block stay aligned with each other; an output whose own lines share less than
-    four columns of indentation is never such a block, nor is one whose lines all share eight
-    or more (the continuation lines of a Format-List value, after a paragraph break)."""
+    four columns of indentation is never such a block, nor are the continuation lines of a
+    Format-List value after a paragraph break (eight columns or more, under a "Name :
+    value" line)."""
     lines = text.split("\n")
     out = list(lines)
     i, n = 0, len(lines)
@@ -93,14 +99,29 @@ def _dedent_code_blocks(text: str) -> str:
         while j < n and (not lines[j].strip() or _width(_lead(lines[j])) >= CODE_INDENT):
             j += 1
         body = [k for k in range(i, j) if lines[k].strip()]
-        # Markdown indents a block by four columns (a tab): a run indented further is no
-        # block but an output's own continuation lines (a Format-List value's next paragraph,
-        # indented to the value column).
-        if len(body) >= 2 and min(_width(_lead(lines[k])) for k in body) < 2 * CODE_INDENT:
+        # Markdown indents a block by four columns (a tab). A run indented further right
+        # after a "Name : value" line is no block but that value's next paragraph, indented
+        # to its column (Get-WinEvent | Format-List); otherwise it is a block indented twice
+        # (a post indented as a whole), which the next pass takes in again.
+        if len(body) >= 2 and (
+            min(_width(_lead(lines[k])) for k in body) < 2 * CODE_INDENT
+            or not _after_property(lines, i)
+        ):
             for k in body:
                 out[k] = _strip_columns(lines[k], CODE_INDENT)
         i = max(j, i + 1)
     return "\n".join(out)
+
+
+_PROPERTY_LINE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9_()%]*\s*:(?:\s|$)")
+
+
+def _after_property(lines: list[str], i: int) -> bool:
+    """Whether the last line with content above ``i`` is a Format-List "Name : value"."""
+    for k in range(i - 1, max(-1, i - 4), -1):
+        if lines[k].strip():
+            return _PROPERTY_LINE.match(lines[k]) is not None
+    return False
 
 
 def _lead(line: str) -> str:
