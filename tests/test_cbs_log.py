@@ -382,6 +382,12 @@ CASES = [
     ("sfc-cannot-repair-en", "guest.servicing.sfc-cannot-repair", "/RestoreHealth", "en"),
     ("reboot-pending-en", "guest.servicing.reboot-pending", "RevertPendingActions", "en"),
     ("healthy-en", None, None, "en"),
+    ("dism-console-en", "guest.servicing.source-missing", "/LimitAccess", "en"),
+    ("dism-console-ja", "guest.servicing.source-missing", "/LimitAccess", "ja"),
+    ("sfc-console-en", "guest.servicing.sfc-cannot-repair", "/RestoreHealth", "en"),
+    ("sfc-console-ja", "guest.servicing.sfc-cannot-repair", "/RestoreHealth", "ja"),
+    ("scanhealth-repairable-en", "guest.servicing.store-corruption", "/RestoreHealth", "en"),
+    ("console-healthy-ja", None, None, "ja"),
 ]
 
 
@@ -401,3 +407,32 @@ def test_a_log_ending_in_zeros_after_a_power_loss_is_read(tmp_path: Path):
         f.provenance.locator for f in servicing(FIXTURES / "source-missing-en" / "CBS.log")
     ]
     assert any(f.attributes["code_name"] == "CBS_E_SOURCE_MISSING" for f in facts)
+
+
+def test_the_console_of_dism_and_sfc():
+    from hvrescue.logs.commands import dism_console
+
+    def read(text: str) -> list[dict[str, Any]]:
+        return [f.attributes for f in dism_console.parse(Text.of(text, "post.txt"))]
+
+    banner = "Deployment Image Servicing and Management tool\nVersion: 10.0.20348.1\n\n"
+    [error] = read(banner + "Error: 87\n\nThe parameter is incorrect.\n")
+    assert (error["hresult"], error["failed"], error["format"]) == (
+        "0x80070057",
+        True,
+        "dism-console",
+    )
+    assert error["message"] == "Error: 87 The parameter is incorrect."
+    [hex_error] = read(banner + "Error: 0x800F0906\n\nThe source files could not be downloaded.\n")
+    assert hex_error["hresult"] == "0x800f0906"
+    # without DISM's banner or command, "Error: 5" is anybody's line
+    assert read("Backup job failed\nError: 5\nAccess is denied.\n") == []
+    [ok] = read(banner + "The restore operation completed successfully.\n")
+    assert (ok["failed"], ok["unrepaired"], ok["level"]) == (False, 0, "Info")
+    [sfc] = read(
+        "Windows Resource Protection found corrupt files but was unable to fix some\n"
+        "of them. For online repairs, details are included in the CBS log file.\n"
+    )
+    assert (sfc["component"], sfc["failed"], sfc["format"]) == ("SR", True, "sfc-console")
+    [clean] = read("Windows Resource Protection did not find any integrity violations.\n")
+    assert clean["failed"] is False
