@@ -51,6 +51,7 @@ KIND_FORMATS = {
     "backup_error": "backup-log",
     "servicing_log": "cbs-log",
     "cluster_object": "powershell",
+    "chkdsk_result": "chkdsk",
     "linux_log_event": "linux-log",
 }
 # Facts about a file rather than read from it.
