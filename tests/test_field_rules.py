@@ -870,6 +870,7 @@ INCIDENTS = [
         "en",
     ),
     ("merge-diskfull-ja", "vdisk.merge-failed.disk-full", "Get-Volume", "ja"),
+    ("chain-broken-test-vhd", "vdisk.chain.parent-missing", "hvrescue chain", "en"),
     (
         "checkpoint-missing-ps",
         "vdisk.checkpoint-disk-missing",
@@ -935,3 +936,20 @@ INCIDENTS = [
 )
 def test_incident_folder_through_the_cli(tmp_path: Path, name: str, expected, command, lang: str):
     triage_incident(FIELD / name, tmp_path, expected, command, lang)
+
+
+TEST_VHD_BROKEN = (FIELD / "chain-broken-test-vhd" / "test_vhd.txt").read_text(encoding="utf-8")
+
+
+def test_a_broken_chain_pasted_from_powershell_is_the_missing_parent():
+    """Test-VHD's error record (or the sentence alone) names the failure: a differencing disk
+    whose parent cannot be found, not an unexplained error."""
+    from hvrescue.logs.collect_text import facts_from_text
+
+    found = evaluate(RULES, facts_from_text(TEST_VHD_BROKEN, "post.txt"))
+    assert serious(found)[0] == "vdisk.chain.parent-missing"
+    assert "generic.unexplained-error" not in ids(found)
+    sentence = "Start-VM fails: The chain of virtual hard disks is broken.\n"
+    assert serious(evaluate(RULES, facts_from_text(sentence, "p.txt")))[0] == (
+        "vdisk.chain.parent-missing"
+    )
