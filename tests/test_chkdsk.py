@@ -1,6 +1,7 @@
 """chkdsk pasted from a Hyper-V host (logs/commands/chkdsk.py): each run as a chkdsk_result,
 its verdict, the problems it printed and the virtual disks named in them; a run that found
-errors tells to copy the VM files off before any repair (host.volume-corruption.chkdsk)."""
+errors tells to copy the VM files off before any repair (host.volume-corruption.chkdsk). And a
+VM's Backup integration service off or silent in Get-VMIntegrationService's table."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ def test_bad_sectors_alone_are_errors():
         ("chkdsk-errors-en", "host.volume-corruption.chkdsk", "hvrescue preserve", "en"),
         ("chkdsk-errors-ja", "host.volume-corruption.chkdsk", "chkdsk E: /F", "ja"),
         ("chkdsk-clean-en", None, None, "en"),
+        (
+            "integration-vss-off-en",
+            "vm.backup-integration-unavailable",
+            "Enable-VMIntegrationService",
+            "en",
+        ),
+        ("integration-ok-en", None, None, "en"),
     ],
 )
 def test_incident_folder_through_triage(tmp_path: Path, name: str, expected, command, lang: str):
@@ -67,6 +75,9 @@ def test_incident_folder_through_triage(tmp_path: Path, name: str, expected, com
     if expected is not None:
         steps = [s["command"] for s in data["diagnoses"][0]["steps"]]
         # the copy comes before the repair
-        first_copy = next(i for i, c in enumerate(steps) if "hvrescue preserve" in c)
-        first_repair = next(i for i, c in enumerate(steps) if "/F" in c)
-        assert first_copy < first_repair
+        if expected == "host.volume-corruption.chkdsk":
+            first_copy = next(i for i, c in enumerate(steps) if "hvrescue preserve" in c)
+            first_repair = next(i for i, c in enumerate(steps) if "/F" in c)
+            assert first_copy < first_repair
+        else:
+            assert steps[0] == 'Enable-VMIntegrationService -VMName "SRV-SQL01" -Name "VSS"'

@@ -52,6 +52,7 @@ KIND_FORMATS = {
     "servicing_log": "cbs-log",
     "cluster_object": "powershell",
     "chkdsk_result": "chkdsk",
+    "integration_service": "powershell",
     "linux_log_event": "linux-log",
 }
 # Facts about a file rather than read from it.

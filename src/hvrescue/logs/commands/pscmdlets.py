@@ -1,8 +1,8 @@
 """Known cmdlets' columns and properties → facts: Get-VM, Get-VHD, Get-VMSnapshot /
 Get-VMCheckpoint, Get-VMHardDiskDrive, Get-ComputerInfo, Get-Service, Get-WinEvent, Get-HotFix,
-Get-Volume, and the failover cluster's Get-ClusterResource, -Group, -Node and -SharedVolume.
-The cmdlet is the one typed at the prompt above the output when there is one, otherwise the
-one whose columns these are.
+Get-Volume, Get-VMIntegrationService, and the failover cluster's Get-ClusterResource, -Group,
+-Node and -SharedVolume. The cmdlet is the one typed at the prompt above the output when there
+is one, otherwise the one whose columns these are.
 
 Property names are English in every language; values are what the console printed. A value
 cut by the console ("C:\\ProgramData\\Micr...") is kept and its field named in
@@ -20,6 +20,7 @@ from hvrescue.logs.events import event_fact, level_from_word, parse_local_time
 
 # Columns that say which cmdlet printed a table or list when no prompt says it.
 SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("get-vmintegrationservice", frozenset({"Name", "Enabled", "PrimaryStatusDescription"})),
     ("get-clusterresource", frozenset({"OwnerGroup", "ResourceType"})),
     ("get-clustergroup", frozenset({"Name", "OwnerNode", "State"})),
     ("get-clustersharedvolume", frozenset({"Name", "State", "Node"})),
@@ -336,7 +337,26 @@ def _cluster(what: str) -> Mapper:
     return mapper
 
 
+def _integration(
+    props: dict[str, str], whole: dict[str, str], where: Provenance, _c: Any
+) -> Fact | None:
+    """Get-VMIntegrationService: one service of a VM, whether it is on and how it answers
+    (OK, No Contact, Lost Communication, Protocol Mismatch...)."""
+    name = _none(props.get("Name"))
+    if name is None:
+        return None
+    attrs = {
+        "vm_name": _none(props.get("VMName")),
+        "name": name,
+        "enabled": _bool(whole.get("Enabled")),
+        "primary_status": _none(whole.get("PrimaryStatusDescription")),
+        "secondary_status": _none(whole.get("SecondaryStatusDescription")),
+    }
+    return Fact("integration_service", attrs, where)
+
+
 MAPPERS: dict[str, Mapper] = {
+    "get-vmintegrationservice": _integration,
     "get-clusterresource": _cluster("resource"),
     "get-clustergroup": _cluster("group"),
     "get-clusternode": _cluster("node"),
