@@ -57,6 +57,12 @@ def triage(tmp_path: Path, name: str, lang: str) -> tuple[int, dict[str, Any], P
 # ------------------------------------------------------------------ end to end, incident folders
 
 INCIDENTS = [
+    (
+        "replication-table-critical",
+        "vm.replication-failed",
+        'Resume-VMReplication -VMName "SRV-SQL02"',
+        "en",
+    ),
     ("file-not-found-en", "vm.file-not-found", 'Get-VMHardDiskDrive -VMName "SRV-APP07"', "en"),
     ("file-not-found-ja", "vm.file-not-found", 'Get-VMHardDiskDrive -VMName "SRV-APP07"', "ja"),
     (
@@ -302,3 +308,11 @@ def test_texts_are_written_in_both_languages() -> None:
         assert not JAPANESE.search(rule.title.en + rule.summary.en)
         for step in rule.steps:
             assert JAPANESE.search(step.text.ja) and not JAPANESE.search(step.text.en)
+
+
+def test_a_get_vmreplication_table_is_read_as_replication_not_as_vms(tmp_path: Path) -> None:
+    rc, data, _ = triage(tmp_path, "replication-table-normal", "en")
+    assert rc == 0 and data["verdict"]["state"] == "healthy"
+    assert data["facts_summary"] == {"vm_replication": 2}
+    rc, data, _ = triage(tmp_path, "replication-table-critical", "ja")
+    assert rc == 1 and data["diagnoses"][0]["id"] == "vm.replication-failed"

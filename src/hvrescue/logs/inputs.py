@@ -53,6 +53,7 @@ KIND_FORMATS = {
     "cluster_object": "powershell",
     "chkdsk_result": "chkdsk",
     "integration_service": "powershell",
+    "vm_replication": "powershell",
     "linux_log_event": "linux-log",
 }
 # Facts about a file rather than read from it.

@@ -1,8 +1,8 @@
 """Known cmdlets' columns and properties → facts: Get-VM, Get-VHD, Get-VMSnapshot /
 Get-VMCheckpoint, Get-VMHardDiskDrive, Get-ComputerInfo, Get-Service, Get-WinEvent, Get-HotFix,
-Get-Volume, Get-VMIntegrationService, and the failover cluster's Get-ClusterResource, -Group,
--Node and -SharedVolume. The cmdlet is the one typed at the prompt above the output when there
-is one, otherwise the one whose columns these are.
+Get-Volume, Get-VMIntegrationService, Get-VMReplication, and the failover cluster's
+Get-ClusterResource, -Group, -Node and -SharedVolume. The cmdlet is the one typed at the prompt
+above the output when there is one, otherwise the one whose columns these are.
 
 Property names are English in every language; values are what the console printed. A value
 cut by the console ("C:\\ProgramData\\Micr...") is kept and its field named in
@@ -21,6 +21,7 @@ from hvrescue.logs.events import event_fact, level_from_word, parse_local_time
 # Columns that say which cmdlet printed a table or list when no prompt says it.
 SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
     ("get-vmintegrationservice", frozenset({"Name", "Enabled", "PrimaryStatusDescription"})),
+    ("get-vmreplication", frozenset({"VMName", "State", "Health", "Mode"})),
     ("get-clusterresource", frozenset({"OwnerGroup", "ResourceType"})),
     ("get-clustergroup", frozenset({"Name", "OwnerNode", "State"})),
     ("get-clustersharedvolume", frozenset({"Name", "State", "Node"})),
@@ -355,8 +356,28 @@ def _integration(
     return Fact("integration_service", attrs, where)
 
 
+def _replication(
+    props: dict[str, str], whole: dict[str, str], where: Provenance, _c: Any
+) -> Fact | None:
+    """Get-VMReplication: a VM's replication, its state and health as printed (Replicating,
+    Suspended, Error, ResynchronizationRequired...; Normal, Warning, Critical)."""
+    name = _none(props.get("VMName") or props.get("Name"))
+    if name is None:
+        return None
+    attrs = {
+        "name": name,
+        "state": _none(whole.get("State")),
+        "health": _none(whole.get("Health")),
+        "mode": _none(whole.get("Mode")),
+        "primary_server": _none(props.get("PrimaryServer")),
+        "replica_server": _none(props.get("ReplicaServer")),
+    }
+    return Fact("vm_replication", attrs, where)
+
+
 MAPPERS: dict[str, Mapper] = {
     "get-vmintegrationservice": _integration,
+    "get-vmreplication": _replication,
     "get-clusterresource": _cluster("resource"),
     "get-clustergroup": _cluster("group"),
     "get-clusternode": _cluster("node"),
