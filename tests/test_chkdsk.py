@@ -1,7 +1,8 @@
 """chkdsk pasted from a Hyper-V host (logs/commands/chkdsk.py): each run as a chkdsk_result,
 its verdict, the problems it printed and the virtual disks named in them; a run that found
 errors tells to copy the VM files off before any repair (host.volume-corruption.chkdsk). And a
-VM's Backup integration service off or silent in Get-VMIntegrationService's table."""
+VM's Backup integration service off or silent in Get-VMIntegrationService's table, and a VM that
+Get-VM shows Paused-Critical."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ def test_bad_sectors_alone_are_errors():
             "en",
         ),
         ("integration-ok-en", None, None, "en"),
+        ("vm-paused-critical-en", "vm.paused-critical", 'Resume-VM -Name "SRV-APP01"', "en"),
+        ("vm-paused-critical-en", "vm.paused-critical", 'Resume-VM -Name "SRV-APP01"', "ja"),
     ],
 )
 def test_incident_folder_through_triage(tmp_path: Path, name: str, expected, command, lang: str):
@@ -79,5 +82,5 @@ def test_incident_folder_through_triage(tmp_path: Path, name: str, expected, com
             first_copy = next(i for i, c in enumerate(steps) if "hvrescue preserve" in c)
             first_repair = next(i for i, c in enumerate(steps) if "/F" in c)
             assert first_copy < first_repair
-        else:
+        elif expected == "vm.backup-integration-unavailable":
             assert steps[0] == 'Enable-VMIntegrationService -VMName "SRV-SQL01" -Name "VSS"'
