@@ -2,7 +2,7 @@
 its verdict, the problems it printed and the virtual disks named in them; a run that found
 errors tells to copy the VM files off before any repair (host.volume-corruption.chkdsk). And a
 VM's Backup integration service off or silent in Get-VMIntegrationService's table, and a VM that
-Get-VM shows Paused-Critical."""
+Get-VM shows Paused-Critical, and the host's Hyper-V writer failed in vssadmin's list."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def test_bad_sectors_alone_are_errors():
         ("integration-ok-en", None, None, "en"),
         ("vm-paused-critical-en", "vm.paused-critical", 'Resume-VM -Name "SRV-APP01"', "en"),
         ("vm-paused-critical-en", "vm.paused-critical", 'Resume-VM -Name "SRV-APP01"', "ja"),
+        ("hyperv-writer-failed-en", "vss.hyperv-writer-failed", "Restart-Service vmms", "en"),
     ],
 )
 def test_incident_folder_through_triage(tmp_path: Path, name: str, expected, command, lang: str):
