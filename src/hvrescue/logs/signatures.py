@@ -82,6 +82,11 @@ def _compile(phrase: str) -> tuple[re.Pattern[str], str]:
     (looked up with ``in`` first: most texts hold none of the phrases)."""
     parts: list[str] = []
     literals: list[str] = []
+    # A sentence quoted from its middle, or a title that drops the article ("Virtual machine
+    # could not be started because..."): a leading "The" is not required.
+    if phrase[:4].lower() == "the ":
+        parts.append("(?:the)?")
+        phrase = phrase[4:]
     for token in re.split(r"(\{[^{}]*\})", phrase):
         if not token:
             continue
