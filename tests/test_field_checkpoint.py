@@ -85,3 +85,12 @@ def test_the_logon_right_sentence_carries_its_code() -> None:
     assert len(facts) == 1
     assert "0x80070569" in facts[0].attributes["codes"]
     assert facts[0].provenance.locator == "line:1"
+
+
+def test_a_pasted_hyperv_failure_no_rule_names_is_never_healthy(tmp_path: Path) -> None:
+    # Worker 12010 "Failed to Power on with Error ..." has a signature with its event id but
+    # no rule of its own: the post is still about a failure, so the generic rule stands for it.
+    data = triage_incident(
+        FIXTURES / "power-on-failed-en", tmp_path, "generic.unexplained-error", "hvrescue", "en"
+    )
+    assert data["verdict"]["state"] == "problems"
