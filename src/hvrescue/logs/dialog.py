@@ -101,7 +101,7 @@ def _clean(line: str) -> str:
 
 def _label(line: str) -> str | None:
     """The section a ``[Label]`` line opens, "" for a button, None for other lines."""
-    if "[" not in line:
+    if "[" not in line and "［" not in line:  # a forum or an IME may widen the brackets
         return None
     m = _LABEL.match(unicodedata.normalize("NFKC", line))
     if not m:

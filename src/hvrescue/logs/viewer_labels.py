@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 
 from hvrescue.evidence.classify import VIEWER_HEADERS
 
@@ -66,6 +67,16 @@ _add("fr", "user", "utilisateur")
 _add("fr", "computer", "ordinateur")
 _add("fr", "opcode", "code opération", "opération")
 _add("fr", "more", "informations complémentaires", "informations")
+# Windows Server 2003's Event Viewer, as knowledge base articles still print its events
+# ("種類 : エラー / ソース : VolSnap / 分類 : なし / イベント ID : 25 / 日付 / 時刻 / 説明 :").
+# Its clock time has a label of its own, kept apart so that it does not replace the date.
+_add("en", "level", "type", "event type")
+_add("en", "source", "event source")
+_add("en", "task", "category", "event category")
+_add("en", "clock", "time")
+_add("ja", "level", "種類")
+_add("ja", "task", "分類")
+_add("ja", "clock", "時刻")
 # The short form support articles use ("Level: / Date and Time: / Source: / ID: / Message:").
 _add("en", "event_id", "id")
 # `wevtutil qe <log> /f:text` prints its own, shorter labels, each event indented under
@@ -89,7 +100,9 @@ _SPACES = re.compile(r"\s+")
 @functools.lru_cache(maxsize=4096)
 def norm_label(key: str) -> str:
     """'イベント ID(E)', 'Event &ID', 'ID de l’événement ' -> the key of LABELS."""
-    key = _SPACES.sub(" ", key.strip().lower().replace("\u3000", " ")).replace("’", "'")
+    # NFKC: a label retyped or reposted in full width ("ログの名前（Ｍ）", "イベント ＩＤ").
+    key = unicodedata.normalize("NFKC", key)
+    key = _SPACES.sub(" ", key.strip().lower()).replace("’", "'")
     key = _ACCELERATOR.sub("", key).replace("&", "")
     return key
 

@@ -7,23 +7,32 @@ import re
 from typing import Any
 
 from hvrescue.facts.model import Fact, Provenance
+from hvrescue.logs.commands.repost import cleaned
 from hvrescue.logs.textutil import Text
 
 DASHES = re.compile(r"^-{5,}\s*$")
-ELEMENT = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9]*)\s{2,}(?P<value>\S.*?)\s*$")
+# bcdedit pads names to 24 columns: a name of 23 letters (allowedinmemorysettings) or more is
+# followed by a single space.
+ELEMENT = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9]*)(?:\s{2,}|(?<=\w{23}) )(?P<value>\S.*?)\s*$")
 CONT = re.compile(r"^\s{10,}(?P<value>\S.*?)\s*$")
 
 
 def parse(text: Text) -> list[Fact]:
+    # Reposted: quote markers gone; an indented block (Markdown's four spaces, a tab) is read
+    # from the column its section title starts at.
+    lines = cleaned(text)
     facts: list[Fact] = []
-    lines = text.lines
     i = 0
     while i + 1 < len(lines):
         title = lines[i].strip()
-        first = ELEMENT.match(lines[i + 2]) if i + 2 < len(lines) else None
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        first = ELEMENT.match(_dedent(lines[i + 2], indent)) if i + 2 < len(lines) else None
         # A section: a title, a rule of dashes, then the identifier element.
         if not (
-            title and DASHES.match(lines[i + 1]) and first and first.group("key") == "identifier"
+            title
+            and DASHES.match(lines[i + 1].strip())
+            and first
+            and first.group("key") == "identifier"
         ):
             i += 1
             continue
@@ -32,8 +41,9 @@ def parse(text: Text) -> list[Fact]:
         last: str | None = None
         i += 2
         while i < len(lines) and lines[i].strip():
-            m = ELEMENT.match(lines[i])
-            c = CONT.match(lines[i])
+            line = _dedent(lines[i], indent)
+            m = ELEMENT.match(line)
+            c = CONT.match(line)
             if m:
                 last = m.group("key").lower()
                 elements[last] = m.group("value")
@@ -52,3 +62,8 @@ def parse(text: Text) -> list[Fact]:
         }
         facts.append(Fact("bcd_entry", attrs, Provenance(text.path, text.locator(start))))
     return facts
+
+
+def _dedent(line: str, indent: int) -> str:
+    """``line`` from column ``indent``, where the block's indentation is only spaces."""
+    return line[indent:] if indent and not line[:indent].strip() else line

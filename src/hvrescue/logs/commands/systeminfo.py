@@ -76,7 +76,7 @@ REQUIREMENTS = (
     ),
     (
         "dep_available",
-        r"Data Execution Prevention Available|データ実行防止が使用可能"
+        r"Data Execution Prevention Available|データ実行防止が(?:使用可能|使用できます)"
         r"|Datenausführungsverhinderung verfügbar|Prévention de l.exécution des données disponible",
     ),
 )
