@@ -54,6 +54,7 @@ KIND_FORMATS = {
     "chkdsk_result": "chkdsk",
     "integration_service": "powershell",
     "vm_replication": "powershell",
+    "storage_object": "powershell",
     "linux_log_event": "linux-log",
 }
 # Facts about a file rather than read from it.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hvrescue.facts.model import Fact, Provenance
-from hvrescue.logs.commands import powershell
+from hvrescue.logs.commands import powershell, psstorage
 from hvrescue.logs.events import event_fact, level_from_word, parse_local_time
 
 # Columns that say which cmdlet printed a table or list when no prompt says it.
@@ -392,3 +392,6 @@ MAPPERS: dict[str, Mapper] = {
     "get-hotfix": _hotfix,
     "get-volume": _volume,
 }
+# The host's storage (Get-PhysicalDisk, Get-VirtualDisk, Get-StoragePool ...): psstorage.py.
+SIGNATURES += psstorage.SIGNATURES
+MAPPERS.update(psstorage.MAPPERS)
