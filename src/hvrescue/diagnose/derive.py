@@ -11,7 +11,9 @@ cites the event or the dump itself.
 ``bugcheck``: ``source``, ``stop_code`` (int), ``stop_code_hex`` (``0x0000007e``), ``stop_name``
 (``SYSTEM_THREAD_EXCEPTION_NOT_HANDLED``, or None when unknown), ``meaning`` (``{"en", "ja"}``),
 ``known`` (whether hvrescue's table knows the code), ``parameters``, ``dump_path``,
-``report_id``, ``time``, ``time_local``, ``computer``.
+``report_id``, ``time``, ``time_local``, ``computer``, and where a crash analysis (WinDbg
+``!analyze -v``, BlueScreenView, WhoCrashed) names it: ``module`` (``storvsc``), ``image``
+(``storvsc.sys``), ``symbol``, ``failure_bucket`` (None from the other sources).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ _MINIDUMPS = r"robocopy %SystemRoot%\Minidump <other storage>\Minidump"
 _DIRECTION_MARKS = str.maketrans("", "", "\u200e\u200f")
 # Which source tells most about a crash: the report of the crash first, the power event last.
 _SOURCE_ORDER = {
+    "WinDbg analysis": 0,
+    "BlueScreenView": 0,
+    "WhoCrashed": 0,
     "BugCheck 1001": 0,
     "kernel dump header": 1,
     "WER BlueScreen": 2,
@@ -91,9 +96,11 @@ def _bugcheck(
     dump_path: str | None = None,
     report_id: str | None = None,
     time: Any = None,
+    culprit: dict[str, Any] | None = None,
 ) -> Fact:
     stop = stop_code(code)
     a = fact.attributes
+    culprit = culprit or {}
     return Fact(
         "bugcheck",
         {
@@ -110,6 +117,10 @@ def _bugcheck(
             "time": time if time is not None else a.get("time"),
             "time_local": a.get("time_local"),
             "computer": a.get("computer"),
+            "module": culprit.get("module"),
+            "image": culprit.get("image"),
+            "symbol": culprit.get("symbol"),
+            "failure_bucket": culprit.get("failure_bucket"),
         },
         fact.provenance,
     )
@@ -265,6 +276,34 @@ def _from_wer_report(fact: Fact) -> list[Fact]:
     return [_bugcheck("WER report", code, params, fact, time=a.get("event_time"))]
 
 
+_ANALYSIS_SOURCES = {
+    "windbg": "WinDbg analysis",
+    "bluescreenview": "BlueScreenView",
+    "whocrashed": "WhoCrashed",
+}
+
+
+def _from_analysis(fact: Fact) -> list[Fact]:
+    """A crash analysis pasted as text (hvrescue.logs.commands.windbg): the stop code and the
+    module the tool blames. An analysis cut before its stop code tells of no bugcheck."""
+    a = fact.attributes
+    code = _int(a.get("bugcheck_code"))
+    if code is None or not 0 < code <= 0xFFFFFFFF:
+        return []
+    culprit = {k: a.get(k) for k in ("module", "image", "symbol", "failure_bucket")}
+    dump = a.get("dump_file")
+    return [
+        _bugcheck(
+            _ANALYSIS_SOURCES.get(str(a.get("tool")), "WinDbg analysis"),
+            code,
+            [str(p) for p in a.get("parameters") or []],
+            fact,
+            dump_path=dump if isinstance(dump, str) else None,
+            culprit=culprit,
+        )
+    ]
+
+
 def derived_facts(facts: Iterable[Fact]) -> list[Fact]:
     """``restart`` and ``bugcheck`` facts, the most telling bugcheck source first."""
     out: list[Fact] = []
@@ -275,6 +314,8 @@ def derived_facts(facts: Iterable[Fact]) -> list[Fact]:
             out += _from_dump(fact)
         elif fact.kind == "wer_report":
             out += _from_wer_report(fact)
+        elif fact.kind == "crash_analysis":
+            out += _from_analysis(fact)
     out.sort(
         key=lambda f: (
             _SOURCE_ORDER.get(str(f.attributes["source"]), 9) if f.kind == "bugcheck" else 0

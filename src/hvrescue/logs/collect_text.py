@@ -49,6 +49,7 @@ from hvrescue.logs.commands import (
     systeminfo,
     tasklist,
     vssadmin,
+    windbg,
 )
 from hvrescue.logs.events import EventFilter, thin
 from hvrescue.logs.textutil import PROMPT, Text
@@ -89,6 +90,7 @@ TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     icacls.parse,
     listing.parse,
     fltmc.parse,
+    windbg.parse,
     sectorinfo.parse,
     text_events.parse,
     viewer_friendly.parse,

@@ -55,6 +55,7 @@ KIND_FORMATS = {
     "integration_service": "powershell",
     "vm_replication": "powershell",
     "storage_object": "powershell",
+    "crash_analysis": "windbg",
     "linux_log_event": "linux-log",
 }
 # Facts about a file rather than read from it.
