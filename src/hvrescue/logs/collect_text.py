@@ -34,6 +34,7 @@ from hvrescue.logs.commands import (
     bcdedit,
     cbs,
     chkdsk,
+    diskpart,
     dism,
     dism_console,
     fltmc,
@@ -49,6 +50,7 @@ from hvrescue.logs.commands import (
     systeminfo,
     tasklist,
     vssadmin,
+    wbadmin,
     windbg,
 )
 from hvrescue.logs.events import EventFilter, thin
@@ -86,6 +88,8 @@ TEXT_PARSERS: tuple[Callable[[Text], list[Fact]], ...] = (
     msinfo.parse,
     backup_logs.parse,
     backup_jobs.parse,
+    wbadmin.parse,
+    diskpart.parse,
     manage_bde.parse,
     icacls.parse,
     listing.parse,

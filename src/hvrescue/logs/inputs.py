@@ -56,6 +56,9 @@ KIND_FORMATS = {
     "vm_replication": "powershell",
     "storage_object": "powershell",
     "crash_analysis": "windbg",
+    "diskpart_result": "diskpart",
+    "vdisk_detail": "diskpart",
+    "wbadmin_result": "wbadmin",
     "linux_log_event": "linux-log",
 }
 # Facts about a file rather than read from it.
