@@ -3,17 +3,19 @@
 
 Bases are written by qemu-img/qemu-io (VHDX, VHD dynamic and fixed) and, for differencing
 disks (which qemu cannot write as VHDX/VHD), by hvrescue's own writer; the variants are the
-damage the existing tests do not cover (see the VARIANTS table). Each variant is run through
-``info``, ``check --json``, ``chain --json``, ``hash --json`` and ``merge --json`` as separate
-processes, and the invariants are checked:
+damage the existing tests do not cover (see the VARIANTS table; round two's, damage as storage,
+copies and crashes leave it, are in damage_real.py). Each variant is run through ``info``,
+``check --json``, ``chain --json``, ``hash --json``, ``merge --json`` (to VHDX and to raw) and,
+where this hvrescue has it, ``convert --json`` as separate processes; the invariants:
 
 - no traceback, no hang (60 s), peak memory below 500 MB (GNU time %M);
 - exit codes as documented (0/1/2);
 - ``check`` is never clean on a variant whose damage changes what a reader would see;
 - a content hash that differs from an oracle (qemu-img, pyvhdi) reading the variant without
   error is a bug unless hvrescue reports damaged ranges;
-- ``merge`` never writes a verified copy over undefined content, and its output hashes as the
-  input does; the input is byte-identical with the same mtime after every command.
+- ``merge`` (and ``convert``) never writes a verified copy over undefined content, its output
+  hashes as the input does, a refusal leaves no output and says why, nothing is left under a
+  temporary name; the input is byte-identical with the same mtime after every command.
 
 Usage: python3 tools/damage_campaign.py [--work DIR] [--only NAME[,NAME]] [--json]
 The module is importable: tests build single variants with ``build_base``/``VARIANTS``.
@@ -37,6 +39,9 @@ from pathlib import Path
 
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhd.structures import checksum as vhd_checksum
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import damage_real  # round two's variants, beside this file
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -239,7 +244,10 @@ def build_base(kind: str, folder: Path) -> Path:
             shutil.copyfileobj(f, out)
         return path
     else:
-        raise ValueError(kind)
+        found = damage_real.build_base(kind, folder, SHARED)
+        if found is None:
+            raise ValueError(kind)
+        return found
     args = ["qemu-io", "-f", "vpc" if kind.startswith("vhd-") else "vhdx"]
     for w in QEMU_WRITES:
         args += ["-c", w]
@@ -650,6 +658,9 @@ VARIANTS: list[Variant] = [
 ]
 
 
+VARIANTS += damage_real.more_variants(sys.modules[__name__])
+
+
 def make_variant(v: Variant, folder: Path) -> Path:
     path = build_base(v.base, folder)
     v.damage(path)
@@ -716,14 +727,34 @@ def oracle_qemu(path: Path, fmt: str, tmp: Path) -> str | None:
             capture_output=True,
             timeout=TIMEOUT,
         )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return None
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        raw.unlink(missing_ok=True)  # what qemu-img wrote before it failed
+        if fmt != "vhdx" or "replay" not in str(getattr(e, "stderr", b"")):
+            return None
+        return _oracle_qemu_replayed(path, tmp)
     h = hashlib.sha256()
     with open(raw, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     raw.unlink()
     return h.hexdigest()
+
+
+def _oracle_qemu_replayed(path: Path, tmp: Path) -> str | None:
+    """qemu reads a VHDX whose log needs replay only read-write: replay it on a copy."""
+    copy = tmp / ("oracle-copy" + path.suffix)
+    shutil.copyfile(path, copy)
+    try:
+        subprocess.run(
+            ["qemu-img", "check", "-q", "-r", "leaks", "-f", "vhdx", str(copy)],
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        return oracle_qemu(copy, "vhdx", tmp)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        copy.unlink()
 
 
 def oracle_pyvhdi(path: Path) -> str | None:
@@ -768,6 +799,11 @@ def run_variant(v: Variant, work: Path) -> tuple[dict[str, str], list[str]]:
         "hash": ["hash", "--json", str(path)],
         "merge": ["merge", "--json", str(path), str(outdir / "merged.vhdx")],
     }
+    # A raw image is the other conversion there is (no ``convert`` command yet): its bytes are
+    # the virtual content, hashed here without hvrescue.
+    cmds["merge-raw"] = ["merge", "--json", "--format", "raw", str(path), str(outdir / "out.raw")]
+    if has_convert():
+        cmds["convert"] = ["convert", "--json", str(path), str(outdir / "converted.vhdx")]
     for name, args in cmds.items():
         o = outs[name] = hvrescue(*args)
         row[name] = "TIMEOUT" if o.timed_out else f"rc={o.rc}"
@@ -820,7 +856,61 @@ def run_variant(v: Variant, work: Path) -> tuple[dict[str, str], list[str]]:
                 bad.append(f"merge: output hashes {str(mh)[:12]}, input {ours[:12]}")
     if outs["merge"].rc == 2 and merged.exists():
         bad.append("merge: refused but left its output")
+    row["merge-raw"] += f" {outs['merge-raw'].json().get('status', '')}".rstrip()
+    bad += _written_ok("merge-raw", outs["merge-raw"], outdir / "out.raw", ours, hashed=h)
+    if "convert" in outs:
+        row["convert"] += f" {outs['convert'].json().get('status', '')}".rstrip()
+        bad += _written_ok("convert", outs["convert"], outdir / "converted.vhdx", ours, hashed=h)
+    leftovers = sorted(
+        x.name
+        for x in outdir.iterdir()
+        if x.name not in ("merged.vhdx", "converted.vhdx", "out.raw")
+        and not x.name.endswith(".map")
+    )
+    if leftovers:
+        bad.append(f"output folder holds {leftovers} (a temporary name left behind?)")
     return row, bad
+
+
+def _written_ok(name: str, o: Outcome, out: Path, ours: str | None, hashed: dict) -> list[str]:
+    """The invariants of a command that writes a new disk from the variant."""
+    bad = []
+    if o.rc == 0:
+        if not ours:
+            bad.append(f"{name}: a clean copy written where hash refuses the content")
+        if out.exists():
+            if out.suffix == ".raw":
+                theirs = state([out])[out][0]
+            else:
+                theirs = hvrescue("hash", "--json", str(out)).json().get("sha256")
+            if ours and theirs != ours:
+                bad.append(f"{name}: output hashes {str(theirs)[:12]}, input {ours[:12]}")
+        else:
+            bad.append(f"{name}: exit 0 without its output")
+    elif o.rc == 2:
+        if out.exists():
+            bad.append(f"{name}: refused but left its output")
+        if not (o.stderr.strip() or o.json()):
+            bad.append(f"{name}: refused without saying why")
+    elif (
+        o.rc == 1
+        and out.exists()
+        and not (hashed.get("undefined") or hashed.get("unreadable"))
+        and not o.json().get("findings")
+        and "gap" not in o.stdout + o.stderr
+    ):
+        bad.append(f"{name}: exit 1 with no finding or gap reported")
+    return bad
+
+
+_CONVERT: list[bool] = []
+
+
+def has_convert() -> bool:
+    """Whether this hvrescue has a ``convert`` command (it is run like ``merge`` if so)."""
+    if not _CONVERT:
+        _CONVERT.append(hvrescue("convert", "--help").rc == 0)
+    return _CONVERT[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -841,7 +931,10 @@ def main(argv: list[str] | None = None) -> int:
         if not ns.json:
             cells = " | ".join(
                 f"{row.get(c, '')}"
-                for c in ("info", "check", "chain", "hash", "merge", "oracles", "rss")
+                for c in (
+                    *("info", "check", "chain", "hash", "merge", "merge-raw", "convert"),
+                    *("oracles", "rss"),
+                )
             )
             print(f"{v.name:34} | {cells}", flush=True)
     if ns.json:

@@ -123,8 +123,8 @@ class VhdImage(ImageBase):
                 key=lambda e: order[e["platform"]],
             )
         ]
-        if self.header.parent_name:
-            paths.append(("parent_name", self.header.parent_name))
+        if self.header.parent_name and "\ufffd" not in self.header.parent_name:
+            paths.append(("parent_name", self.header.parent_name))  # not when undecodable
         return ParentRef(
             linkage="{" + str(self.header.parent_unique_id) + "}",
             timestamp=self.header.parent_timestamp,

@@ -130,6 +130,10 @@ def parse_footers(img: VhdImage) -> None:
         img.sink.add("vhd.footer.missing", Severity.ERROR, end_offset, using_copy=True)
         img.footer = copy
         return
+    if copy is None and end.disk_type in (3, 4):
+        # Dynamic and differencing disks keep a copy at offset 0; zeroed or overwritten, it
+        # is the first damage a reader of the file start (qemu) sees.
+        img.sink.add("vhd.footer.copy-missing", Severity.WARNING, 0)
     if copy is not None and copy.disk_type != 2:
         fields_differ = [
             name
@@ -206,6 +210,8 @@ def parse_dynamic(img: VhdImage, footer: s.Footer) -> None:
     img.bitmap_size = -(-(bsize // s.SECTOR // 8) // s.SECTOR) * s.SECTOR
     bat.parse_bat(img, hdr)
     if footer.disk_type == 4:
+        if "\ufffd" in hdr.parent_name:
+            img.sink.add("vhd.header.parent-name-undecodable", Severity.WARNING, doff + 64)
         parse_locators(img, hdr)
     img.readable = True
 
@@ -236,6 +242,17 @@ def parse_locators(img: VhdImage, hdr: s.DynamicHeader) -> None:
         data = img._raw(loc.data_offset, loc.data_length)
         if loc.platform_code in ("W2ku", "W2ru"):
             text = data.decode("utf-16-le", errors="replace")
+            if "\ufffd" in text.split("\0", 1)[0]:
+                # Not UTF-16 (overwritten, or another field's bytes): no path to follow.
+                img.sink.add(
+                    "vhd.locator.undecodable",
+                    Severity.WARNING,
+                    loc.data_offset,
+                    index=loc.index,
+                    platform=loc.platform_code,
+                )
+                img.locators.append(entry)
+                continue
         elif loc.platform_code == "MacX":
             text = data.decode("utf-8", errors="replace")
         else:

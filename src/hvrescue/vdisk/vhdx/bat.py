@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from hvrescue.findings import Severity
 from hvrescue.vdisk.layer import MAX_OVERLAP_RECORDS, find_overlaps
 from hvrescue.vdisk.vhdx import structures as s
+from hvrescue.vdisk.vhdx.orphans import check_orphans
 
 if TYPE_CHECKING:
     from hvrescue.vdisk.vhdx.image import VhdxImage
@@ -81,6 +82,7 @@ def validate_bat(img: VhdxImage, bat_offset: int) -> None:
     counts["not_present"] = counts.get("not_present", 0) + max(0, img.data_blocks - counted)
     img.bat_counts = counts
     check_overlaps(img, spans)
+    check_orphans(img)
     needed_end = max((end for _start, end, _i in spans), default=0)
     if needed_end > img.file_size:
         img.sink.add(

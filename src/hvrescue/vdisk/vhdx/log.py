@@ -178,6 +178,10 @@ def scan_log(data: bytes, log_guid: uuid.UUID) -> LogScan:
     else:
         scan.problems.append("tail-outside-sequence")
     scan.active = best
+    # An entry says how long the file is once it is applied (LastFileOffset); a write past
+    # that is not one Hyper-V made: it is reported, and replay never extends the file for it.
+    if any(off + n > e.header.last_file_offset for e in best for off, n, _ in e.ops):
+        scan.problems.append("write-beyond-last-file-offset")
     return scan
 
 
