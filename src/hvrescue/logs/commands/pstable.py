@@ -74,13 +74,23 @@ def _spans(dashes: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(r"-+", dashes)]
 
 
+_LABEL = re.compile(r"[A-Z][A-Za-z0-9]*(?: [A-Z][A-Za-z0-9]*){1,2}")
+
+
 def _names(header: str, spans: list[tuple[int, int]]) -> list[str] | None:
     """The column names over ``spans``; None when the header does not sit on the dashes."""
     names = []
     for start, end in spans:
         name = header[start:end]
-        if not name.strip() or " " in name.strip() or header[end : end + 1] not in ("", " "):
+        if not name.strip() or header[end : end + 1] not in ("", " "):
             return None
+        if " " in name.strip():
+            # A format view's label of two or three capitalised words over one rule of dashes
+            # (Get-Disk: "Friendly Name", "Total Size", "Partition Style") is the property
+            # of those words run together.
+            if not _LABEL.fullmatch(name.strip()):
+                return None
+            name = name.replace(" ", "")
         if start > 0 and header[start - 1 : start] not in ("", " "):
             return None
         names.append(name.strip())
@@ -227,7 +237,8 @@ def _header(
         stacked: list[str] = []
         for n, (start, _end) in enumerate(spans):
             stop = spans[n + 1][0] if n + 1 < len(spans) else None
-            name = "".join(lines[k][start:stop].strip() for k in range(top, dash))
+            pieces = (lines[k][start:stop].strip() for k in range(top, dash))
+            name = "".join(p.replace(" ", "") if _LABEL.fullmatch(p) else p for p in pieces)
             if not name or " " in name:
                 stacked = []
                 break
