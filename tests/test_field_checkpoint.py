@@ -94,3 +94,29 @@ def test_a_pasted_hyperv_failure_no_rule_names_is_never_healthy(tmp_path: Path) 
         FIXTURES / "power-on-failed-en", tmp_path, "generic.unexplained-error", "hvrescue", "en"
     )
     assert data["verdict"]["state"] == "problems"
+
+
+def test_a_japanese_post_that_only_talks_about_errors_raises_nothing(tmp_path: Path) -> None:
+    # "...のようなエラーが有名ですが、今回の環境では一度も出ていません": quoted, not shown.
+    talk = Path(__file__).parent / "fixtures" / "field_ja" / "near-miss-talk-ja"
+    triage_incident(talk, tmp_path, None, None, "ja")
+
+
+def test_a_signature_message_stops_at_the_japanese_position_line() -> None:
+    text = Text(
+        path="post.txt",
+        lines=[
+            "Checkpoint-VM : チェックポイント操作に失敗しました。",
+            "運用チェックポイントを作成できません。",
+            "発生場所 行:1 文字:1",
+            "+ Checkpoint-VM -Name APP-SV01",
+        ],
+    )
+    facts = [
+        f
+        for f in signatures.match(text)
+        if f.attributes["signature"] == "checkpoint-operation-failed"
+    ]
+    assert len(facts) == 1
+    assert "発生場所" not in facts[0].attributes["message"]
+    assert "運用チェックポイントを作成できません" in facts[0].attributes["message"]

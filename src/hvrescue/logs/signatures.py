@@ -40,7 +40,7 @@ PARAGRAPH = 8  # lines a message may go on after its phrase
 MEMO = 8192  # distinct lines remembered while squeezing
 SECTIONS = 4  # labelled sections ("Details:") a message may go on with
 _SECTION = re.compile(r"^[^\W\d][\w ]{1,30}[:：]$")
-_STOP = re.compile(r"^(?:At line:\d|At .+:\d+ char:\d|\+ |\[|[A-Za-z ]{2,30}:\s*$)")
+_STOP = re.compile(r"^(?:At line:\d|At .+:\d+ char:\d|発生場所 ?行|\+ |\[|[A-Za-z ]{2,30}:\s*$)")
 _QUOTE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
 _SPACE = re.compile(r"\s+")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u00b4": "'", "`": "'"})
@@ -50,6 +50,10 @@ _CODE = re.compile(r"(?<![0-9A-Za-z_])0x([0-9A-Fa-f]{8})(?![0-9A-Za-z_])")
 _REFERENCE = re.compile(
     r"https?://|^\W*kb\d{6,7}|youmay(?:receive|get|see)|youreceive|errormessagewhen"
     r"|errorwhenyou|\|microsoft(?:learn|docs)|エラーが表示される|が発生する場合|が表示される場合"
+    # Japanese posts that talk about an error: "is well known", "often seen", "has never
+    # appeared", "errors such as".
+    r"|が有名|よく見る|一度も(?:出て|発生して|表示されて)いません|(?:は|が)(?:出て|発生して)いません"
+    r"|といったエラー|などのエラー"
 )
 REFERENCE_ABOVE = 3  # lines above a match that may hold the start of its sentence
 
