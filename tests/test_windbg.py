@@ -354,6 +354,13 @@ CASES = [
     ("whocrashed-netvsc-en", "guest.bugcheck.hyperv-driver", "netvsc.sys", "en"),
     ("bluescreenview-vmswitch-ja", "host.bugcheck.hyperv-stack", "040224-11250-01.dmp", "ja"),
     ("windbg-dpc-watchdog-en", "guest.bugcheck.cpu-watchdog", "Get-VMProcessor", "en"),
+    # 0xc000021a from WinDbg beside DISM's Install Pending: the update rule, not the generic.
+    (
+        "windbg-c000021a-pending-en",
+        "guest.stop-0xc000021a.pending-update",
+        "/RevertPendingActions",
+        "en",
+    ),
 ]
 
 
