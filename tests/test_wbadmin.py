@@ -175,3 +175,23 @@ def test_a_code_no_rule_knows_is_the_wbadmin_fallback(tmp_path):
     )
     assert "0x807800C5" in data["diagnoses"][0]["title"]
     assert "backup.wbadmin-writer-nonretryable" not in [d["id"] for d in data["diagnoses"]]
+
+
+def test_the_backup_error_of_a_wrapped_detailed_error_is_the_whole_sentence():
+    # backup_logs reads the same run as a backup_error for the backup rules: the sentence a
+    # narrow console wrapped is joined, not cut at "View the".
+    from hvrescue.logs.commands import backup_logs
+    from hvrescue.logs.textutil import Text
+
+    lines = [
+        "wbadmin 1.0 - Backup command-line tool",
+        "The backup operation stopped before completing.",
+        "Detailed error: The volume shadow copy operation failed with error 0x800423F4. View the",
+        "event log for more information.",
+        "",
+        "Detailed error: The filename, directory name, or volume label syntax is incorrect.",
+        "The backup of volume C: could not be completed.",
+    ]
+    messages = [f.attributes["message"] for f in backup_logs.parse(Text(lines, "post.txt"))]
+    assert messages[0].endswith("View the event log for more information.")
+    assert messages[1] == "The filename, directory name, or volume label syntax is incorrect."

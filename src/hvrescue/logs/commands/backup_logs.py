@@ -83,8 +83,10 @@ def parse(text: Text) -> list[Fact]:
         v = VOLUME_FAILED.match(line) if wbadmin else None
         if d or v:
             volume = (v.group("en") or v.group("ja")) if v else None
-            message = d.group("msg") if d else line.strip()
+            message, nxt = _sentence(lines, i, d.group("msg")) if d else (line.strip(), i + 1)
             facts.append(_fact(text, i, "wbadmin", volume, None, message, None))
+            i = nxt
+            continue
         i += 1
     return facts
 
@@ -125,6 +127,22 @@ def _continued(lines: list[str], i: int, first: str) -> tuple[str, int]:
     while j < len(lines) and j - i <= MAX_CONTINUATION:
         line = lines[j].strip()
         if not line or WBADMIN_ERROR.match(line) or DETAILED.match(line):
+            break
+        parts.append(line)
+        j += 1
+    return join_lines(parts), j
+
+
+def _sentence(lines: list[str], i: int, first: str) -> tuple[str, int]:
+    """A ``Detailed error:`` sentence and the lines a narrow console wrapped it over: they go
+    on while the sentence has not ended, up to a blank line or another of wbadmin's lines."""
+    parts = [first]
+    j = i + 1
+    while j < len(lines) and j - i <= MAX_CONTINUATION:
+        line = lines[j].strip()
+        if parts[-1].rstrip().endswith((".", "。")) or not line:
+            break
+        if WBADMIN_ERROR.match(line) or DETAILED.match(line) or VOLUME_FAILED.match(line):
             break
         parts.append(line)
         j += 1
