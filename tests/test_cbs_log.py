@@ -388,6 +388,9 @@ CASES = [
     ("sfc-console-ja", "guest.servicing.sfc-cannot-repair", "/RestoreHealth", "ja"),
     ("scanhealth-repairable-en", "guest.servicing.store-corruption", "/RestoreHealth", "en"),
     ("console-healthy-ja", None, None, "ja"),
+    # Windows Update's own event 20 with 0x800F0922, no CBS.log at hand (Japanese: field_ja).
+    ("wu-event-20-en", "guest.servicing.installers-failed", "schtasks", "en"),
+    ("../field_ja/wu-install-failed-ja", "guest.servicing.installers-failed", "schtasks", "ja"),
 ]
 
 
