@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from hvrescue.diagnose.literals import fold, inside_a_token, literals, quick_fold
-from hvrescue.diagnose.match import _text, compile_condition, field_getter
+from hvrescue.diagnose.match import _text, compile_condition, field_getter, unwrapped
 from hvrescue.diagnose.rules import Clause, Condition
 
 _Test = Any  # Callable[[dict[str, Any], dict[str, Any]], bool]
@@ -79,7 +79,7 @@ def condition(path: str, cond: Condition) -> _Test:
                                 break
                         else:
                             return False
-                text = value if type(value) is str else _text(value)
+                text = unwrapped(value if type(value) is str else _text(value))
                 entry = texts[path] = (text, fold(text))
         if entry is _MISSING:
             return search is None  # a missing value fails a positive test, passes a negative

@@ -59,6 +59,16 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+_LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
+
+
+def unwrapped(text: str) -> str:
+    """``text`` as a regular expression of a rule searches it: a line break (and the spaces
+    around it) is one space, so that a sentence a console, a mail client or a log viewer
+    wrapped still reads as the words the rule names ("the hypervisor is not / running")."""
+    return _LINE_BREAK.sub(" ", text) if "\n" in text else text
+
+
 def condition_holds(value: Any, cond: Condition) -> bool:
     unset = msgspec.UNSET
     if cond.exists is not unset and (value not in (None, "", [], {})) != cond.exists:
@@ -86,9 +96,13 @@ def condition_holds(value: Any, cond: Condition) -> bool:
         return False
     if isinstance(cond.not_in, list) and any(_same(value, c) for c in cond.not_in):
         return False
-    if isinstance(cond.regex, str) and not re.search(cond.regex, _text(value), re.IGNORECASE):
+    if isinstance(cond.regex, str) and not re.search(
+        cond.regex, unwrapped(_text(value)), re.IGNORECASE
+    ):
         return False
-    if isinstance(cond.not_regex, str) and re.search(cond.not_regex, _text(value), re.IGNORECASE):
+    if isinstance(cond.not_regex, str) and re.search(
+        cond.not_regex, unwrapped(_text(value)), re.IGNORECASE
+    ):
         return False
     for needle, want in ((cond.contains, True), (cond.not_contains, False)):
         if isinstance(needle, str):
@@ -286,10 +300,10 @@ def _tests(cond: Condition) -> tuple[_Test, ...]:
         tests.append(lambda v: not not_in(v))
     if isinstance(cond.regex, str):
         search = re.compile(cond.regex, re.IGNORECASE).search
-        tests.append(lambda v: search(_text(v)) is not None)
+        tests.append(lambda v: search(unwrapped(_text(v))) is not None)
     if isinstance(cond.not_regex, str):
         avoid = re.compile(cond.not_regex, re.IGNORECASE).search
-        tests.append(lambda v: avoid(_text(v)) is None)
+        tests.append(lambda v: avoid(unwrapped(_text(v))) is None)
     for needle, want in ((cond.contains, True), (cond.not_contains, False)):
         if isinstance(needle, str):
             tests.append(_contains(needle.casefold(), want))

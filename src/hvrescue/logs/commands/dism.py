@@ -110,6 +110,12 @@ def parse(text: Text) -> list[Fact]:
                     break
                 fields[name] = kv[1] if kv else ""
                 i += 1
+                # A value a mail client moved to the next line ("Package Identity :" /
+                # "Package_for_KB..."): a line that is no field of its own.
+                wrapped = kv and not kv[1] and i < len(lines) and lines[i].strip()
+                if wrapped and split_kv(lines[i]) is None:
+                    fields[name] = lines[i].strip()
+                    i += 1
             facts.append(_package(fields, text, start, image_version))
             continue
         i += 1

@@ -96,9 +96,17 @@ def parse(text: Text) -> list[Fact]:
             if m:
                 facts.append(_dism_error(text, i, m.group("code")))
                 continue
+            # A verdict a narrow console or a mail client wrapped after the progress bar
+            # ("[====100.0%====] The" / "component store is repairable.") is read on the two
+            # lines, once: where it starts.
+            after = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            pair = f"{line.rstrip()} {after}"
             for pattern, failed, unrepaired in DISM_VERDICTS:
-                if pattern.search(line):
-                    facts.append(_fact(text, i, "DISM", line, failed, "dism-console", unrepaired))
+                if pattern.search(line) or (
+                    after and pattern.search(pair) and not pattern.search(after)
+                ):
+                    said = line if pattern.search(line) else pair
+                    facts.append(_fact(text, i, "DISM", said, failed, "dism-console", unrepaired))
                     break
         if sfc:
             joined = " ".join(x.strip() for x in lines[i : i + 3])  # sfc wraps its paragraph
