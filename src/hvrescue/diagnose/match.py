@@ -5,7 +5,6 @@ means; this module only says whether one holds."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import operator
 import re
 from collections.abc import Callable
@@ -14,6 +13,8 @@ from typing import Any
 import msgspec
 
 from hvrescue.diagnose.rules import Clause, Condition
+from hvrescue.diagnose.unwrap import as_text as _text
+from hvrescue.diagnose.unwrap import unwrapped
 from hvrescue.facts.model import Fact
 
 
@@ -51,22 +52,6 @@ def _same(a: Any, b: Any) -> bool:
     if na is not None and nb is not None:
         return na == nb
     return bool(a == b)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-_LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
-
-
-def unwrapped(text: str) -> str:
-    """``text`` as a regular expression of a rule searches it: a line break (and the spaces
-    around it) is one space, so that a sentence a console, a mail client or a log viewer
-    wrapped still reads as the words the rule names ("the hypervisor is not / running")."""
-    return _LINE_BREAK.sub(" ", text) if "\n" in text else text
 
 
 def condition_holds(value: Any, cond: Condition) -> bool:
