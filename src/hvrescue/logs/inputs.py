@@ -56,6 +56,7 @@ KIND_FORMATS = {
     "vm_replication": "powershell",
     "storage_object": "powershell",
     "crash_analysis": "windbg",
+    "boot_failure": "boot-summary",
     "diskpart_result": "diskpart",
     "vdisk_detail": "diskpart",
     "wbadmin_result": "wbadmin",
