@@ -1,5 +1,6 @@
 """Facts the rules need that no single source states: the crashes and unexpected restarts told
-by Kernel-Power 41, EventLog 6008, BugCheck 1001, Windows Error Reporting's BlueScreen reports
+by Kernel-Power 41, EventLog 6008, BugCheck 1001, the host's Hyper-V-Worker 18590 (a guest's
+stop code as the guest reported it), Windows Error Reporting's BlueScreen reports
 and kernel dump headers, each turned into one shape with the stop code explained.
 
 A derived fact keeps the provenance of the record it comes from, so a diagnosis built on it
@@ -40,6 +41,7 @@ _SOURCE_ORDER = {
     "WhoCrashed": 0,
     "BugCheck 1001": 0,
     "kernel dump header": 1,
+    "Hyper-V Worker 18590": 2,
     "WER BlueScreen": 2,
     "WER report": 3,
     "Kernel-Power 41": 4,
@@ -226,9 +228,31 @@ def _wer_1001(fact: Fact) -> list[Fact]:
     return [_bugcheck("WER BlueScreen", code, [], fact, dump.group(1) if dump else None)]
 
 
+_GUEST_CODES = re.compile(r"ErrorCode(\d)\s*[:=]\s*(0x[0-9A-Fa-f]{1,16})")
+
+
+def _worker_18590(fact: Fact) -> list[Fact]:
+    """The host's record of a guest crash (Hyper-V-Worker 18590: "'VM' has encountered a fatal
+    error. The guest operating system reported that it failed with the following error codes:
+    ErrorCode0: 0x7E, ErrorCode1: ..."): the guest's stop code and its four parameters, as
+    named data or in the message."""
+    a = fact.attributes
+    data = a.get("data") if isinstance(a.get("data"), dict) else {}
+    codes = {f"ErrorCode{i}": data.get(f"ErrorCode{i}") for i in range(5)}
+    for m in _GUEST_CODES.finditer(str(a.get("message") or "")):
+        codes[f"ErrorCode{m.group(1)}"] = codes.get(f"ErrorCode{m.group(1)}") or m.group(2)
+    code = _int(codes["ErrorCode0"])
+    if not code or not 0 < code <= 0xFFFFFFFF:
+        return []
+    params = [str(codes[f"ErrorCode{i}"]) for i in range(1, 5) if codes[f"ErrorCode{i}"]]
+    return [_bugcheck("Hyper-V Worker 18590", code, params, fact)]
+
+
 def _from_event(fact: Fact) -> list[Fact]:
     a = fact.attributes
     ident = _int(a.get("event_id"))
+    if ident == 18590 and "hyper-v-worker" in str(a.get("provider") or "").lower():
+        return _worker_18590(fact)
     if ident not in (41, 6008, 1001):
         return []
     provider = str(a.get("provider") or "")
