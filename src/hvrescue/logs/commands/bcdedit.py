@@ -55,9 +55,9 @@ def parse(text: Text) -> list[Fact]:
             i += 1
         attrs: dict[str, Any] = {
             "section": title,
-            "identifier": elements.get("identifier"),
-            "description": elements.get("description"),
-            "hypervisorlaunchtype": elements.get("hypervisorlaunchtype"),
+            "identifier": _one(elements.get("identifier")),
+            "description": _one(elements.get("description")),
+            "hypervisorlaunchtype": _one(elements.get("hypervisorlaunchtype")),
             "elements": elements,
         }
         facts.append(Fact("bcd_entry", attrs, Provenance(text.path, text.locator(start))))
@@ -67,3 +67,8 @@ def parse(text: Text) -> list[Fact]:
 def _dedent(line: str, indent: int) -> str:
     """``line`` from column ``indent``, where the block's indentation is only spaces."""
     return line[indent:] if indent and not line[:indent].strip() else line
+
+
+def _one(value: Any) -> Any:
+    """An element that holds one value (a list only where a paste put a stray line under it)."""
+    return value[0] if isinstance(value, list) else value
