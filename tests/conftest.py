@@ -15,6 +15,14 @@ from tests.helpers import CORPUS
 # compile the package again; an installed package has its bytecode, so let the runs keep it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+# Property tests draw the same examples on every run (the suite is a gate: it passes or fails
+# for the code, not for the draw); HVRESCUE_HYPOTHESIS_RANDOM=1 explores new ones.
+if not os.environ.get("HVRESCUE_HYPOTHESIS_RANDOM"):
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+    _hypothesis_settings.load_profile("repeatable")
+
 # Under ../shared/tools/winsim (os without sendfile, as on Windows) shutil, imported before the
 # simulation, would still try sendfile for the tests' own copies: make it copy as on Windows.
 if not hasattr(os, "sendfile") and hasattr(shutil, "_USE_CP_SENDFILE"):
