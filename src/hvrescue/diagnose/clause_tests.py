@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 
 from hvrescue.diagnose.literals import fold, inside_a_token, literals, quick_fold
-from hvrescue.diagnose.match import _text, compile_condition, field_getter
+from hvrescue.diagnose.match import compile_condition, field_getter
 from hvrescue.diagnose.rules import Clause, Condition
+from hvrescue.diagnose.unwrap import as_text as _text
 from hvrescue.diagnose.unwrap import unwrapped
 
 _Test = Any  # Callable[[dict[str, Any], dict[str, Any]], bool]

@@ -237,7 +237,8 @@ def _worker_18590(fact: Fact) -> list[Fact]:
     ErrorCode0: 0x7E, ErrorCode1: ..."): the guest's stop code and its four parameters, as
     named data or in the message."""
     a = fact.attributes
-    data = a.get("data") if isinstance(a.get("data"), dict) else {}
+    raw = a.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     codes = {f"ErrorCode{i}": data.get(f"ErrorCode{i}") for i in range(5)}
     for m in _GUEST_CODES.finditer(str(a.get("message") or "")):
         codes[f"ErrorCode{m.group(1)}"] = codes.get(f"ErrorCode{m.group(1)}") or m.group(2)

@@ -11,13 +11,10 @@ from typing import Any
 
 from hvrescue.diagnose import derive_acl
 from hvrescue.diagnose.derive import derived_facts
-from hvrescue.diagnose.match import (
-    FactIndex,
-    _text,
-    get_field,
-)
+from hvrescue.diagnose.match import FactIndex, get_field
 from hvrescue.diagnose.quote import shell_quote
 from hvrescue.diagnose.rules import Rule, Step
+from hvrescue.diagnose.unwrap import as_text as _text
 from hvrescue.facts.model import Fact
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "error": 2, "critical": 3}
