@@ -115,15 +115,27 @@ def _code(value: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def catalogue() -> tuple[Signature, ...]:
-    """The signatures of ``signatures.yaml``, compiled once."""
+    """The signatures of ``signatures.yaml`` and ``signatures_*.yaml``, compiled once."""
     import yaml
 
-    raw = yaml.load(  # libyaml's safe loader where PyYAML has it, as for the rules
-        resources.files("hvrescue.logs").joinpath("signatures.yaml").read_text("utf-8"),
-        Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader),
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's where PyYAML has it
+    here = resources.files("hvrescue.logs")
+    # signatures.yaml, then each area's signatures_<area>.yaml in name order
+    areas = sorted(
+        entry.name
+        for entry in here.iterdir()
+        if entry.name.startswith("signatures_") and entry.name.endswith(".yaml")
     )
+    names = ["signatures.yaml", *areas]
+    entries: list[dict[str, Any]] = []
+    for name in names:
+        raw = yaml.load(here.joinpath(name).read_text("utf-8"), Loader=loader)
+        entries.extend((raw or {}).get("signatures") or ())
+    ids = [str(entry["id"]) for entry in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"signature ids repeated: {sorted({i for i in ids if ids.count(i) > 1})}")
     out = []
-    for entry in raw["signatures"]:
+    for entry in entries:
         patterns = tuple(
             (lang, *_compile(phrase))
             for lang, phrases in (entry.get("patterns") or {}).items()
