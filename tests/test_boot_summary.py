@@ -77,3 +77,26 @@ def test_incident_diagnosis(case: str, expected: str, command: str, lang: str, t
 
 def test_a_question_about_templates_raises_nothing(tmp_path: Path) -> None:
     triage_incident(FIXTURES / "near-miss-template-en", tmp_path, None, None, "en")
+
+
+def test_a_screen_retyped_on_a_japanese_ime_keeps_its_devices() -> None:
+    # Full-width brackets and a full-width quote marker: the cleaning of posts leaves them, as
+    # they belong to Japanese prose; on a boot screen they are the firmware's ASCII.
+    text = (
+        "＞ Boot Failed. EFI SCSI Device.\n"
+        "＞ Boot Failed. EFI Network.\n"
+        "＞ No Operating System was Loaded. Press a key to retry the boot sequence...\n"
+        "\n"
+        "Virtual Machine Boot Summary\n"
+        "1. SCSI Disk （0,0）  No UEFI-compatible file system was found.\n"
+        "No operating system was loaded.\n"
+    )
+    older, summary = (f.attributes for f in boot_summary.parse(Text.of(text, "post.txt")))
+    assert [(e["kind"], e["reason"]) for e in older["entries"]] == [
+        ("disk", "no-os"),
+        ("network", "other"),
+    ]
+    assert older["no_os_loaded"] is True
+    assert [(e["device"], e["message"]) for e in summary["entries"]] == [
+        ("SCSI Disk (0,0)", "No UEFI-compatible file system was found."),
+    ]

@@ -202,3 +202,21 @@ def test_language_is_the_labels_not_the_file_names():
     (detail,) = [f.attributes for f in facts if f.kind == "vdisk_detail"]
     assert detail["lang"] == "en" and detail["file"] == "D:\\仮想マシン\\経理.vhdx"
     assert detail["virtual_size"] == 40 * 1024**3 and detail["physical_size"] == 1536 * 1024
+
+
+def test_japanese_detail_vdisk_of_an_attached_disk_not_open() -> None:
+    text = (
+        "DISKPART> detail vdisk\n\n"
+        "デバイスの種類 ID: 3 (VHDX)\n"
+        "状態: アタッチ済み (開いていません)\n"
+        "仮想サイズ:  200 GB\n"
+        "ファイル名: E:\\VM\\SHARE02\\SHARE02.vhdx\n"
+        "子: いいえ\n"
+        "関連付けられたディスク番号: 3\n"
+    )
+    [detail] = [f.attributes for f in facts_from_text(text, "p.txt") if f.kind == "vdisk_detail"]
+    assert (detail["state"], detail["state_text"]) == (
+        "attached_not_open",
+        "アタッチ済み (開いていません)",
+    )
+    assert (detail["is_child"], detail["disk_number"]) == (False, 3)

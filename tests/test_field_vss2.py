@@ -39,8 +39,10 @@ CASES = [
     (EN / "volsnap-old-event-en", DELETED, "vssadmin list shadowstorage", "en"),
     (JA / "volsnap-old-event-ja", DELETED, "vssadmin resize shadowstorage", "ja"),
     (JA / "volsnap-old-event-ja", DELETED, "vssadmin list shadowstorage", "en"),
-    (EN / "hyperv-writer-missing-en", HYPERV, "Restart-Service vmms", "en"),
-    (EN / "hyperv-writer-missing-en", HYPERV, "Get-Service vmms", "ja"),
+    # The post also holds `sc query vmms` STOPPED with exit code 1067: the stopped service is
+    # why the writer is missing, so it leads (the writer rule still fires: see below).
+    (EN / "hyperv-writer-missing-en", "host.vmms-not-running", "sc.exe qc vmms", "en"),
+    (EN / "hyperv-writer-missing-en", "host.vmms-not-running", "sc.exe qc vmms", "ja"),
     (EN / "writers-few-en", FEW, "sc query EventSystem", "en"),
     (EN / "writers-few-en", FEW, "net stop cryptsvc", "ja"),
 ]
@@ -106,7 +108,13 @@ def _few(top: dict[str, Any], texts: str, lang: str) -> None:
     assert "2" in top["title"] and top["severity"] == "warning"
 
 
+def _vmms(top: dict[str, Any], texts: str, lang: str) -> None:
+    # The service's own record is the evidence: sc query with its exit code.
+    assert any(e["kind"] == "service_status" for e in top["evidence"]), top["evidence"]
+
+
 CHECKS = {
+    "host.vmms-not-running": _vmms,
     NONE_LISTED: _writers_none,
     STATUS: _status,
     WSB: _wsb,
@@ -156,11 +164,19 @@ def test_other_vssadmin_listing_is_not_an_empty_writer_list(tmp_path: Path):
     assert NONE_LISTED not in [d["id"] for d in r.json()["diagnoses"]]
 
 
-def test_bare_volsnap_36_is_never_healthy(tmp_path: Path):
-    """Not diagnosed yet (no VolSnap signature reads a bare message): never healthy."""
+def test_bare_volsnap_36_is_read_as_the_event(tmp_path: Path):
+    """The bare VolSnap 36 message is read as the event (signatures_volsnap.yaml)."""
     folder = EN / "volsnap-limit-bare-en"
     r = run_cli("triage", folder, "--out", tmp_path / "rep", "--json", evidence=[folder])
-    assert r.json()["verdict"]["state"] != "healthy"
+    assert r.json()["diagnoses"][0]["id"] == "storage.shadow-storage-limit-reached"
+
+
+def test_a_stopped_vmms_leads_and_the_missing_writer_is_still_said(tmp_path: Path):
+    folder = EN / "hyperv-writer-missing-en"
+    r = run_cli("triage", folder, "--out", tmp_path / "rep", "--json", evidence=[folder])
+    ids = [d["id"] for d in r.json()["diagnoses"]]
+    assert ids[0] == "host.vmms-not-running"
+    assert HYPERV in ids
 
 
 def test_explain_names_the_vss_code():

@@ -445,3 +445,87 @@ def test_winlogon_fatal_error_reaches_the_rules_of_0xc000021a():
     assert a["stop_name"] == "WINLOGON_FATAL_ERROR" and a["line"] == "line:2"
     found = facts_from_text(text, "/evidence/post.txt")
     assert top(*found)[0] == "guest.stop-0xc000021a.entry-point-not-found"
+
+
+def test_notes_typed_after_the_lines_of_a_japanese_post_are_not_values():
+    # Japanese posts mark what matters with "★" (or an arrow) after a line of the analysis.
+    text = (
+        "0: kd> !analyze -v\n"
+        "DRIVER_IRQL_NOT_LESS_OR_EQUAL (d1)   ★「stop コード」です。\n"
+        "Arguments:\n"
+        "Arg1: 0000000000000020, memory referenced\n"
+        "Arg2: 0000000000000002, IRQL\n"
+        "Arg3: 0000000000000000, value 0 = read operation, 1 = write operation\n"
+        "Arg4: fffff80245a61c3e, address which referenced memory\n"
+        "\n"
+        "MODULE_NAME: netvsc\n"
+        "\n"
+        "IMAGE_NAME:  netvsc.sys   ★ドライバー名\n"
+        "\n"
+        "SYMBOL_NAME:  netvsc!NvscProcessReceive+5e ←ここ\n"
+    )
+    [a] = analyses(text)
+    assert a["stop_name"] == "DRIVER_IRQL_NOT_LESS_OR_EQUAL" and a["line"] == "line:2"
+    assert (a["image"], a["symbol"]) == ("netvsc.sys", "netvsc!NvscProcessReceive+5e")
+    found = facts_from_text(text, "/evidence/post.txt")
+    assert top(*found)[0] == "guest.bugcheck.hyperv-driver"
+
+
+def test_a_dump_under_a_japanese_user_folder_keeps_its_path():
+    text = (
+        "Loading Dump File [C:\\Users\\佐藤\\Desktop\\ダンプ\\MEMORY.DMP]\n"
+        "0: kd> !analyze -v\n"
+        "SYSTEM_SERVICE_EXCEPTION (3b)\n"
+        "Arguments:\n"
+        "Arg1: 00000000c0000005, Exception code that caused the BugCheck\n"
+        "\n"
+        "IMAGE_NAME:  vid.sys\n"
+    )
+    [a] = analyses(text)
+    assert a["dump_file"] == "C:\\Users\\佐藤\\Desktop\\ダンプ\\MEMORY.DMP"
+    assert (a["bugcheck_code"], a["image"]) == (0x3B, "vid.sys")
+
+
+BSV_JA = [
+    ("ダンプ ファイル", "040224-11250-01.dmp"),
+    ("クラッシュ時刻", "2024/04/02 3:18:44"),
+    ("バグチェック文字列", "DRIVER_IRQL_NOT_LESS_OR_EQUAL"),
+    ("バグチェック コード", "0x000000d1"),
+    ("パラメーター 1", "00000000`00000028"),
+    ("パラメーター 2", "00000000`00000002"),
+    ("パラメーター 3", "00000000`00000000"),
+    ("パラメーター 4", "fffff807`3e2c41a2"),
+    ("原因ドライバー", "vmswitch.sys"),
+    ("原因アドレス", "vmswitch.sys+441a2"),
+    ("ファイルの説明", "Network Virtualization Service Provider"),
+]
+
+
+def _bsv(rows: list[tuple[str, str]]) -> str:
+    sep = "=" * 50
+    return "\n".join([sep, *(f"{k.ljust(12)}: {v}" for k, v in rows), sep]) + "\n"
+
+
+def test_bluescreenview_with_translated_labels_is_read_by_position():
+    text = _bsv(BSV_JA)
+    [a] = analyses(text)
+    assert (a["tool"], a["bugcheck_code"], a["stop_name"]) == (
+        "bluescreenview",
+        0xD1,
+        "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+    )
+    assert (a["image"], a["symbol"], a["dump_file"]) == (
+        "vmswitch.sys",
+        "vmswitch.sys+441a2",
+        "040224-11250-01.dmp",
+    )
+    assert a["parameters"] == ["0x28", "0x2", "0x0", "0xfffff8073e2c41a2"]
+    assert a["line"] == line_of(text, "0x000000d1")
+
+
+def test_translated_labels_in_another_column_order_are_not_guessed():
+    # The driver column moved before the code: the values no longer have the default shapes.
+    rows = [BSV_JA[0], BSV_JA[8], *BSV_JA[1:8], *BSV_JA[9:]]
+    assert analyses(_bsv(rows)) == []
+    # Nor does a list of "name : value" lines that merely starts with a dump file.
+    assert analyses(_bsv([("ファイル", "MEMORY.DMP"), *[("メモ", "なし")] * 12])) == []

@@ -66,14 +66,21 @@ ANY = re.compile(
     re.I,
 )
 MAX_ENTRIES = 16
+# Retyped on a Japanese IME, a screen keeps its full-width brackets and a full-width quote
+# marker ("＞ Boot Failed."): the cleaning of posts leaves them (they belong to prose there).
+WIDE = str.maketrans({"＞": ">", "（": "(", "）": ")"})
+WIDE_CHARS = re.compile("[＞（）]")
 # Lines after the head that a summary may span (blank lines of a repost included).
 SPAN = 40
 
 
 def parse(text: Text) -> list[Fact]:
-    lines = text.lines
-    if not ANY.search("\n".join(lines)):
+    joined = "\n".join(text.lines)
+    if not ANY.search(joined):
         return []
+    if WIDE_CHARS.search(joined):
+        text = Text([line.translate(WIDE) for line in text.lines], text.path)
+    lines = text.lines
     facts: list[Fact] = []
     i = 0
     while i < len(lines):

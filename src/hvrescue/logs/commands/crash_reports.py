@@ -38,6 +38,16 @@ BSV_KEYS = {
     "processor",
 }
 BSV_SEPARATOR = re.compile(r"^\s*={10,}\s*$")
+# BlueScreenView in another language (a Japanese UI): its language file translates the labels,
+# not the layout. In the default column order a report's values are the dump file, the crash
+# time, the bug check string, the bug check code, parameters 1 to 4, the driver and the address
+# it is blamed for, ... and, 21st, the full path: read by position when their shapes say so.
+BSV_ROW = re.compile(r"^\s*(?P<key>[^\s:：=*>][^:：]{0,40}?)\s*[:：](?:[ \t]+(?P<value>.*?))?\s*$")
+BSV_DUMP = re.compile(r"^[\w.-]+\.dmp$", re.IGNORECASE)
+BSV_STOP = re.compile(r"^[A-Z][A-Z0-9_]{3,}$")
+BSV_CODE = re.compile(r"^0x[0-9a-fA-F]{8}$")
+BSV_COLUMNS = 26
+BSV_FULL_PATH = 20
 
 # ---------------------------------------------------------------- WhoCrashed
 WC_CRASHED = re.compile(r"your computer crashed|a problem was reported", re.IGNORECASE)
@@ -93,11 +103,9 @@ def read_line(line: str, i: int, rec: dict[str, Any]) -> bool:
 
 def _bluescreenview(line: str, i: int, rec: dict[str, Any]) -> bool:
     m = BSV.match(line)
-    if m is None:
-        return False
+    if m is None or m.group("key").strip().lower() not in BSV_KEYS:
+        return _translated(line, i, rec)
     key, value = m.group("key").strip().lower(), m.group("value")
-    if key not in BSV_KEYS:
-        return False
     seen = rec.setdefault("bsv", {})
     seen[key] = value
     if key == "bug check code" and re.fullmatch(r"0x[0-9a-fA-F]{1,8}", value):
@@ -116,6 +124,33 @@ def _bluescreenview(line: str, i: int, rec: dict[str, Any]) -> bool:
             rec["dump_file"] = path
         params = [seen.get(f"parameter {n}") for n in range(1, 5)]
         rec["params"] = [p for p in (hex_value(v) for v in params if v) if p]
+    return True
+
+
+def _translated(line: str, i: int, rec: dict[str, Any]) -> bool:
+    """A line of BlueScreenView's report with translated labels, read by its position."""
+    m = BSV_ROW.match(line)
+    if m is None:
+        return False
+    value = (m.group("value") or "").strip()
+    rows: list[tuple[str, int]] | None = rec.get("bsv_rows")
+    if rows is None:
+        # A report starts with its dump file, right after its separator.
+        if rec or not BSV_DUMP.match(value):
+            return False
+        rows = rec["bsv_rows"] = []
+    if len(rows) >= BSV_COLUMNS:
+        return False
+    rows.append((value, i))
+    if len(rows) == 10 and BSV_STOP.match(rows[2][0]) and BSV_CODE.match(rows[3][0]):
+        code_of(rec, int(rows[3][0], 16), rows[3][1], "bluescreenview")
+        rec["stop_name"] = rows[2][0]
+        rec["image"] = rows[8][0] or None
+        rec["symbol"] = rows[9][0] or None
+        rec["dump_file"] = rows[0][0]
+        rec["params"] = [p for p in (hex_value(v) for v, _ in rows[4:8] if v) if p]
+    elif len(rows) == BSV_FULL_PATH + 1 and "code" in rec and value.lower().endswith(".dmp"):
+        rec["dump_file"] = value
     return True
 
 

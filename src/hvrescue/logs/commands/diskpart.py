@@ -98,6 +98,9 @@ STATES = {
     "追加済み": "added",
     "アタッチ済み": "attached",
     "接続済み": "attached",
+    # "Attached not open" on a Japanese system (wording not confirmed from a posted sample)
+    "アタッチ済み (開いていません)": "attached_not_open",
+    "アタッチ済み (開いていない)": "attached_not_open",
 }
 YES = {"yes", "はい"}
 NO = {"no", "いいえ"}

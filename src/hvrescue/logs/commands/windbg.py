@@ -81,12 +81,20 @@ DUMP_FILE = re.compile(r"^\s*Loading Dump File \[(?P<path>[^\]]+)\]", re.IGNOREC
 DEBUGGER = re.compile(r"^\s*Microsoft \(R\) Windows Debugger Version", re.IGNORECASE)
 
 
+# A reader's note typed after a line of the analysis, as Japanese posts mark what matters
+# ("DRIVER_IRQL_NOT_LESS_OR_EQUAL (d1)   ★「stop コード」です。", "IMAGE_NAME:  netvsc.sys ←").
+NOTE = re.compile(r"\s*[★☆←⇐◀].*$")
+
+
 def parse(text: Text) -> list[Fact]:
     spans = _spans(text.lines)
     if not spans:
         return []  # the fast way out for the many texts that are no crash analysis
+    lines = list(text.lines)
+    for lo, hi in spans:  # only the lines that are read
+        lines[lo:hi] = [NOTE.sub("", line) for line in lines[lo:hi]]
     facts: list[Fact] = []
-    for record in _merged(_parts(text.lines, spans))[:MAX_ANALYSES]:
+    for record in _merged(_parts(lines, spans))[:MAX_ANALYSES]:
         if record.get("code") is None and not record.get("image"):
             continue  # nothing said of a crash: a header or a banner alone
         facts.append(_fact(record, text))
@@ -117,6 +125,7 @@ def _maybe(line: str) -> bool:
         or "ug Check" in line
         or "robably caused by" in line
         or "crash dump file" in line
+        or ".dmp" in line  # BlueScreenView's report with translated labels starts with one
     )
 
 
