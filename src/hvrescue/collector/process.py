@@ -133,6 +133,9 @@ def run(
             kill_tree(proc)
             raise
         size = os.fstat(out_fd).st_size
+        if state == "exited" and size > cap:
+            # It printed past the cap between two looks and ended: what is kept is still cut.
+            state = "too-large"
         code = proc.returncode if state == "exited" else None
         return Outcome(state, code, time.monotonic() - start, size)
     finally:

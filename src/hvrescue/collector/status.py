@@ -102,7 +102,7 @@ def status_of(
     if outcome.state == "timeout":
         return "timeout", f"killed after {outcome.duration_s:.1f} s"
     if outcome.state == "too-large":
-        return "too-large", f"output passed the cap; the first {outcome.stdout_bytes} bytes kept"
+        return "too-large", f"{outcome.stdout_bytes} bytes printed, past the cap; its start kept"
     said = stdout_head[:SNIFF] + b"\n" + stderr_head[:SNIFF]
     code = outcome.exit_code
     if code:
