@@ -208,6 +208,19 @@ def test_every_format_of_the_vm_list_gives_the_planted_conditions(
     assert set(recovery.params) == {"vm", "checkpoint", "type", "created", "days"}
 
 
+def test_listed_vms_that_match_no_audited_folder_are_said_as_a_finding(tmp_path: Path):
+    """A folder that is not the VMs' (another volume, or the folder above "Hyper-V"): the
+    listed VMs match nothing, and the findings say so, not only the text output."""
+    other = tmp_path / "other"
+    other.mkdir()
+    result = run_audit([str(other)], options(*FORMATS["ps51-json"]))
+    found = [f for f in result.findings if f.code == "audit.vm-info-unmatched"]
+    assert len(found) == 1 and found[0].params["count"] == 2
+    assert found[0].params["names"] == "db01, web01"
+    assert found[0].severity.name == "INFO"  # exit code as before: nothing found is no condition
+    assert result.as_dict()["vm_info"]["matched"] == []
+
+
 @needs_corpus
 def test_without_a_vm_list_the_visible_conditions_stand_and_the_configs_are_named(
     tmp_path: Path, no_dissect: None
@@ -408,7 +421,9 @@ def test_a_path_that_only_ends_alike_is_not_taken(tmp_path: Path):
     )
     assert result.vm_info["vms"] == 2 and result.vm_info["matched"] == []
     assert result.vms == [] and result.acl_checked == 0
-    assert not [f for f in result.findings if f.code.startswith("audit.")]
+    # Nothing reported of them but that they matched nothing here (info: no condition found).
+    said = [f for f in result.findings if f.code.startswith("audit.")]
+    assert [(f.code, f.params["count"]) for f in said] == [("audit.vm-info-unmatched", 2)]
 
 
 def test_the_backup_names_are_the_diagnosis_rules():

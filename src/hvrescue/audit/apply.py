@@ -86,10 +86,11 @@ def _not_read(f: Finding, inv: Inventory, layer: Overlay) -> Finding:
 
 def apply(
     inv: Inventory, vms: list[HyperVVm], older_than_days: int
-) -> tuple[list[Finding], dict[str, int], list[dict[str, Any]]]:
+) -> tuple[list[Finding], dict[str, int], list[dict[str, Any]], list[HyperVVm]]:
     """The folder's findings in line with ``vms`` (``inv.vms`` gains the listed VMs whose
-    configuration was not read), the oldest checkpoint's age per VM name, and the
-    configurations not read (path, and the listed VM that stands for it, if any)."""
+    configuration was not read), the oldest checkpoint's age per VM name, the
+    configurations not read (path, and the listed VM that stands for it, if any), and the
+    listed VMs matched to this folder."""
     layer = overlay(inv, vms)
     found = orphans(inv, layer)
     unknown = _unknown_homes(inv, layer)
@@ -115,4 +116,4 @@ def apply(
         for f in out
         if f.code in (PARSER_MISSING, NOT_READ)
     ]
-    return [*out, *extra], oldest, unread
+    return [*out, *extra], oldest, unread, [vm for vm, _row in layer.vms]

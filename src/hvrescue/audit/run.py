@@ -334,9 +334,11 @@ def run_audit(paths: list[str], options: AuditOptions | None = None) -> AuditRes
         built.append((inv, skipped, free, check))
     listed, info["ambiguous_rows"] = gather(vm_facts)
     matched: list[str] = []
+    seen: set[int] = set()  # the listed VMs some folder matched
     for inv, skipped, free, check in built:
         before = len(inv.vms)
-        findings, oldest, unread = apply.apply(inv, listed, opts.older_than_days)
+        findings, oldest, unread, here = apply.apply(inv, listed, opts.older_than_days)
+        seen.update(id(vm) for vm in here)
         matched += [str(v.get("name")) for v in inv.vms[before:]]
         if opts.volume_free:
             if len(inv.vms) > before:  # the disks of the listed VMs name their drives too
@@ -360,6 +362,19 @@ def run_audit(paths: list[str], options: AuditOptions | None = None) -> AuditRes
         result.skipped += skipped
         result.acl_checked += checked
         result.configs_not_read += unread
+    unmatched = [vm for vm in listed if id(vm) not in seen]
+    if unmatched and built:
+        # Said as a finding too, so that JSON and Prometheus readers see the audit did not
+        # cover them (a VM of another folder, or the folder given above its "Hyper-V").
+        names = sorted(str(vm.name or vm.vm_id or "?") for vm in unmatched)
+        result.findings.append(
+            Finding(
+                "audit.vm-info-unmatched",
+                Severity.INFO,
+                built[0][0].root,
+                params={"count": len(unmatched), "names": ", ".join(names[:20])},
+            )
+        )
     info["vms"] = len(listed)
     info["matched"] = matched
     result.vm_info = info
