@@ -79,10 +79,12 @@ def _show_partitions(c: Ctx, listing: Any, as_json: bool) -> None:
         emit_json(listing.as_dict())
         sys.exit(code)
     table = Table(show_header=True)
-    for col in PARTITION_COLUMNS:
-        table.add_column(c.msg(f"ui.col.part-{col}"))
+    for col in PARTITION_COLUMNS:  # folded, never cut: an id or a name may be typed next
+        table.add_column(c.msg(f"ui.col.part-{col}"), overflow="fold")
     for r in listing.partitions:
         cells = {**r, "scheme": c.msg("ui.ls.no-table") if r["scheme"] == "none" else r["scheme"]}
+        if r["type"] == "whole-disk":
+            cells["type"] = c.msg("ui.ls.whole-disk")
         table.add_row(*(Text("" if cells[k] is None else str(cells[k])) for k in PARTITION_COLUMNS))
     console().print(table)
     _show_volumes(c, listing.volumes)
@@ -96,8 +98,8 @@ def _show_volumes(c: Ctx, volumes: list[dict[str, Any]]) -> None:
     out = console()
     out.print(Text(c.msg("ui.ls.volumes"), style="bold"))
     table = Table(show_header=True)
-    for col in ("id", "kind", "filesystem", "size", "state"):
-        table.add_column(c.msg(f"ui.col.vol-{col}"))
+    for col in ("id", "kind", "filesystem", "size", "state"):  # folded, never cut: the id
+        table.add_column(c.msg(f"ui.col.vol-{col}"), overflow="fold")  # is typed as ID:/path
     for v in volumes:
         problem = v.get("problem")
         if problem:
@@ -118,22 +120,36 @@ def _show_volumes(c: Ctx, volumes: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
+def _shown_target(target: str) -> str:
+    """A link's target as printable text, its ``/`` kept (each part as a name is shown)."""
+    from hvrescue.fs.names import display_name
+
+    return "/".join(display_name(part) for part in target.split("/"))
+
+
 def _show_folder(c: Ctx, listing: Any, as_json: bool) -> None:
     code = EXIT_OK if listing.ok else EXIT_FINDINGS
     if as_json:
         emit_json(listing.as_dict())
         sys.exit(code)
     table = Table(show_header=True)
-    for col in ("type", "bytes", "mtime", "name"):
-        table.add_column(c.msg(f"ui.col.{col}" if col != "type" else "ui.col.kind"))
+    for col in ("type", "bytes", "mtime", "name"):  # a name is typed into `extract`
+        table.add_column(
+            c.msg(f"ui.col.{col}" if col != "type" else "ui.col.kind"), overflow="fold"
+        )
     for e in listing.entries:
         kind = c.msg("ui.ls.dir") if e.is_dir else ""
+        size = str(e.size)
         names = e.name + "".join(f"  [:{s.name}]" for s in e.streams if s.name)
+        if e.kind in ("symlink", "special"):  # no data of its own to copy
+            kind, size = c.msg(f"ui.ls.{e.kind}"), ""
+            if e.link is not None:
+                names += f" -> {_shown_target(e.link)}"
         style = ""
         if e.path in listing.incomplete:
             names += "  " + c.msg("ui.ls.incomplete")
             style = "red"
-        table.add_row(Text(kind), str(e.size), Text(e.modified or ""), Text(names, style=style))
+        table.add_row(Text(kind), Text(size), Text(e.modified or ""), Text(names, style=style))
     console().print(table)
     for note in listing.notes:
         console(stderr=True).print(Text(c.msg(note["key"], **note["params"]), style="yellow"))

@@ -169,11 +169,28 @@ class LinuxVolume:
         path = _norm(path)
         try:
             fe = self.fs.get_file_entry_by_path(path)
-        except OSError as exc:
-            raise InputError("error.fs.no-such-path", path=path) from exc
+        except OSError:
+            fe = None
         if fe is None:
-            raise InputError("error.fs.no-such-path", path=path)
+            # libfsext cannot look up a name it cannot read (not UTF-8, 255 bytes), nor any
+            # name in a folder that holds one: follow the path through the folders' listings.
+            return self._resolve(path)
         return self._entry(fe, path)
+
+    def _resolve(self, path: str) -> Entry:
+        """The entry at ``path`` found one folder at a time by its shown name (as ``ls``
+        lists it, which is also the exact name where that needs no escape)."""
+        entry = self._entry(self.fs.get_root_directory(), "/")
+        for part in (p for p in path.split("/") if p):
+            found = None
+            if entry.is_dir:
+                found = next(
+                    (e for e in self.children(entry) if part in (e.name, e.original)), None
+                )
+            if found is None:
+                raise InputError("error.fs.no-such-path", path=path)
+            entry = found
+        return entry
 
     def children(self, folder: Entry, counter: Any = None) -> Iterator[Entry]:
         fe = self._by_inode(folder.inode, folder.path)
@@ -182,15 +199,18 @@ class LinuxVolume:
             count = int(fe.number_of_sub_file_entries)
             for i in range(min(count, MAX_WALK)):
                 child = fe.get_sub_file_entry(i)
+                utf8 = True
                 try:
                     name = child.name
                 except OSError:
-                    # Not UTF-8 (Linux names are bytes): the exact bytes from the folder itself.
+                    name, utf8 = None, False
+                if not name:
+                    # Not UTF-8 (Linux names are bytes: OSError), or longer than libfsext reads
+                    # (255 bytes, the ext maximum, comes back empty): the exact bytes from the
+                    # folder itself.
                     if raw is None:
                         raw = _ext_names(fe, self.source) if self.type in EXT_TYPES else {}
-                    inode = int(child.inode_number)
-                    found = raw.get(inode) or [f"?inode-{inode}".encode()]
-                    name = found.pop(0).decode("utf-8", "surrogateescape")
+                    name = _raw_name(raw, int(child.inode_number), utf8)
                 if name in (".", ".."):
                     continue
                 yield self._entry(child, "", folder, name)
@@ -282,8 +302,28 @@ class LinuxVolume:
             pos += len(data)
 
 
+def _decodes(name: bytes) -> bool:
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _raw_name(raw: dict[int, list[bytes]], inode: int, utf8: bool) -> str:
+    """The name of ``inode`` in its folder's own records that libfsext could not give: one
+    that is not UTF-8 (``utf8`` False), or else the longest UTF-8 one (the one too long for
+    libfsext; a shorter hard link to the same inode in the folder came back by itself)."""
+    names = [n for n in raw.get(inode, []) if _decodes(n) == utf8] or raw.get(inode, [])
+    if not names:
+        return f"?inode-{inode}"
+    found = max(names, key=len) if utf8 else names[0]
+    raw[inode].remove(found)
+    return found.decode("utf-8", "surrogateescape")
+
+
 def _ext_names(folder: Any, source: MappedSource) -> dict[int, list[bytes]]:
-    """{inode: [names]} of the names in an ext folder's blocks that are not valid UTF-8
+    """{inode: [names]} of the names in an ext folder's blocks, in the folder's order
     (struct ext4_dir_entry_2: inode, record length, name length, type, name), bounded."""
     data = b""
     for i in range(int(folder.number_of_extents)):
@@ -298,11 +338,8 @@ def _ext_names(folder: Any, source: MappedSource) -> dict[int, list[bytes]]:
             pos = (pos // 1024 + 1) * 1024  # a damaged record: the next block
             continue
         name = data[pos + 8 : pos + 8 + min(name_len, rec_len - 8)]
-        if inode:
-            try:
-                name.decode("utf-8")
-            except UnicodeDecodeError:
-                out.setdefault(inode, []).append(name)
+        if inode and name not in (b".", b".."):
+            out.setdefault(inode, []).append(name)
         pos += rec_len
     return out
 
