@@ -194,7 +194,7 @@ INCIDENTS = [
     ),
     (
         "live-migration-switch-ja",
-        "cluster.live-migration-failed",
+        "vm.migration-failed.switch-missing",  # the missing switch, not only "migration failed"
         "Get-VMSwitch -ComputerName",
         "ja",
     ),

@@ -185,12 +185,24 @@ def test_a_code_block_inside_a_post_indented_as_a_whole(tmp_path: Path):
     """A post whose Format-List sits in a code block, the whole post indented again (quoted by
     indentation): the block is taken in twice, its value's paragraphs stay one value."""
     cluster = FIELD.parent / "field_cluster" / "live-migration-switch-ja"
-    assert _top(cluster) == "cluster.live-migration-failed"
+    assert _top(cluster) == "vm.migration-failed.switch-missing"
     carried = _carried(cluster, tmp_path / "post", "indented")
     text = (carried / "post.txt").read_text()
     assert "\n        PS C:\\> Get-WinEvent" in text  # eight columns: four and four
-    assert _top(carried) == "cluster.live-migration-failed"
+    assert _top(carried) == "vm.migration-failed.switch-missing"
     events = [f for f in facts_from_text(repost.clean(text), "post.txt") if f.kind == "event"]
     assert (
         events[-1].attributes["message"].endswith("Could not find Ethernet switch 'vSwitch-Prod'.")
     )
+
+
+def test_a_full_width_quote_marker_is_a_quote_marker():
+    """Japanese mail and forum posts quote with "＞" (U+FF1E), as English ones with ">"."""
+    from hvrescue.logs.repost import clean
+
+    quoted = "＞ Boot Failed. EFI SCSI Device.\n＞＞ No operating system was loaded.\nほかの行"
+    assert clean(quoted).split("\n") == [
+        "Boot Failed. EFI SCSI Device.",
+        "No operating system was loaded.",
+        "ほかの行",
+    ]

@@ -19,6 +19,7 @@ from hvrescue.facts.model import Fact
 from hvrescue.logs import signals as sig
 from hvrescue.logs.collect import facts_from_bytes, facts_from_text
 from hvrescue.logs.signatures import catalogue
+from tests.helpers import run_cli
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "signatures"
 CODE = re.compile(r"^0x[0-9a-f]{8}$")
@@ -430,6 +431,98 @@ def test_a_parsed_record_is_not_counted_again_by_its_signature():
     facts = facts_from_text(text, "event.txt")
     events = [f for f in facts if f.kind == "event"]
     assert [e.attributes["format"] for e in events] == ["text"]
+
+
+# The General tab of Event Viewer selected and copied: the message first, then the labels, and
+# no "Source:" line when the selection stops short of it. The reader gives the record with a
+# null provider; its signature must not count the same event a second time.
+NO_SOURCE_EN = (
+    MESSAGE + "\n\n"
+    "Log Name:      {log}\n"
+    "Event ID:      19100\n"
+    "Level:         Error\n"
+    "Logged:        11/28/2026 3:10:44 AM\n"
+    "Computer:      HV01\n"
+)
+NO_SOURCE_JA = (
+    "'SQL01' バックグラウンドのディスク マージに失敗しました: ファイル システムの制限のため、"
+    "要求された操作を完了できませんでした (0x80070299)。(仮想マシン ID "
+    "6A3C1F2E-9B4D-4E5F-8A7B-1C2D3E4F5A6B)\n\n"
+    "ログの名前：Microsoft-Windows-Hyper-V-VMMS-Admin\n"
+    "イベント ID：19100\n"
+    "レベル：エラー\n"
+    "ログの日付：2026/11/28 3:10:44\n"
+    "コンピューター：HV01\n"
+)
+CAPI2_NO_SOURCE = (
+    "Cryptographic Services failed while processing the OnIdentity() call in the System Writer "
+    "Object.\n\nDetails:\nAddLegacyDriverFiles: Unable to back up image of binary Contoso "
+    "Storage Filter.\n\nSystem Error:\nThe system cannot find the file specified.\n.\n\n"
+    "Log Name:      Application\n"
+    "Event ID:      513\n"
+    "Level:         Error\n"
+    "Logged:        11/28/2026 2:14:07 AM\n"
+    "Computer:      HV01\n"
+)
+
+
+def events_of(text: str) -> list[Fact]:
+    return [f for f in facts_from_text(text, "ev.txt") if f.kind == "event"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [NO_SOURCE_EN.format(log="Microsoft-Windows-Hyper-V-VMMS-Admin"), NO_SOURCE_JA],
+    ids=["en", "ja"],
+)
+def test_a_record_without_its_source_line_is_one_event(text: str):
+    [event] = events_of(text)
+    a = event.attributes
+    assert (a["format"], a["event_id"], a["channel"]) == (
+        "viewer-text",
+        19100,
+        "Microsoft-Windows-Hyper-V-VMMS-Admin",
+    )
+    # what the signature knew is kept: the provider its log belongs to
+    assert a["provider"] == "Microsoft-Windows-Hyper-V-VMMS"
+    assert "0x80070299" in a["message"]
+
+
+def test_a_record_without_its_source_line_in_a_classic_log_keeps_the_whole_message():
+    [event] = events_of(CAPI2_NO_SOURCE)
+    a = event.attributes
+    assert (a["event_id"], a["channel"], a["provider"]) == (
+        513,
+        "Application",
+        "Microsoft-Windows-CAPI2",
+    )
+    # the reader kept only the last paragraph; the signature read the message from its start
+    assert a["message"].startswith("Cryptographic Services failed while processing")
+    assert "The system cannot find the file specified." in a["message"]
+
+
+def test_a_record_of_another_providers_log_is_not_taken_for_the_signatures_event():
+    # Same id, same place, but the log belongs to another provider: not the same event.
+    events = events_of(NO_SOURCE_EN.format(log="Microsoft-Windows-Hyper-V-Worker-Admin"))
+    assert sorted(e.attributes["format"] for e in events) == ["signature", "viewer-text"]
+    viewer = next(e for e in events if e.attributes["format"] == "viewer-text")
+    assert viewer.attributes["provider"] is None
+
+
+def test_a_record_of_another_id_is_not_taken_for_the_signatures_event():
+    text = NO_SOURCE_EN.format(log="Microsoft-Windows-Hyper-V-VMMS-Admin").replace("19100", "19060")
+    events = events_of(text)
+    assert sorted(e.attributes["format"] for e in events) == ["signature", "viewer-text"]
+
+
+def test_facts_of_a_record_without_its_source_line_through_the_cli(tmp_path: Path):
+    (tmp_path / "ev.txt").write_text(CAPI2_NO_SOURCE, "utf-8")
+    r = run_cli("facts", tmp_path, "--json")
+    assert r.rc == 0, r.stderr
+    events = [f for f in r.json()["facts"] if f["kind"] == "event"]
+    assert [(e["attributes"]["event_id"], e["attributes"]["format"]) for e in events] == [
+        (513, "viewer-text")
+    ]
 
 
 def test_every_catalogue_entry_is_well_formed():

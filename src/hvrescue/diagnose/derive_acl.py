@@ -22,6 +22,18 @@ Attributes: ``path`` (the file as icacls or the configuration names it), ``vm_id
 
 An ``acl_gap`` keeps the provenance of the ``acl`` fact it comes from (of the disk's source for
 ``not-shown``), so a diagnosis cites the icacls output itself.
+
+``service_sd_gap``: a ``service_security`` fact (`sc sdshow`, or a guest registry's
+``Services\\<name>\\Security``) of CryptSvc or EventSystem whose DACL does not give what the
+System Writer needs: the allow entries of the documented default (source 004 of the knowledge
+digest, Windows Server 2008 / 2008 R2), compared as parsed ACEs. A later Windows's default
+(Windows 10 adds Server Operators and AppContainer entries) holds them all and gives no gap, nor
+does a descriptor without a SACL (a registry copy never shows one). Attributes:
+``service_name``, ``missing`` (each gap: ``ace``, ``sid``, ``trustee``, ``rights``, ``reason``,
+``denied_by``, see ``logs.commands.sddl.missing_grants``), ``missing_aces`` (the needed entries,
+SDDL, joined), ``missing_rights`` (``SU: CCLCSWLOCRRC``, joined), ``denied_by``, ``sddl`` (as
+read), ``repaired_sddl`` (the same descriptor with only those entries put back, for `sc
+sdset`), with the provenance of the ``service_security`` fact.
 """
 
 from __future__ import annotations
@@ -35,6 +47,16 @@ from typing import Any
 from hvrescue.diagnose.derive_denied import denied_disks
 from hvrescue.facts.model import Fact, Provenance
 
+# What the System Writer needs on the services it depends on: the allow entries of the default
+# descriptor of CryptSvc and EventSystem (knowledge digest 004; the SACL part of that default is
+# audit only and is not looked at).
+SYSTEM_WRITER_SERVICES = ("cryptsvc", "eventsystem")
+SYSTEM_WRITER_NEEDS = [
+    "(A;;CCLCSWRPWPDTLOCRRC;;;SY)",
+    "(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;BA)",
+    "(A;;CCLCSWLOCRRC;;;IU)",
+    "(A;;CCLCSWLOCRRC;;;SU)",
+]
 MAX_CHAIN = 64  # parent links followed through Get-VHD output
 MAX_VMS = 10_000
 WRITE_RIGHTS = {"F", "M", "W", "GW", "GA", "WD", "AD", "MA"}
@@ -180,7 +202,36 @@ def derived_facts(facts: Iterable[Fact]) -> list[Fact]:
     facts, and the change-tracking findings of file listings."""
     facts = list(facts)
     denied = denied_disks(facts)
-    return denied + acl_gaps(facts + denied) + listing_findings(facts)
+    return denied + acl_gaps(facts + denied) + listing_findings(facts) + service_sd_gaps(facts)
+
+
+def service_sd_gaps(facts: Iterable[Fact]) -> list[Fact]:
+    """One ``service_sd_gap`` per CryptSvc / EventSystem descriptor that lacks an entry the
+    System Writer needs."""
+    out = []
+    for fact in facts:
+        a = fact.attributes
+        name, sddl = a.get("service_name"), a.get("sddl")
+        if fact.kind != "service_security" or not isinstance(sddl, str) or "D:" not in sddl:
+            continue
+        if not isinstance(name, str) or name.casefold() not in SYSTEM_WRITER_SERVICES:
+            continue
+        from hvrescue.logs.commands.sddl import missing_grants, with_grants
+
+        gaps = missing_grants(sddl, SYSTEM_WRITER_NEEDS)
+        if not gaps:
+            continue
+        attrs: dict[str, Any] = {
+            "service_name": name,
+            "missing": gaps,
+            "missing_aces": "".join(g["ace"] for g in gaps),
+            "missing_rights": ", ".join(f"{g['sid']}: {g['rights']}" for g in gaps),
+            "denied_by": sorted({d for g in gaps for d in g["denied_by"]}),
+            "sddl": sddl,
+            "repaired_sddl": with_grants(sddl, gaps),
+        }
+        out.append(Fact("service_sd_gap", attrs, fact.provenance))
+    return out
 
 
 def listing_findings(facts: Iterable[Fact]) -> list[Fact]:

@@ -18,7 +18,7 @@ import re
 # Full-width forms (U+FF01..U+FF5E) of the characters parsers read: letters, digits and the
 # punctuation of labels, paths, numbers and codes. Brackets, quotes and the ideographic full
 # stop and comma stay as they are: they belong to Japanese prose, not to machine output.
-_FULL_WIDTH_SAFE = "０１２３４５６７８９：；／＼－．，＿＃＠％＋＝"
+_FULL_WIDTH_SAFE = "０１２３４５６７８９：；／＼－．，＿＃＠％＋＝＞"  # ＞: a quote marker too
 _TABLE: dict[int, int | None] = {ord(c): ord(c) - 0xFEE0 for c in _FULL_WIDTH_SAFE}
 _TABLE.update({cp: cp - 0xFEE0 for cp in range(0xFF21, 0xFF3B)})  # Ａ..Ｚ
 _TABLE.update({cp: cp - 0xFEE0 for cp in range(0xFF41, 0xFF5B)})  # ａ..ｚ

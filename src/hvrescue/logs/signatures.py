@@ -13,7 +13,10 @@ the line where the phrase starts.
 A message that only names an error (a support article's title, a link) is not the failure: a
 match on lines that read like a reference (a URL, "KB1234567", "you receive ... error") is left
 to the free-text signals. A parsed record of the same file that already gives the provider and
-id just above the match wins: the signature adds nothing there.
+id just above the match wins: the signature adds nothing there. So does a record pasted without
+its ``Source:`` line (Event Viewer's General tab copied message first: provider null) when it has
+the same id, starts above the match or within its message, and its log (``channel``) names the
+signature's provider or is a classic log (Application, System) that any provider writes to.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ MAX_MATCHES = 200  # per signature and text: a log that repeats one failure all 
 MAX_MESSAGE = 1000
 MAX_LINE = 4000  # characters of a line looked at (a minified blob is not a message)
 NEAR_LINES = 60  # a parsed record this far above a match is the same event
+# A record without a provider may start in the message (Event Viewer's General tab: the message,
+# then "Log Name:"), or this many lines past its end.
+BELOW_LINES = 3
 PARAGRAPH = 8  # lines a message may go on after its phrase
 MEMO = 8192  # distinct lines remembered while squeezing
 SECTIONS = 4  # labelled sections ("Details:") a message may go on with
@@ -210,18 +216,29 @@ def match(text: Text, facts: list[Fact] | None = None) -> list[Fact]:
     return found
 
 
-def _parsed_events(facts: list[Fact]) -> list[tuple[int, int | None, str]]:
+@dataclass(frozen=True)
+class _Parsed:
+    line: int  # 0-based first line of the record
+    event_id: int | None
+    names: str  # provider and source name, lower case ("" when the record names none)
+    channel: str  # the log, lower case ("" when none)
+    fact: Fact
+
+
+def _parsed_events(facts: list[Fact]) -> list[_Parsed]:
     out = []
     for f in facts:
         if f.kind != "event" or f.attributes.get("format") == FORMAT:
             continue
         loc = f.provenance.locator or ""
-        if not loc.startswith("line:"):
+        if not loc.startswith("line:") or not loc[5:].isdigit():
             continue
         a = f.attributes
-        names = " ".join(str(a.get(k) or "") for k in ("provider", "source_name")).lower()
-        out.append((int(loc[5:]) - 1, a.get("event_id"), names))
-    out.sort(key=lambda p: p[0])
+        names = " ".join(str(a.get(k) or "") for k in ("provider", "source_name")).strip()
+        channel = str(a.get("channel") or "").strip()
+        line = int(loc[5:]) - 1
+        out.append(_Parsed(line, a.get("event_id"), names.lower(), channel.lower(), f))
+    out.sort(key=lambda p: p.line)
     return out
 
 
@@ -250,15 +267,49 @@ def _short(provider: str) -> str:
     return provider.lower().removeprefix("microsoft-windows-")
 
 
-def _already_parsed(sig: Signature, line: int, parsed: list[tuple[int, int | None, str]]) -> bool:
-    low = bisect.bisect_left(parsed, line - NEAR_LINES, key=lambda p: p[0])
-    high = bisect.bisect_right(parsed, line, key=lambda p: p[0])
-    for _start, event_id, names in parsed[low:high]:
-        if sig.event_id is not None and event_id != sig.event_id:
+def _already_parsed(sig: Signature, first: int, end: int, parsed: list[_Parsed]) -> _Parsed | None:
+    """Whether a parsed record of the same file is the event ``sig`` matched on lines
+    ``first``..``end``: the same id, at most NEAR_LINES above; and the same provider, or, for a
+    record that names no provider, a log that fits it (then it may also start below ``first``,
+    up to BELOW_LINES past the message)."""
+    low = bisect.bisect_left(parsed, first - NEAR_LINES, key=lambda p: p.line)
+    high = bisect.bisect_right(parsed, end + BELOW_LINES, key=lambda p: p.line)
+    for record in parsed[low:high]:
+        if sig.event_id is not None and record.event_id != sig.event_id:
             continue
-        if sig.provider is None or _short(sig.provider) in names:
-            return True
-    return False
+        if record.names:
+            if record.line <= first and (
+                sig.provider is None or _short(sig.provider) in record.names
+            ):
+                return record
+            continue
+        if sig.provider is None or _log_fits(sig.provider, record.channel):
+            return record
+    return None
+
+
+def _complete(record: Fact, sig: Signature, message: str) -> None:
+    """A record pasted without its ``Source:`` line, completed with what the signature knows:
+    its provider (the catalogue's), and its message when the record kept only a part of it (the
+    last paragraph above ``Log Name:``). Nothing the record gives is replaced."""
+    a = record.attributes
+    if not a.get("provider") and sig.provider:
+        a["provider"] = sig.provider
+        a["source_name"] = a.get("source_name") or _source_name(sig.provider)
+    held = squeeze(str(a.get("message") or ""))
+    if held != squeeze(message) and held in squeeze(message):
+        a["message"] = message[:MAX_MESSAGE]
+
+
+def _log_fits(provider: str, channel: str) -> bool:
+    """A record's log may hold ``provider``'s event: none given, the provider's own log
+    (Microsoft-Windows-Hyper-V-VMMS-Admin for Hyper-V-VMMS), or a classic log (Application,
+    System, アプリケーション), which every provider may write to."""
+    if not channel:
+        return True
+    if _short(provider) in channel:
+        return True
+    return not channel.startswith("microsoft-") and "/" not in channel
 
 
 def _event(
@@ -267,7 +318,7 @@ def _event(
     first: int,
     last: int,
     squeezed: Squeezed,
-    parsed: list[tuple[int, int | None, str]],
+    parsed: list[_Parsed],
     records: dict[str, list[int]],
 ) -> Fact | None:
     last = _paragraph_end(text, last)
@@ -276,11 +327,15 @@ def _event(
         return None
     if sig.unless and any(u in span for u in sig.unless):
         return None
-    if _already_parsed(sig, first, parsed) or _covered(sig, first, records):
+    end = _sections_end(text, last)
+    if _covered(sig, first, records):
         return None
-    message = "\n".join(
-        c for c in (_clean(line) for line in text.lines[first : _sections_end(text, last) + 1]) if c
-    )
+    message = "\n".join(c for c in (_clean(line) for line in text.lines[first : end + 1]) if c)
+    same = _already_parsed(sig, first, end, parsed)
+    if same is not None:
+        if not same.names:
+            _complete(same.fact, sig, message)
+        return None
     codes = list(sig.codes)
     for m in _CODE.finditer(message):
         code = "0x" + m.group(1).lower()
