@@ -293,6 +293,10 @@ def _complete(record: Fact, sig: Signature, message: str) -> None:
     its provider (the catalogue's), and its message when the record kept only a part of it (the
     last paragraph above ``Log Name:``). Nothing the record gives is replaced."""
     a = record.attributes
+    if not str(a.get("format") or "").startswith("viewer"):
+        # A table or list cut above its "ProviderName:" line: what it lacks stays unknown, and
+        # its message column is the message whole (its lines hold the other columns too).
+        return
     if not a.get("provider") and sig.provider:
         a["provider"] = sig.provider
         a["source_name"] = a.get("source_name") or _source_name(sig.provider)

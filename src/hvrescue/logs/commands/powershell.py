@@ -293,8 +293,8 @@ def to_fact(props: dict[str, Any], provenance: Provenance) -> Fact | None:
 
 def parse(text: Text) -> list[Fact]:
     """Format-List blocks and Format-Table tables of the cmdlets ``pscmdlets`` knows (Get-HotFix
-    tables are hotfix.py's)."""
-    from hvrescue.logs.commands import pscmdlets, pstable
+    tables are hotfix.py's), and what ``psstate`` reads from a transcript's shape."""
+    from hvrescue.logs.commands import pscmdlets, psstate, pstable
     from hvrescue.logs.commands.repost import cleaned
 
     lines = cleaned(text)
@@ -306,9 +306,8 @@ def parse(text: Text) -> list[Fact]:
             hosts = _vm_host(record.props, record.truncated, where)
             facts.extend(_loose(h, record.cleaned) for h in hosts)
             continue
-        found = pscmdlets.to_facts(
-            cmdlet, record.props, record.truncated, where, {"_format": "ps-list"}
-        )
+        context = {"_format": "ps-list", "_command": record.command or ""}
+        found = pscmdlets.to_facts(cmdlet, record.props, record.truncated, where, context)
         facts.extend(_loose(f, record.cleaned) for f in found)
     for table in pstable.read_tables(text, lines):
         cmdlet = pscmdlets.cmdlet_for(table.command, set(table.columns))
@@ -327,6 +326,10 @@ def parse(text: Text) -> list[Fact]:
             facts.extend(
                 _loose(f, table.cleaned or table.header_wrapped or row.wrapped) for f in found
             )
+    # Cmdlets that printed no row, replication rows no column layout fits (psstate.py).
+    facts = psstate.sound(facts)
+    facts.extend(psstate.no_output(text, lines))
+    facts.extend(psstate.replication(text, lines, facts))
     return facts
 
 

@@ -1,6 +1,7 @@
 """Known cmdlets' columns and properties → facts: Get-VM, Get-VHD, Get-VMSnapshot /
 Get-VMCheckpoint, Get-VMHardDiskDrive, Get-ComputerInfo, Get-Service, Get-WinEvent, Get-HotFix,
-Get-Volume, Get-VMIntegrationService, Get-VMReplication, and the failover cluster's
+Get-Volume, Get-VMIntegrationService, Get-/Measure-VMReplication, Measure-Object's counts
+(``psstate``), and the failover cluster's
 Get-ClusterResource, -Group, -Node and -SharedVolume. The cmdlet is the one typed at the prompt
 above the output when there is one, otherwise the one whose columns these are.
 
@@ -15,13 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 from hvrescue.facts.model import Fact, Provenance
-from hvrescue.logs.commands import powershell, psstorage
+from hvrescue.logs.commands import powershell, psstate, psstorage
 from hvrescue.logs.events import event_fact, level_from_word, parse_local_time
 
 # Columns that say which cmdlet printed a table or list when no prompt says it.
 SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
     ("get-vmintegrationservice", frozenset({"Name", "Enabled", "PrimaryStatusDescription"})),
     ("get-vmreplication", frozenset({"VMName", "State", "Health", "Mode"})),
+    ("measure-vmreplication", frozenset({"VMName", "State", "Health", "LReplTime"})),
+    ("measure-object", frozenset({"Count", "Property"})),
     ("get-clusterresource", frozenset({"OwnerGroup", "ResourceType"})),
     ("get-clustergroup", frozenset({"Name", "OwnerNode", "State"})),
     ("get-clustersharedvolume", frozenset({"Name", "State", "Node"})),
@@ -59,6 +62,8 @@ SERVICE_STATES = {
 SIZE = re.compile(r"^(?P<n>\d+(?:[.,]\d+)?)\s*(?P<unit>B|KB|MB|GB|TB|PB)$", re.I)
 UNITS = {"b": 0, "kb": 1, "mb": 2, "gb": 3, "tb": 4, "pb": 5}
 BOOL = {"true": True, "false": False}
+DRIVES = re.compile(r"-Exp\w*\s+HardDrives\b|\)\.HardDrives\b", re.I)
+MEASURED = re.compile(r"\|\s*(?:Measure-Object|measure)\b[^|]*$", re.I)
 
 
 def cmdlet_for(command: str | None, columns: set[str]) -> str | None:
@@ -66,6 +71,10 @@ def cmdlet_for(command: str | None, columns: set[str]) -> str | None:
 
     typed = cmdlet_of(command)
     typed = ALIASES.get(typed or "", typed)
+    if command and MEASURED.search(command):
+        return "measure-object"  # "Get-ChildItem ... | Measure-Object": the counts, not files
+    if command and DRIVES.search(command):
+        return "get-vmharddiskdrive"  # "Get-VM X | Select -ExpandProperty HardDrives"
     if typed in MAPPERS:
         return typed
     for name, needed in SIGNATURES:
@@ -350,8 +359,10 @@ def _integration(
         "vm_name": _none(props.get("VMName")),
         "name": name,
         "enabled": _bool(whole.get("Enabled")),
-        "primary_status": _none(whole.get("PrimaryStatusDescription")),
-        "secondary_status": _none(whole.get("SecondaryStatusDescription")),
+        # Descriptions are prose: one cut by the console is kept as printed (the start of
+        # "The protocol version of the co..." says enough), named in truncated_fields.
+        "primary_status": _none(props.get("PrimaryStatusDescription")),
+        "secondary_status": _none(props.get("SecondaryStatusDescription")),
     }
     return Fact("integration_service", attrs, where)
 
@@ -359,8 +370,9 @@ def _integration(
 def _replication(
     props: dict[str, str], whole: dict[str, str], where: Provenance, _c: Any
 ) -> Fact | None:
-    """Get-VMReplication: a VM's replication, its state and health as printed (Replicating,
-    Suspended, Error, ResynchronizationRequired...; Normal, Warning, Critical)."""
+    """Get-VMReplication / Measure-VMReplication: a VM's replication, its state and health as
+    printed (Replicating, Suspended, Error, ResynchronizationRequired...; Normal, Warning,
+    Critical)."""
     name = _none(props.get("VMName") or props.get("Name"))
     if name is None:
         return None
@@ -378,6 +390,8 @@ def _replication(
 MAPPERS: dict[str, Mapper] = {
     "get-vmintegrationservice": _integration,
     "get-vmreplication": _replication,
+    "measure-vmreplication": _replication,
+    "measure-object": psstate.measure,
     "get-clusterresource": _cluster("resource"),
     "get-clustergroup": _cluster("group"),
     "get-clusternode": _cluster("node"),
