@@ -298,4 +298,10 @@ def test_deep_check_of_a_chain_with_a_damaged_parent(tmp_path: Path):
     assert result.rc == 1
     found = {(f["code"], f["path"]) for f in result.json()["findings"]}
     assert ("vhdx.region-table.none-valid", str(base)) in found
-    assert run_cli("hash", "--json", child, evidence=[child, base]).rc == 2
+    # What only the unusable parent holds is undefined: listed by hash, refused by merge.
+    hashed = run_cli("hash", "--json", child, evidence=[child, base])
+    assert hashed.rc == 1 and hashed.json()["complete"] is False
+    assert {g["cause"] for g in hashed.json()["undefined"]} == {"parent-missing"}
+    merged = run_cli("merge", "--json", child, tmp_path / "m.vhdx", evidence=[child, base])
+    assert merged.rc == 2 and merged.json()["error"]["params"]["parent"] == str(base)
+    assert not (tmp_path / "m.vhdx").exists()

@@ -147,7 +147,10 @@ def test_merge_refuses_an_incomplete_chain_and_never_overwrites(corpus_dir: Path
     orphan = corpus_dir / "dissect-hypervisor/differencing.avhdx"
     out = tmp_path / "merged.vhdx"
     r = run_cli("merge", orphan, out, "--json", evidence=[orphan])
-    assert r.rc == 2 and r.json()["error"]["key"] == "error.chain.incomplete"
+    assert r.rc == 2 and r.json()["error"]["key"] == "error.merge.parent-missing"
+    assert r.json()["error"]["params"]["parent"].endswith(
+        "_49C4BAF3-4B25-4406-8C4B-D39E65C32385.avhdx"
+    )
     assert not out.exists()
     out.write_bytes(b"keep")
     r = run_cli("merge", corpus_dir / "dissect-hypervisor/fixed.vhdx", out, "--json")

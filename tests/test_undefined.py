@@ -283,15 +283,18 @@ def test_missing_middle_link_is_refused_or_reported(tmp_path: Path) -> None:
     _base, middle, leaf = make_chain(tmp_path / "vm", depth=3, seed=9)
     intact = _content(leaf)
     middle.unlink()
-    refused = run_cli("hash", leaf, "--json")
+    hashed = run_cli("hash", leaf, "--json")
+    assert hashed.rc == 1 and hashed.json()["complete"] is False
+    refused = run_cli("merge", leaf, tmp_path / "m.vhdx", "--json")
     assert refused.rc == 2 and "salvage" in refused.json()["error"]["message"]
-    assert run_cli("merge", leaf, tmp_path / "m.vhdx").rc == 2
+    assert refused.json()["error"]["params"]["parent"] == str(middle)
     assert not (tmp_path / "m.vhdx").exists()
     out, mapfile = tmp_path / "s.raw", tmp_path / "s.map"
     result = run_cli("salvage", leaf, out, "--map", mapfile, "--json")
     assert result.rc == 1
     data = result.json()
     assert {g["cause"] for g in data["undefined"]} == {"parent-missing"}
+    assert hashed.json()["undefined"] == data["undefined"]  # hash lists what salvage does
     salvaged = out.read_bytes()
     bad = [(g["offset"], g["length"]) for g in data["undefined"]]
     pos = 0

@@ -255,6 +255,7 @@ def hash_(
                 file, list(search), bar.update, allow_gaps=allow_gaps, algorithms=hashes
             )
     except HvrescueError as exc:
+        _say_missing_parents(c, file, search, [] if as_json else getattr(exc, "gaps", []))
         fail(c, exc, as_json)
         return
     # Structural findings are shown but do not change the answer; undefined ranges do.
@@ -276,6 +277,7 @@ def hash_(
         undefined = size_text(report.undefined_bytes, c.msg)
         text = c.msg("ui.hash.undefined.sized", count=len(report.undefined), size=undefined)
         err.print(rich_text(text, style="red"))
+        _say_missing_parents(c, file, search, report.undefined)
         err.print(gaps_table(report.undefined, c.msg))
     elif report.unreadable:
         err.print(rich_text(c.msg("ui.hash.unreadable", count=len(report.unreadable)), style="red"))
@@ -283,6 +285,14 @@ def hash_(
     if warn:
         err.print(findings_table(warn, c.msg))
     sys.exit(code)
+
+
+def _say_missing_parents(c: Ctx, file: str, search: tuple[str, ...], gaps: list[Any]) -> None:
+    from hvrescue.vdisk.chain import missing_parents_of  # where each was expected
+
+    for child, parent in missing_parents_of(file, list(search), gaps):
+        text = c.msg("ui.hash.parent-missing", child=child, parent=parent)
+        console(stderr=True).print(rich_text(text, style="red"))
 
 
 # ---------------------------------------------------------------- facts

@@ -146,6 +146,9 @@ def merge(
             map=result.map,
         )
         con.print(Text(gaps, style="yellow"))
+        for child, parent in result.missing_parents:
+            text = c.msg("ui.merge.parent-missing", child=child, parent=parent)
+            con.print(Text(text, style="yellow"))
         con.print(gaps_table(result.gaps, c.msg))
     elif result.status == "unverified":
         con.print(Text(c.msg("ui.merge.unverified"), style="yellow"))

@@ -94,6 +94,7 @@ def rewrite_copy(
     image = open_image(disk)
     fmt = image.format
     image.close()
+    del image  # its replayed log (up to 256 MiB) is not held while the copy is written
     check_output_name(out, fmt, like=disk)
     check_output_folder(out)
     if fmt != "vhdx":

@@ -13,10 +13,11 @@ chain (:mod:`hvrescue.recover.merge_check` says exactly what is read back and wh
 equality), so a name never stands for an output that was not checked. ``verify=False`` skips
 the digest and the read-back: the status is then ``unverified``.
 
-A chain with undefined ranges (see :meth:`Disk.undefined`) is refused: its output would present
-unknown bytes as content. ``allow_gaps`` writes zeros there instead, writes a GNU ddrescue map
-beside the output naming them, and the result's status is ``written-with-gaps``. "verified"
-means exactly: the output equals the chain's content and the chain had no undefined range.
+A chain with undefined ranges (see :meth:`Disk.undefined`, a missing parent's included) is
+refused: its output would present unknown bytes as content. ``allow_gaps`` writes zeros there
+instead, writes a GNU ddrescue map beside the output naming them, and the result's status is
+``written-with-gaps``. "verified" means exactly: the output equals the chain's content and the
+chain had no undefined range.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 from hvrescue.errors import InputError, UndefinedContentError
 from hvrescue.io.atomic import atomic_output, temp_path
@@ -36,7 +37,7 @@ from hvrescue.recover.digest import KIND, ContentDigest
 from hvrescue.recover.merge_check import Proof, digest_ranges, full_digest, structure_holds
 from hvrescue.recover.merge_plan import copy_chain
 from hvrescue.vdisk.disk import Disk, gap_ranges, merge_gaps
-from hvrescue.vdisk.layer import OVERLAP, Gap
+from hvrescue.vdisk.layer import OVERLAP, PARENT_MISSING, Gap
 from hvrescue.vdisk.vhdx import structures as s
 from hvrescue.vdisk.vhdx.builder import VhdxBuilder
 from hvrescue.vdisk.vhdx.writer import VhdxSpec
@@ -59,6 +60,7 @@ class MergeResult:
     output_digest: str
     gaps: list[Gap]
     map: str | None = None
+    missing_parents: list[tuple[str, str]] = field(default_factory=list)  # (child, parent)
 
     @property
     def verified(self) -> bool:
@@ -173,20 +175,14 @@ def merge(
     map_path = map_path_for(out)
     if allow_gaps and os.path.lexists(map_path):
         raise InputError("error.output.exists", path=map_path)
-    with Disk.open(leaf, search) as disk:
+    # A chain with a missing parent is opened: what only the parent holds is undefined,
+    # refused below like any other undefined range (or written as zeros with --allow-gaps).
+    with Disk.open(leaf, search, allow_incomplete=True) as disk:
         check_geometry(disk, leaf, fmt)
         undefined = disk.undefined()
+        missing = disk.chain.missing_parents()
         if undefined and not allow_gaps:
-            overlaps, entries = overlap_summary(disk)
-            if entries and any(g.cause == OVERLAP for g in undefined):
-                raise UndefinedContentError(
-                    "error.merge.overlap",
-                    gaps=undefined,
-                    leaf=leaf,
-                    overlaps=overlaps,
-                    entries=entries,
-                )
-            raise UndefinedContentError("error.merge.undefined", gaps=undefined, leaf=leaf)
+            refuse_undefined(disk, leaf, undefined, missing)
         bs = choose_block_size(disk, block_size)
         spec = output_spec(disk, bs)
         digest = ContentDigest(disk.size) if verify else None
@@ -222,9 +218,7 @@ def merge(
                         os.close(check_fd)
                 found = list(undefined) + stats.gaps
                 if stats.gaps and not allow_gaps:
-                    raise UndefinedContentError(
-                        "error.merge.undefined", gaps=merge_gaps(found), leaf=leaf
-                    )
+                    refuse_undefined(disk, leaf, merge_gaps(found), missing)
                 file_size = builder.finish() if builder is not None else disk.size
                 gaps[:] = merge_gaps(found)
                 if digest is not None:
@@ -257,7 +251,31 @@ def merge(
         outcome.get("digest", ""),
         gaps,
         map_path if gaps else None,
+        missing if any(g.cause == PARENT_MISSING for g in gaps) else [],
     )
+
+
+def refuse_undefined(
+    disk: Disk, leaf: str, undefined: list[Gap], missing: list[tuple[str, str]]
+) -> NoReturn:
+    """Raise the refusal for a chain with undefined ranges, naming the cause that explains
+    them best: overlapping BAT entries, a missing parent (with where it was expected), or
+    the ranges alone."""
+    overlaps, entries = overlap_summary(disk)
+    if entries and any(g.cause == OVERLAP for g in undefined):
+        raise UndefinedContentError(
+            "error.merge.overlap",
+            gaps=undefined,
+            leaf=leaf,
+            overlaps=overlaps,
+            entries=entries,
+        )
+    if missing and any(g.cause == PARENT_MISSING for g in undefined):
+        child, parent = missing[0]
+        raise UndefinedContentError(
+            "error.merge.parent-missing", gaps=undefined, leaf=leaf, child=child, parent=parent
+        )
+    raise UndefinedContentError("error.merge.undefined", gaps=undefined, leaf=leaf)
 
 
 def output_spec(disk: Disk, bs: int) -> VhdxSpec:

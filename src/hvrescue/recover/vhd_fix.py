@@ -51,13 +51,22 @@ def repair_vhd(
             raise InputError("error.repair.no-footer", path=path)
         src = img.source
         size = src.size
-        end_raw = src.read(max(0, size - s.FOOTER_SIZE), s.FOOTER_SIZE, tolerant=True)
+        # Where the parser found the footer: the last 512 bytes, or Virtual PC's 511 (its
+        # reserved last byte, zero, is not in the file: the copy gets it back).
+        end_at = img.footer_offset if img.footer_offset is not None else size - s.FOOTER_SIZE
+        end_at = max(0, end_at)
+        end_raw = src.read(end_at, s.FOOTER_SIZE, tolerant=True)
+        short = len(end_raw) == s.FOOTER_SIZE - 1 and end_raw[:8] == s.FOOTER_COOKIE
+        if short:
+            end_raw += b"\0"
         copy_raw = src.read(0, s.FOOTER_SIZE, tolerant=True) if size >= 1024 else b""
         candidates = [r for r in (end_raw, copy_raw) if len(r) == s.FOOTER_SIZE]
         good = next((r for r in candidates if _intact(r)), None)
         changes: list[Change] = []
         if good is None:
-            base = next(r for r in candidates if r[:8] == s.FOOTER_COOKIE)
+            base = next((r for r in candidates if r[:8] == s.FOOTER_COOKIE), None)
+            if base is None:  # the footer the parser used could not be read again
+                raise InputError("error.repair.no-footer", path=path)
             good = _with_checksum(base, FOOTER_CHECKSUM_AT)
             changes.append(Change("repair.vhd.footer-checksum", {}))
         dynamic = img.footer.disk_type in (3, 4)
@@ -65,11 +74,11 @@ def repair_vhd(
         # the data; after the data when the file was cut short.
         data_end = _data_end(img) if dynamic else img.size
         if end_raw[:8] == s.FOOTER_COOKIE or size - s.FOOTER_SIZE >= data_end:
-            footer_at = size - s.FOOTER_SIZE
+            footer_at = end_at if end_raw[:8] == s.FOOTER_COOKIE else size - s.FOOTER_SIZE
         else:
             footer_at = max(size, data_end)
             changes.append(Change("repair.vhd.footer-appended", {"offset": footer_at}))
-        if end_raw != good and footer_at == size - s.FOOTER_SIZE:
+        if (end_raw != good or short) and footer_at == end_at:
             changes.append(Change("repair.vhd.footer-rewritten", {"offset": footer_at}))
         header_fix: bytes | None = None
         if dynamic:

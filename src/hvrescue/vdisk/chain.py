@@ -17,7 +17,7 @@ from hvrescue.errors import HvrescueError
 from hvrescue.findings import Finding, FindingSink, Severity
 from hvrescue.io.files import MISSING, OTHER, REGULAR, file_kind
 from hvrescue.vdisk.detect import DISK_SUFFIXES, open_image
-from hvrescue.vdisk.layer import ParentRef
+from hvrescue.vdisk.layer import PARENT_MISSING, ParentRef
 from hvrescue.vdisk.locate import Searcher, candidate_paths, resolve_casefold
 
 if TYPE_CHECKING:
@@ -73,6 +73,28 @@ class Chain:
             and all(layer.readable for layer in self.layers)
         )
 
+    def missing_parents(self) -> list[tuple[str, str]]:
+        """``(child, parent)`` for each link whose parent was not found or cannot be read:
+        ``parent`` is the file found, else the first path a locator led to, else the first
+        locator's text ("-" when the child names none)."""
+        out: list[tuple[str, str]] = []
+        for link in self.links:
+            if link.parent is not None:
+                if not link.parent.readable:
+                    out.append((link.child.path, link.parent.path))
+                continue
+            where = next((a.path for a in link.attempts if a.path), None)
+            out.append((link.child.path, where or next((v for _k, v in link.ref.paths), "-")))
+        last = self.layers[-1] if self.layers else None
+        if (
+            last is not None
+            and last.readable
+            and last.is_differencing
+            and all(link.child is not last for link in self.links)
+        ):
+            out.append((last.path, "-"))  # its parent was never looked for (none named)
+        return out
+
     def all_findings(self) -> list[Finding]:
         out: list[Finding] = []
         for layer in self.layers:
@@ -88,6 +110,20 @@ class Chain:
                 link.parent.close()
 
 
+def missing_parents_of(
+    path: str, search: list[str] | None = None, gaps: list[Any] | None = None
+) -> list[tuple[str, str]]:
+    """:meth:`Chain.missing_parents` of the chain ending at ``path`` (headers only); with
+    ``gaps`` (undefined ranges), only when one of them is left to a missing parent."""
+    if gaps is not None and not any(getattr(g, "cause", None) == PARENT_MISSING for g in gaps):
+        return []
+    chain = resolve_chain(path, search)
+    try:
+        return chain.missing_parents()
+    finally:
+        chain.close()
+
+
 def _matches(ref: ParentRef, identity: str | None) -> bool:
     if identity is None:
         return False
@@ -95,9 +131,15 @@ def _matches(ref: ParentRef, identity: str | None) -> bool:
     return identity.lower() in wanted
 
 
-def resolve_chain(path: str, search: list[str] | None = None, max_depth: int = MAX_DEPTH) -> Chain:
-    """Open ``path`` and every ancestor it names. Never raises for a broken chain."""
-    leaf = open_image(path)
+def resolve_chain(
+    path: str,
+    search: list[str] | None = None,
+    max_depth: int = MAX_DEPTH,
+    leaf: AnyImage | None = None,
+) -> Chain:
+    """Open ``path`` and every ancestor it names. Never raises for a broken chain. ``leaf``:
+    ``path`` already open (not parsed again: a VHDX's replayed log is held once)."""
+    leaf = leaf if leaf is not None else open_image(path)
     layers: list[AnyImage] = [leaf]
     links: list[Link] = []
     sink = FindingSink(path)
@@ -303,4 +345,12 @@ def _validate_link(link: Link, sink: FindingSink) -> None:
         )
 
 
-__all__ = ["Attempt", "Chain", "Link", "candidate_paths", "resolve_casefold", "resolve_chain"]
+__all__ = [
+    "Attempt",
+    "Chain",
+    "Link",
+    "candidate_paths",
+    "missing_parents_of",
+    "resolve_casefold",
+    "resolve_chain",
+]

@@ -208,7 +208,7 @@ def hash_disk(
     from hvrescue.vdisk.digest import disk_digests
     from hvrescue.vdisk.disk import Disk
 
-    with Disk.open(path, search) as disk:
+    with Disk.open(path, search, allow_incomplete=True) as disk:
         total, done = disk.size, 0
 
         def step(n: int) -> None:

@@ -151,20 +151,36 @@ def alignment(placed: list[tuple[int, int]]) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- the guest's partition table
-def minimum_size(path: str, search: list[str] | None = None) -> tuple[int | None, str]:
+def minimum_size(
+    path: str, search: list[str] | None = None, leaf: AnyImage | None = None
+) -> tuple[int | None, str]:
     """``(bytes, from)``: the end of the last partition of the guest's table (MBR with its
     logical partitions, or GPT), read through the whole chain, or ``(None, why)``: the chain
     is incomplete or unreadable (``chain-incomplete``), the sectors of the table are
     undefined (``undefined``), there is no partition table (``no-partition-table``), or the
     table names partitions past the end of the disk (``table-past-end``)."""
+    from hvrescue.vdisk.chain import resolve_chain
     from hvrescue.vdisk.disk import Disk
 
+    if leaf is None:
+        try:
+            disk = Disk.open(path, search)
+        except HvrescueError:
+            return None, "chain-incomplete"
+        with disk:
+            return _table_end(disk)
+    # The caller's open leaf is read, not opened again; only the parents are closed here.
+    chain = resolve_chain(path, search, leaf=leaf)
     try:
-        disk = Disk.open(path, search)
+        return _table_end(Disk(chain))
     except HvrescueError:
         return None, "chain-incomplete"
-    with disk:
-        return _table_end(disk)
+    finally:
+        for layer in chain.layers[1:]:
+            layer.close()
+        for link in chain.links:
+            if link.parent is not None and link.parent not in chain.layers:
+                link.parent.close()
 
 
 class _Undefined(Exception):
@@ -293,7 +309,7 @@ def usage(image: AnyImage, search: list[str] | None = None) -> Usage:
     percent, fragmented = fragmentation(image, placed)
     aligned, misaligned = alignment(placed)
     if image.readable:
-        size, basis = minimum_size(image.path, search)
+        size, basis = minimum_size(image.path, search, leaf=image)
     else:
         size, basis = None, "chain-incomplete"
     return Usage(percent, size, aligned, len(placed), fragmented, misaligned, undefined, basis)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from hvrescue.findings import Severity
 from hvrescue.vdisk.layer import find_overlaps
 from hvrescue.vdisk.vhd import structures as s
+from hvrescue.vdisk.vhd.orphans import check_orphans
 
 if TYPE_CHECKING:
     from hvrescue.vdisk.vhd.image import VhdImage
@@ -114,6 +115,7 @@ def validate_bat(img: VhdImage, hdr: s.DynamicHeader) -> None:
         (doff, doff + s.DYNAMIC_HEADER_SIZE, STRUCTURE_NAMES[-2]),
         (hdr.table_offset, hdr.table_offset + len(img.bat) * 4, STRUCTURE_NAMES[-3]),
     ]
+    check_orphans(img, hdr, [(a, b) for a, b, _ in spans])
     marked, pairs, count = find_overlaps(fixed + spans)
     img.overlapping = marked
     img.overlaps = pairs

@@ -129,11 +129,16 @@ def parse_footers(img: VhdImage) -> None:
         # The footer at the end is gone (truncated or overwritten); the copy stands in.
         img.sink.add("vhd.footer.missing", Severity.ERROR, end_offset, using_copy=True)
         img.footer = copy
+        _saved_state(img, 0)
         return
     if copy is None and end.disk_type in (3, 4):
         # Dynamic and differencing disks keep a copy at offset 0; zeroed or overwritten, it
         # is the first damage a reader of the file start (qemu) sees.
         img.sink.add("vhd.footer.copy-missing", Severity.WARNING, 0)
+    if not end.checksum_ok and copy is not None and copy.checksum_ok:
+        img.footer = copy
+    else:
+        img.footer = end
     if copy is not None and copy.disk_type != 2:
         fields_differ = [
             name
@@ -141,11 +146,17 @@ def parse_footers(img: VhdImage) -> None:
             if name not in ("checksum_ok",) and getattr(copy, name) != getattr(end, name)
         ]
         if fields_differ:
-            img.sink.add("vhd.footer.mismatch", Severity.WARNING, 0, fields=",".join(fields_differ))
-    if not end.checksum_ok and copy is not None and copy.checksum_ok:
-        img.footer = copy
-    else:
-        img.footer = end
+            # Which of the two the disk is read by is said: readers that start at the copy
+            # (qemu) see another disk when the fields that shape it differ.
+            used = "copy-used" if img.footer is copy else "end-used"
+            img.sink.add(
+                "vhd.footer.mismatch",
+                Severity.WARNING,
+                0,
+                key=f"vhd.footer.mismatch.{used}",
+                fields=",".join(fields_differ),
+            )
+    _saved_state(img, 0 if img.footer is copy else end_offset)
     if img.footer.version != 0x00010000:
         img.sink.add(
             "vhd.footer.invalid",
@@ -153,6 +164,21 @@ def parse_footers(img: VhdImage) -> None:
             img.footer_offset,
             problem="version",
             value=f"0x{img.footer.version:08x}",
+        )
+
+
+def _saved_state(img: VhdImage, footer_offset: int) -> None:
+    """The footer's Saved State byte: Virtual PC sets it while its VM is saved with the disk
+    attached (the specification forbids compacting or expanding such a disk). What the disk
+    holds is as of the save, the rest may be in the saved memory: not damage, but no state to
+    merge or repair from as if it were shut down."""
+    assert img.footer is not None
+    if img.footer.saved_state:
+        img.sink.add(
+            "vhd.footer.saved-state",
+            Severity.WARNING,
+            footer_offset + 84,
+            value=img.footer.saved_state,
         )
 
 

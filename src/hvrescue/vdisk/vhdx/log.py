@@ -28,12 +28,35 @@ MAX_LOG_IN_MEMORY = 256 * 1024 * 1024
 ZERO_SECTOR = bytes(LOG_SECTOR)
 
 
+@dataclass(frozen=True, slots=True)
+class Sector:
+    """A data descriptor's 4 KiB as replay writes them: its leading 8 bytes, the data sector's
+    bytes 8..4092 (a view into the log), its trailing 4 bytes."""
+
+    leading: bytes
+    body: bytes | memoryview
+    trailing: bytes
+
+    def slice(self, a: int, b: int) -> bytes:
+        """Bytes [a, b) of the 4 KiB."""
+        if a == 0 and b == LOG_SECTOR:
+            return b"".join((self.leading, self.body, self.trailing))
+        out = []
+        base = 0
+        for part in (self.leading, self.body, self.trailing):
+            n = len(part)
+            if a < base + n and b > base:
+                out.append(part[max(a - base, 0) : min(b - base, n)])
+            base += n
+        return b"".join(out)
+
+
 @dataclass
 class LogEntry:
     position: int
     header: LogEntryHeader
     # In descriptor order: (file offset, length, 4 KiB content or None for a zero descriptor).
-    ops: list[tuple[int, int, bytes | None]]
+    ops: list[tuple[int, int, Sector | bytes | None]]
 
 
 @dataclass
@@ -55,11 +78,12 @@ class _Circular:
         self.data = data
         self.length = len(data)
 
-    def read(self, pos: int, length: int) -> bytes:
+    def read(self, pos: int, length: int) -> bytes | memoryview:
         pos %= self.length
         end = pos + length
         if end <= self.length:
-            return self.data[pos:end]
+            # A view, not a copy: an entry may be as long as the log (up to 256 MiB).
+            return memoryview(self.data)[pos:end]
         # An entry may wrap around the end of the circular buffer.
         first = self.data[pos:]
         rest = length - len(first)
@@ -69,7 +93,7 @@ class _Circular:
 
 
 def _parse_entry(log: _Circular, pos: int, log_guid: uuid.UUID) -> LogEntry | str:
-    raw_head = log.read(pos, LOG_SECTOR)
+    raw_head = bytes(log.read(pos, LOG_SECTOR))
     if raw_head[:4] != LOG_ENTRY_SIGNATURE:
         return "signature"
     hdr = LogEntryHeader.parse(raw_head)
@@ -88,7 +112,7 @@ def _parse_entry(log: _Circular, pos: int, log_guid: uuid.UUID) -> LogEntry | st
     raw = log.read(pos, hdr.entry_length)
     if crc32c_with_field_zeroed(raw, 4) != hdr.checksum:
         return "checksum"
-    ops: list[tuple[int, int, bytes | None]] = []
+    ops: list[tuple[int, int, Sector | bytes | None]] = []
     data_index = dsec
     for i in range(hdr.descriptor_count):
         d = LogDescriptor.parse(raw, 64 + 32 * i)
@@ -105,7 +129,7 @@ def _parse_entry(log: _Circular, pos: int, log_guid: uuid.UUID) -> LogEntry | st
                 return "data-sector-count"
             sector = raw[data_index * LOG_SECTOR : (data_index + 1) * LOG_SECTOR]
             data_index += 1
-            if sector[:4] != LOG_DATA_SIGNATURE:
+            if bytes(sector[:4]) != LOG_DATA_SIGNATURE:
                 return "data-signature"
             high, low = (
                 struct.unpack_from("<I", sector, 4)[0],
@@ -113,10 +137,12 @@ def _parse_entry(log: _Circular, pos: int, log_guid: uuid.UUID) -> LogEntry | st
             )
             if (high << 32 | low) != hdr.sequence_number:
                 return "data-sequence"
-            content = (
-                struct.pack("<Q", d.leading_bytes)
-                + sector[8:4092]
-                + struct.pack("<I", d.trailing_bytes)
+            # The sector's bytes stay where they are in the log (a view): a log of 256 MiB
+            # is held once, not once more as 65,536 copies of its sectors.
+            content = Sector(
+                struct.pack("<Q", d.leading_bytes),
+                sector[8:4092],
+                struct.pack("<I", d.trailing_bytes),
             )
             ops.append((d.file_offset, LOG_SECTOR, content))
         else:
@@ -194,7 +220,7 @@ class Overlay:
     """
 
     def __init__(self) -> None:
-        self._sectors: dict[int, bytes] = {}
+        self._sectors: dict[int, Sector | bytes] = {}
         self._keys: list[int] = []
         self._zero_starts: list[int] = []
         self._zero_ends: list[int] = []
@@ -294,7 +320,11 @@ class Overlay:
         i = bisect.bisect_left(self._keys, offset - LOG_SECTOR + 1)
         while i < len(self._keys) and self._keys[i] < end:
             key = self._keys[i]
-            sector = self._sectors[key]
             lo, hi = max(key, offset), min(key + LOG_SECTOR, end)
-            data[lo - offset : hi - offset] = sector[lo - key : hi - key]
+            sector = self._sectors[key]
+            data[lo - offset : hi - offset] = (
+                sector.slice(lo - key, hi - key)
+                if isinstance(sector, Sector)
+                else sector[lo - key : hi - key]
+            )
             i += 1

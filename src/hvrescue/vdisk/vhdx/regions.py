@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from hvrescue.findings import Severity
 from hvrescue.vdisk.crc import crc32c_with_field_zeroed
 from hvrescue.vdisk.vhdx import structures as s
-from hvrescue.vdisk.vhdx.log import MAX_LOG_IN_MEMORY, Overlay, scan_log
+from hvrescue.vdisk.vhdx.log import MAX_LOG_IN_MEMORY, LogScan, Overlay, scan_log
 
 if TYPE_CHECKING:
     from hvrescue.vdisk.vhdx.image import VhdxImage
@@ -197,6 +197,14 @@ def parse_log(img: VhdxImage) -> None:
         )
     for problem in scan.problems:
         img.sink.add("vhdx.log.corrupt", Severity.WARNING, hdr.log_offset, problem=problem)
+    for problem in _misplaced_writes(scan, hdr):
+        img.sink.add(
+            "vhdx.log.corrupt",
+            Severity.WARNING,
+            hdr.log_offset,
+            key=f"vhdx.log.corrupt.{problem}",
+            problem=problem,
+        )
     if not scan.needs_replay:
         img.sink.add(
             "vhdx.log.empty", Severity.INFO, hdr.log_offset, log_guid=s.guid_str(hdr.log_guid)
@@ -222,3 +230,19 @@ def parse_log(img: VhdxImage) -> None:
             flushed=head.flushed_file_offset,
             size=img.source.size,
         )
+
+
+def _misplaced_writes(scan: LogScan, hdr: s.Header) -> list[str]:
+    """Writes of the active log into the header section (headers and region tables are
+    updated in place, never through the log) or into the log itself: not Hyper-V's. They are
+    replayed in memory as written, but the structures were parsed as the file holds them, so
+    what a replaying host would make of them is not what is read here."""
+    log_end = hdr.log_offset + hdr.log_length
+    found: list[str] = []
+    for entry in scan.active:
+        for off, length, _ in entry.ops:
+            if off < s.HEADER_AREA and "write-into-header-area" not in found:
+                found.append("write-into-header-area")
+            if off < log_end and hdr.log_offset < off + length and "write-into-log" not in found:
+                found.append("write-into-log")
+    return found

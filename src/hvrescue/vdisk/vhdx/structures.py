@@ -271,7 +271,7 @@ class LogDescriptor:
     sequence_number: int
 
     @classmethod
-    def parse(cls, data: bytes, offset: int) -> LogDescriptor:
+    def parse(cls, data: bytes | memoryview, offset: int) -> LogDescriptor:
         sig, trailing, leading, foff, seq = _LOG_DESC.unpack_from(data, offset)
         return cls(sig, trailing, leading, foff, seq)
 
