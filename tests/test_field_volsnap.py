@@ -25,6 +25,7 @@ WSB_SPACE = "backup.wsb-no-space-for-shadow-copy"
 REQUESTER = "vss.writer-failed-in-backup-log"
 HV_WRITER = "vss.hyperv-writer-failed"
 WSB_NONRETRYABLE = "backup.wbadmin-writer-nonretryable"
+CHECKPOINT = "vm.checkpoint-failed"
 RESOURCES = "storage.shadow-copies-aborted-resources"
 OURS = {DELETED, LIMIT, NO_SPACE, FLUSH, TIMEOUT, WSB_SPACE, REQUESTER, RESOURCES}
 
@@ -46,7 +47,9 @@ CASES: list[tuple[str, str, str, list[int] | None]] = [
     ("backupapp-writer-failed-at-freeze-en", REQUESTER, "vssadmin list writers", None),
     ("veeam-guest-vss-writer-en", REQUESTER, "Restart-Service vmms", None),
     ("vssadmin-hyperv-writer-failed-ja", HV_WRITER, "vssadmin list writers", None),
-    ("wsb-hyperv-writer-nontransient-en", WSB_NONRETRYABLE, "vssadmin list writers", None),
+    # The VMMS record that the VM's backup checkpoint could not be created is the cause of the
+    # writer's non-transient error: it leads (task H26); the WSB rule comes after it.
+    ("wsb-hyperv-writer-nontransient-en", CHECKPOINT, "Hyper-V-VMMS-Admin", None),
 ]
 
 

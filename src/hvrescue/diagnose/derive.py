@@ -32,6 +32,8 @@ _DUMP = re.compile(r"([A-Za-z]:\\[^\r\n\"<>|?*]*?\.dmp)\b", re.IGNORECASE)
 _REPORT_ID = re.compile(r"(?:Report Id|レポート ID|レポート Id)\s*[:：]\s*([0-9A-Za-z{}-]+)")
 _WER_P1 = re.compile(r"\bP1\s*[:：]\s*([0-9a-fA-Fx]+)\s*$", re.MULTILINE)
 _WER_BUCKET = re.compile(r"(?:^|\s)0x([0-9a-fA-F]{1,8})_")
+# WinDbg's one-line verdict, often pasted under the BugCheck 1001 text.
+_CAUSED_BY = re.compile(r"Probably caused by\s*:\s*(([\w-]+)\.(?:sys|exe|dll))", re.IGNORECASE)
 _MINIDUMPS = r"robocopy %SystemRoot%\Minidump <other storage>\Minidump"
 _DIRECTION_MARKS = str.maketrans("", "", "\u200e\u200f")
 # Which source tells most about a crash: the report of the crash first, the power event last.
@@ -185,6 +187,8 @@ def _bugcheck_1001(fact: Fact) -> list[Fact]:
         report_id: str | None = data["param3"].strip() or None
     else:
         report_id = report.group(1) if report else None
+    caused = _CAUSED_BY.search(joined)
+    culprit = {"image": caused.group(1), "module": caused.group(2).lower()} if caused else None
     return [
         _bugcheck(
             "BugCheck 1001",
@@ -193,6 +197,7 @@ def _bugcheck_1001(fact: Fact) -> list[Fact]:
             fact,
             dump.group(1) if dump else None,
             report_id,
+            culprit=culprit,
         )
     ]
 
@@ -329,10 +334,25 @@ def _from_analysis(fact: Fact) -> list[Fact]:
     ]
 
 
+def _lend_culprit(facts: list[Fact], bugchecks: list[Fact]) -> None:
+    """A crash analysis cut before its stop code ("Probably caused by : vid.sys" pasted under a
+    BugCheck 1001) still names the module: a bugcheck of the same file that names none gets it."""
+    for fact in facts:
+        a = fact.attributes
+        if fact.kind != "crash_analysis" or _int(a.get("bugcheck_code")) or not a.get("module"):
+            continue
+        for bugcheck in bugchecks:
+            b = bugcheck.attributes
+            same_file = bugcheck.provenance.path == fact.provenance.path
+            if bugcheck.kind == "bugcheck" and not b.get("module") and same_file:
+                b["module"], b["image"] = a.get("module"), a.get("image")
+
+
 def derived_facts(facts: Iterable[Fact]) -> list[Fact]:
     """``restart`` and ``bugcheck`` facts, the most telling bugcheck source first."""
     out: list[Fact] = []
-    for fact in facts:
+    facts_list = list(facts)
+    for fact in facts_list:
         if fact.kind == "event":
             out += _from_event(fact)
         elif fact.kind == "crash_dump":
@@ -341,6 +361,7 @@ def derived_facts(facts: Iterable[Fact]) -> list[Fact]:
             out += _from_wer_report(fact)
         elif fact.kind == "crash_analysis":
             out += _from_analysis(fact)
+    _lend_culprit(facts_list, out)
     out.sort(
         key=lambda f: (
             _SOURCE_ORDER.get(str(f.attributes["source"]), 9) if f.kind == "bugcheck" else 0

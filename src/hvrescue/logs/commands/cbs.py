@@ -14,7 +14,8 @@ outcome becomes a ``servicing_log`` fact: errors and warnings, records with a fa
 the lines that name a corrupt or unrepairable file or package, the summary of a store scan and
 sfc's verdict. Repeats of one record (same level, component, code and wording but for numbers)
 are kept :data:`PER_TEMPLATE` times and at most :data:`MAX_KEPT` facts per text; what is left
-out is counted in one last fact (``omitted``).
+out is counted in one last fact (``omitted``). A failure logged while (or after) an advanced
+installer failed carries that installer's name (``installer``: "Task Scheduler").
 """
 
 from __future__ import annotations
@@ -95,9 +96,16 @@ NOTABLE_WORDS = (
 OUTCOME = re.compile(
     r"Exec: Processing complete|Operation result:|Session: \S+ finalized"
     r"|\[SR\] Verify complete|Failed to perform|ProcessCmdLine|ExecuteCmdLine|Internal_Finalize"
-    r"|Failed (?:processing|finalizing|installing|uninstalling|to (?:install|add|restore|repair))",
+    r"|Failed (?:processing|finalizing|installing|uninstalling|to (?:install|add|restore|repair))"
+    r"|Failed to execute execution chain",
     re.IGNORECASE,
 )
+# CSI's block before an advanced installer runs ("Begin executing advanced installer phase 38
+# ...", then indented lines, "Installer name: 'Task Scheduler'"); "End executing advanced
+# installer" closes it. The name is given to the failures logged while it runs and after.
+INSTALLER_BEGIN = "Begin executing advanced installer"
+INSTALLER_END = "End executing advanced installer"
+INSTALLER_NAME = re.compile(r"Installer name:\s*'([^'\r\n]{1,120})'")
 PACKAGE = re.compile(
     r"(?<![\w.-])((?:Package_\w+|[A-Za-z][\w.-]*)~31bf3856ad364e35~[\w]*~[\w-]*~[\d.]+)", re.I
 )
@@ -134,6 +142,7 @@ def parse(text: Text) -> list[Fact]:
     seen: dict[tuple[Any, ...], int] = {}
     omitted = {"lines": 0, "errors": 0, "warnings": 0}
     records = 0
+    installer: list[str | None] = [None, None]  # the one running; the last one that failed
     lines = text.lines
     i, n = 0, len(lines)
     while i < n:
@@ -162,9 +171,15 @@ def parse(text: Text) -> list[Fact]:
             omitted["warnings"] += level == "Warning"
             return False
 
+        if INSTALLER_BEGIN in message or INSTALLER_END in message:
+            named = INSTALLER_NAME.search(message)
+            installer[0] = named.group(1) if named and INSTALLER_BEGIN in message else None
         fields = _fields(m, message, default_format, admit)
         if fields is None:
             continue
+        if fields["failed"] and (installer[0] or installer[1]):
+            installer[1] = installer[0] or installer[1]
+            fields["installer"] = installer[1]
         where = Provenance(text.path, text.locator(i_record))
         if SUMMARY.search(fields["message"]):
             if fields.get("counts") == "detected":
