@@ -4,9 +4,10 @@ messages split over lines still read as their sentences (a rule's expression see
 as a space), a DISM list value moved under its name and a verdict wrapped after the progress
 bar are read whole.
 
-Left: a Format-Table whose every row the client cut (its columns no longer line up with the
-dashes) is not put back together; those incidents are listed in TABLES and checked to still be
-what they were, so that a fix shows."""
+A Format-Table whose rows the client cut is put back together (``pstable_wrap``), and so is a
+Format-List value continued at column 0. Left, in TABLES: a table where the cut leaves two
+readings of a row (``Standard`` + ``10/1/2026 9:12:00 AM`` may be one wider value or two
+columns), whose unsure fields are dropped; checked to still be what it was, so a fix shows."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ SOURCES = {
     "test_cbs_log": ("FIXTURES", "CASES"),
 }
 # Whole Format-Table layouts the wrap destroys (header, dashes and rows cut at 72 columns).
-TABLES = {"recovery-checkpoint", "csv-paused-list", "node-removed-table"}
+TABLES = {"recovery-checkpoint"}
 
 
 def _incidents() -> list[tuple[Path, str | None]]:

@@ -176,12 +176,26 @@ def read_tables(text: Text, lines: list[str] | None = None) -> list[Table]:
             and not DASH_ROW.match(lines[i - 2])
         )
         table = _wrapped_table(text, lines, i) if wrapped else _table(text, lines, i)
+        cuts = next(c for c in (3, 2, 1) if all(DASH_ROW.match(x) for x in lines[i : i + c]))
+        table = _mail(text, lines, i, table, cuts if wrapped else 1)
         if table is None:
             i += 1
             continue
         tables.append(table)
         i = max(i + 1, table.rows[-1].index + 1 if table.rows else i + 1)
     return tables
+
+
+def _mail(text: Text, lines: list[str], dash: int, table: Table | None, cuts: int) -> Table | None:
+    """``table``, or read again as hard-wrapped by a mail client (``pstable_wrap``)."""
+    from hvrescue.logs.commands import pstable_wrap
+
+    stop = _rows_end(text, lines, dash + cuts)
+    if cuts == 1 and not pstable_wrap.looks_cut(lines, dash, stop):
+        return table
+    if cuts > 1 and pstable_wrap.console_fits(lines, dash, stop):
+        return table  # NOT DONE: a mail's wrap that also reads as a console's cut
+    return pstable_wrap.mail_table(text, lines, dash, cuts) or table
 
 
 def _rows_end(text: Text, lines: list[str], first: int) -> int:
@@ -330,9 +344,12 @@ def read_lists(text: Text, lines: list[str] | None = None) -> list[Record]:
                 last = m.group("key")
                 props[last] = (m.group("value") or "").strip()
                 column = line.index(":", len(m.group("key"))) + 2
-            elif last is not None and line[:1] == " " and len(line) - len(line.lstrip()) >= 4:
-                # A continuation is indented to the value column. PowerShell wraps at spaces
-                # and cuts only a word longer than the line (a path, an id) inside it.
+            elif last is not None and (
+                (line[:1] == " " and len(line) - len(line.lstrip()) >= 4)
+                or (":" not in line and len(lines[i - 1]) + len(line.split()[0]) >= widest >= 40)
+            ):
+                # Indented to the value column (PowerShell wraps at spaces, cuts only a word
+                # longer than the line), or at column 0: a mail client's wrap of a long line.
                 piece = line.strip()
                 before = props[last]
                 inside = len(lines[i - 1]) >= widest and _word_like(before, piece)
