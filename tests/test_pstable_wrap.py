@@ -149,7 +149,10 @@ def test_a_truncated_value_stays_named() -> None:
 WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
 
 
-@pytest.mark.xfail(reason="not done: generated tables still find readings that shift a value")
+@pytest.mark.slow  # ~17 s: the explicit wraps above keep the default suite honest
+@pytest.mark.xfail(
+    strict=True, reason="not done: generated tables still find readings that shift a value"
+)
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(WORD, min_size=2, max_size=5, unique=True),
