@@ -937,7 +937,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(f"{v.name:34} | {cells}", flush=True)
-    if ns.json:
+    return report(results, ns.json)
+
+
+def report(results: dict[str, dict], as_json: bool) -> int:
+    """Print the campaign's results (JSON, or the violations) and give its exit code."""
+    if as_json:
         print(json.dumps(results, indent=1))
     else:
         print("\nViolations:")

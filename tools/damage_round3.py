@@ -1392,14 +1392,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    !! {b}", flush=True)
         shutil.rmtree(work / v.name, ignore_errors=True)
         shutil.rmtree(work / (v.name + ".out"), ignore_errors=True)
-    if ns.json:
-        print(json.dumps(results, indent=1))
-    else:
-        print("\nViolations:")
-        for name, r in results.items():
-            for b in r["violations"]:
-                print(f"  {name}: {b}")
-    return 1 if any(r["violations"] for r in results.values()) else 0
+    return dc.report(results, ns.json)
 
 
 if __name__ == "__main__":
